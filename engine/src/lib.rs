@@ -1,0 +1,4 @@
+//! Signal Fabric's engine: pipeline language, runtime, sources, sinks.
+
+pub mod readers;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Readers for clinical recording formats.

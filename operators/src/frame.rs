@@ -1,0 +1,404 @@
+//! The frame: the unit that flows through a pipeline.
+//!
+//! A frame carries a short stretch (typically 40 ms) of one stream's samples.
+//! Samples are f32 physical values (µV, mV, mmHg, ...) stored **planar** in one
+//! contiguous buffer: all of channel 0's samples, then all of channel 1's, and
+//! so on. Planar storage is what makes multi-rate devices possible: a 250 Hz
+//! ECG and a 125 Hz ABP channel of the same device simply hold different
+//! sample counts in the same frame.
+//!
+//! Gaps are explicit at two levels:
+//! * a NaN sample is a missing value (lead off, segment not recorded);
+//! * [`Frame::discontinuity`] says this frame does not continue the previous
+//!   frame of its stream (lost frames, a clock jump, a new record segment), so
+//!   stateful operators reset.
+//!
+//! Metadata may hold PHI until a de-identification operator removes it, so
+//! [`Frame`]'s `Debug` output never prints metadata values.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What kind of signal a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Modality {
+    Eeg,
+    Ecg,
+    Abp,
+    Ppg,
+    Spo2,
+    Resp,
+    Audio,
+    Other,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 8] = [
+        Modality::Eeg,
+        Modality::Ecg,
+        Modality::Abp,
+        Modality::Ppg,
+        Modality::Spo2,
+        Modality::Resp,
+        Modality::Audio,
+        Modality::Other,
+    ];
+
+    /// The lower-case name used in YAML, JSON and the wire format docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Eeg => "eeg",
+            Modality::Ecg => "ecg",
+            Modality::Abp => "abp",
+            Modality::Ppg => "ppg",
+            Modality::Spo2 => "spo2",
+            Modality::Resp => "resp",
+            Modality::Audio => "audio",
+            Modality::Other => "other",
+        }
+    }
+
+    /// The code used in the binary wire format.
+    pub fn code(self) -> u8 {
+        match self {
+            Modality::Eeg => 1,
+            Modality::Ecg => 2,
+            Modality::Abp => 3,
+            Modality::Ppg => 4,
+            Modality::Spo2 => 5,
+            Modality::Resp => 6,
+            Modality::Audio => 7,
+            Modality::Other => 0,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Modality> {
+        Modality::ALL.into_iter().find(|m| m.code() == code)
+    }
+
+    pub fn parse(name: &str) -> Option<Modality> {
+        Modality::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+impl fmt::Display for Modality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One channel's description. Shared by all frames of a stream through
+/// [`ChannelLayout`], so a frame does not allocate channel names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelSpec {
+    pub name: String,
+    /// Physical unit of the samples, e.g. "uV", "mV", "mmHg".
+    pub unit: String,
+    /// Samples per second. Need not be an integer (WFDB records use 249.89 Hz).
+    pub sample_rate: f64,
+}
+
+/// The channels of a stream, in storage order.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ChannelLayout {
+    pub channels: Vec<ChannelSpec>,
+}
+
+impl ChannelLayout {
+    pub fn new(channels: Vec<ChannelSpec>) -> Self {
+        Self { channels }
+    }
+
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.channels.iter().position(|c| c.name == name)
+    }
+}
+
+/// Why a frame could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrameError {
+    #[error("{counts} per-channel sample counts for {channels} channels")]
+    CountsMismatch { counts: usize, channels: usize },
+    #[error("per-channel sample counts add up to {expected} but the buffer holds {actual}")]
+    LengthMismatch { expected: u64, actual: usize },
+    #[error("channel {index} has a sample rate of {rate} Hz; it must be finite and positive")]
+    BadSampleRate { index: usize, rate: f64 },
+}
+
+/// A stretch of one stream's samples. See the module documentation.
+#[derive(Clone, PartialEq)]
+pub struct Frame {
+    /// Identifies the stream (device or bed), not the patient.
+    pub stream_id: Arc<str>,
+    pub modality: Modality,
+    pub layout: Arc<ChannelLayout>,
+    /// Time of each channel's first sample in this frame, ns since the Unix
+    /// epoch (UTC).
+    pub start_ns: i64,
+    /// Per-stream sequence number, +1 per frame; with `stream_id` it is the
+    /// identity used to recognise duplicates downstream.
+    pub sequence: u64,
+    /// This frame does not continue the previous frame of the stream.
+    pub discontinuity: bool,
+    /// Samples of each channel in this frame (one entry per channel).
+    counts: Vec<u32>,
+    /// Planar sample buffer: channel 0's samples, then channel 1's, ...
+    samples: Vec<f32>,
+    /// Key/value metadata; may hold PHI until de-identified.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Frame {
+    /// Builds a frame, checking that `counts` and `samples` agree with the
+    /// layout.
+    pub fn new(
+        stream_id: Arc<str>,
+        modality: Modality,
+        layout: Arc<ChannelLayout>,
+        start_ns: i64,
+        sequence: u64,
+        counts: Vec<u32>,
+        samples: Vec<f32>,
+    ) -> Result<Frame, FrameError> {
+        if counts.len() != layout.len() {
+            return Err(FrameError::CountsMismatch {
+                counts: counts.len(),
+                channels: layout.len(),
+            });
+        }
+        for (index, channel) in layout.channels.iter().enumerate() {
+            let rate = channel.sample_rate;
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(FrameError::BadSampleRate { index, rate });
+            }
+        }
+        let expected: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+        if expected != samples.len() as u64 {
+            return Err(FrameError::LengthMismatch {
+                expected,
+                actual: samples.len(),
+            });
+        }
+        Ok(Frame {
+            stream_id,
+            modality,
+            layout,
+            start_ns,
+            sequence,
+            discontinuity: false,
+            counts,
+            samples,
+            metadata: Vec::new(),
+        })
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Samples of each channel in this frame.
+    pub fn counts(&self) -> &[u32] {
+        &self.counts
+    }
+
+    /// The whole planar buffer.
+    pub fn samples(&self) -> &[f32] {
+        &self.samples
+    }
+
+    /// The whole planar buffer, mutable: a transform that keeps the shape may
+    /// rewrite samples in place without allocating.
+    pub fn samples_mut(&mut self) -> &mut [f32] {
+        &mut self.samples
+    }
+
+    fn channel_range(&self, index: usize) -> std::ops::Range<usize> {
+        let start: usize = self.counts[..index].iter().map(|&c| c as usize).sum();
+        start..start + self.counts[index] as usize
+    }
+
+    /// One channel's samples. Panics if `index >= channel_count()`.
+    pub fn channel(&self, index: usize) -> &[f32] {
+        let range = self.channel_range(index);
+        &self.samples[range]
+    }
+
+    /// One channel's samples, mutable. Panics if `index >= channel_count()`.
+    pub fn channel_mut(&mut self, index: usize) -> &mut [f32] {
+        let range = self.channel_range(index);
+        &mut self.samples[range]
+    }
+
+    /// Iterates over (channel spec, samples) in storage order.
+    pub fn channels(&self) -> impl Iterator<Item = (&ChannelSpec, &[f32])> {
+        let mut rest = self.samples.as_slice();
+        self.layout
+            .channels
+            .iter()
+            .zip(self.counts.iter())
+            .map(move |(spec, &count)| {
+                let (head, tail) = rest.split_at(count as usize);
+                rest = tail;
+                (spec, head)
+            })
+    }
+
+    /// Total number of samples over all channels.
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Duration covered by the frame, in ns, taken from its first channel
+    /// (all channels of a frame cover the same time span, up to one sample).
+    pub fn duration_ns(&self) -> i64 {
+        match (self.layout.channels.first(), self.counts.first()) {
+            (Some(spec), Some(&count)) => (f64::from(count) * 1e9 / spec.sample_rate).round() as i64,
+            _ => 0,
+        }
+    }
+
+    /// Value of a metadata key, if present.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces the channel layout and sample buffers (for transforms that
+    /// change the shape), returning the old buffers so the caller can reuse
+    /// their allocation for the next frame. On error the frame is unchanged.
+    pub fn reshape(
+        &mut self,
+        layout: Arc<ChannelLayout>,
+        counts: Vec<u32>,
+        samples: Vec<f32>,
+    ) -> Result<(Vec<u32>, Vec<f32>), FrameError> {
+        let checked = Frame::new(
+            self.stream_id.clone(),
+            self.modality,
+            layout,
+            self.start_ns,
+            self.sequence,
+            counts,
+            samples,
+        )?;
+        self.layout = checked.layout;
+        let old_counts = std::mem::replace(&mut self.counts, checked.counts);
+        let old_samples = std::mem::replace(&mut self.samples, checked.samples);
+        Ok((old_counts, old_samples))
+    }
+}
+
+/// Never prints metadata values or samples: a frame in a log line must not
+/// leak PHI or flood the log.
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.metadata.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Frame")
+            .field("modality", &self.modality)
+            .field("sequence", &self.sequence)
+            .field("start_ns", &self.start_ns)
+            .field("channels", &self.layout.len())
+            .field("samples", &self.samples.len())
+            .field("discontinuity", &self.discontinuity)
+            .field("metadata_keys", &keys)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Arc<ChannelLayout> {
+        Arc::new(ChannelLayout::new(vec![
+            ChannelSpec {
+                name: "ECG".into(),
+                unit: "mV".into(),
+                sample_rate: 250.0,
+            },
+            ChannelSpec {
+                name: "ABP".into(),
+                unit: "mmHg".into(),
+                sample_rate: 125.0,
+            },
+        ]))
+    }
+
+    #[test]
+    fn multi_rate_channels_share_one_buffer() {
+        let samples: Vec<f32> = (0..15).map(|i| i as f32).collect();
+        let frame = Frame::new(
+            "bed-1".into(),
+            Modality::Ecg,
+            layout(),
+            0,
+            7,
+            vec![10, 5],
+            samples,
+        )
+        .unwrap();
+        assert_eq!(frame.channel(0).len(), 10);
+        assert_eq!(frame.channel(1), &[10.0, 11.0, 12.0, 13.0, 14.0]);
+        let names: Vec<_> = frame.channels().map(|(s, x)| (s.name.clone(), x.len())).collect();
+        assert_eq!(names, vec![("ECG".to_string(), 10), ("ABP".to_string(), 5)]);
+        assert_eq!(frame.duration_ns(), 40_000_000);
+    }
+
+    #[test]
+    fn inconsistent_shapes_are_rejected() {
+        let err = Frame::new("s".into(), Modality::Ecg, layout(), 0, 0, vec![10], vec![0.0; 10]).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::CountsMismatch {
+                counts: 1,
+                channels: 2
+            }
+        );
+        let err = Frame::new(
+            "s".into(),
+            Modality::Ecg,
+            layout(),
+            0,
+            0,
+            vec![10, 5],
+            vec![0.0; 14],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::LengthMismatch {
+                expected: 15,
+                actual: 14
+            }
+        );
+    }
+
+    #[test]
+    fn debug_hides_metadata_values() {
+        let mut frame = Frame::new("s".into(), Modality::Ecg, layout(), 0, 0, vec![0, 0], vec![]).unwrap();
+        frame
+            .metadata
+            .push(("patient_name".into(), "CANARY-Jane-Doe".into()));
+        let text = format!("{frame:?}");
+        assert!(text.contains("patient_name"));
+        assert!(!text.contains("CANARY"));
+    }
+
+    #[test]
+    fn modality_codes_round_trip() {
+        for m in Modality::ALL {
+            assert_eq!(Modality::from_code(m.code()), Some(m));
+            assert_eq!(Modality::parse(m.as_str()), Some(m));
+        }
+    }
+}

@@ -1,5 +1,13 @@
 //! Signal Fabric's engine: pipeline language, runtime, sources, sinks.
+//!
+//! Start with `docs/ARCHITECTURE.md` for the map.
 
+pub mod ack;
+pub mod cli;
+pub mod config;
 pub mod readers;
+pub mod runtime;
 pub mod shared_data;
+pub mod sinks;
+pub mod sources;
 pub mod wire;

@@ -1,1 +1,84 @@
-fn main() {}
+//! `sigfab`: run, check and explore Signal Fabric pipelines and recordings.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sigfab_engine::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "sigfab",
+    version,
+    about = "Streaming signal processing for bedside waveforms"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its sources end (or for a set time), then report.
+    Run {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+        /// Stop the sources after this long, e.g. 30s or 5m, then drain.
+        #[arg(long = "for", value_name = "DURATION")]
+        run_for: Option<String>,
+    },
+    /// Check a pipeline without running it.
+    Validate {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+    },
+    /// Print the JSON Schema of pipeline files, for editors.
+    Schema,
+    /// Describe a recording: format, start, duration, channels, annotations.
+    Inspect {
+        /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
+        recording: PathBuf,
+        /// Also print patient and recording identification and annotation
+        /// texts, which may identify a patient.
+        #[arg(long)]
+        show_phi: bool,
+    },
+    /// Print a recording's physical samples as CSV (first row: channel names).
+    Dump {
+        /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
+        recording: PathBuf,
+        /// Comma-separated channel names (default: all).
+        #[arg(long, value_delimiter = ',')]
+        channels: Vec<String>,
+        /// Start, in seconds from the beginning (e.g. 10 or 10s).
+        #[arg(long, default_value = "0")]
+        start: String,
+        /// How much to print, in seconds (default: to the end).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Run { pipeline, run_for } => cli::run(&pipeline, run_for.as_deref()),
+        Command::Validate { pipeline } => cli::validate(&pipeline),
+        Command::Schema => cli::schema(),
+        Command::Inspect { recording, show_phi } => cli::inspect(&recording, show_phi),
+        Command::Dump {
+            recording,
+            channels,
+            start,
+            duration,
+        } => cli::dump(&recording, &channels, &start, duration.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sigfab: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

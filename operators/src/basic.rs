@@ -1,7 +1,6 @@
 //! Basic operators: pass-through, channel selection, per-frame statistics and
 //! frame validation. The DSP operators live in their own modules.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
@@ -11,7 +10,7 @@ use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
 pub struct Passthrough;
 
 impl Operator for Passthrough {
-    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Rejected> {
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
         out.push(item);
         Ok(())
     }
@@ -59,16 +58,16 @@ impl SelectChannels {
 }
 
 impl Operator for SelectChannels {
-    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Rejected> {
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
         let Item::Frame(mut frame) = item else {
             out.push(item);
             return Ok(());
         };
         let Some((layout, indices)) = self.selection_for(&frame.layout) else {
-            return Err(Rejected {
-                item: Item::Frame(frame),
-                reason: Cow::Borrowed("frame lacks a channel named in select_channels"),
-            });
+            return Err(Rejected::boxed(
+                Item::Frame(frame),
+                "frame lacks a channel named in select_channels",
+            ));
         };
         let mut counts = std::mem::take(&mut self.scratch_counts);
         let mut samples = std::mem::take(&mut self.scratch_samples);
@@ -85,10 +84,10 @@ impl Operator for SelectChannels {
                 out.push(Item::Frame(frame));
                 Ok(())
             }
-            Err(_) => Err(Rejected {
-                item: Item::Frame(frame),
-                reason: Cow::Borrowed("select_channels produced an inconsistent frame"),
-            }),
+            Err(_) => Err(Rejected::boxed(
+                Item::Frame(frame),
+                "select_channels produced an inconsistent frame",
+            )),
         }
     }
 }
@@ -140,7 +139,7 @@ pub fn channel_stats(samples: &[f32]) -> [f64; 4] {
 }
 
 impl Operator for FrameStats {
-    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Rejected> {
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
         let Item::Frame(frame) = item else {
             out.push(item);
             return Ok(());
@@ -208,13 +207,10 @@ impl Validate {
 }
 
 impl Operator for Validate {
-    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Rejected> {
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
         if let Item::Frame(frame) = &item {
             if let Some(reason) = self.violation(frame) {
-                return Err(Rejected {
-                    item,
-                    reason: Cow::Borrowed(reason),
-                });
+                return Err(Rejected::boxed(item, reason));
             }
         }
         out.push(item);
@@ -242,7 +238,7 @@ mod tests {
         Frame::new("s".into(), Modality::Eeg, layout, 0, 3, counts, samples).unwrap()
     }
 
-    fn run(op: &mut dyn Operator, f: Frame) -> Result<Vec<Item>, Rejected> {
+    fn run(op: &mut dyn Operator, f: Frame) -> Result<Vec<Item>, Box<Rejected>> {
         let mut out = Output::default();
         op.process(Item::Frame(f), &mut out)?;
         Ok(out.drain().collect())

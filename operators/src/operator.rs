@@ -59,6 +59,17 @@ pub struct Rejected {
     pub reason: Cow<'static, str>,
 }
 
+impl Rejected {
+    /// Boxed, because rejection is the rare path and keeps `process`'s
+    /// result small.
+    pub fn boxed(item: Item, reason: impl Into<Cow<'static, str>>) -> Box<Rejected> {
+        Box::new(Rejected {
+            item,
+            reason: reason.into(),
+        })
+    }
+}
+
 /// Where an operator puts what it produces. The engine drains it after each
 /// call and keeps its capacity, so steady-state processing does not allocate.
 #[derive(Debug, Default)]
@@ -92,7 +103,7 @@ impl Output {
 /// intentionally dropped.
 pub trait Operator: Send {
     /// Handles one item.
-    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Rejected>;
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>>;
 
     /// Called once when all inputs have ended, to emit what is still held.
     fn finish(&mut self, _out: &mut Output) {}

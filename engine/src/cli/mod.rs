@@ -1,0 +1,177 @@
+//! The `sigfab` commands. `main.rs` parses arguments; these do the work and
+//! return the exit code (0 ok, 1 failure, 2 invalid pipeline).
+
+mod recording;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::ack::AckStatus;
+use crate::config::{self, graph::Role, DurationSpec};
+use crate::runtime::{self, RunOptions, RunReport};
+
+pub use recording::{dump, inspect};
+
+/// Logs go to stderr; `RUST_LOG` overrides the default `info` level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Exit code for a pipeline file that does not check out.
+const INVALID_PIPELINE: u8 = 2;
+
+pub fn validate(file: &Path) -> anyhow::Result<ExitCode> {
+    match config::load(file) {
+        Ok((pipeline, graph)) => {
+            let count = |role| graph.ids_of(role).count();
+            println!(
+                "{}: ok ({} sources, {} operators, {} sinks{})",
+                file.display(),
+                count(Role::Source),
+                count(Role::Operator),
+                count(Role::Sink),
+                if pipeline.spec.dead_letter.is_some() {
+                    ", dead letters kept"
+                } else {
+                    ""
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::from(INVALID_PIPELINE))
+        }
+    }
+}
+
+pub fn schema() -> anyhow::Result<ExitCode> {
+    let schema = schemars::schema_for!(config::PipelineSpec);
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(file: &Path, run_for: Option<&str>) -> anyhow::Result<ExitCode> {
+    let run_for = run_for
+        .map(|text| DurationSpec::parse(text).map(|d| d.0).map_err(anyhow::Error::msg))
+        .transpose()
+        .context("--for")?;
+    let (pipeline, graph) = match config::load(file) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(INVALID_PIPELINE));
+        }
+    };
+    let options = RunOptions {
+        run_for,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(runtime::run(&pipeline, &graph, &options))?;
+    eprint!("{}", describe(file, &report));
+    Ok(if report.unhandled() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The end-of-run summary: what each node did, where the outputs are, and
+/// what became of every frame.
+pub fn describe(file: &Path, report: &RunReport) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let how = if report.interrupted { "stopped" } else { "finished" };
+    let _ = writeln!(
+        text,
+        "sigfab: {} {how} after {:.2} s",
+        file.display(),
+        report.elapsed.as_secs_f64()
+    );
+    for node in &report.nodes {
+        let _ = match node.role {
+            Role::Source => writeln!(
+                text,
+                "  source   {:<16} {} frames, {} samples",
+                node.name, node.items_out, node.samples_in
+            ),
+            Role::Operator => writeln!(
+                text,
+                "  operator {:<16} {} in, {} out, {} rejected",
+                node.name, node.items_in, node.items_out, node.rejected
+            ),
+            Role::Sink => {
+                let target = node
+                    .output_path
+                    .as_ref()
+                    .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+                writeln!(
+                    text,
+                    "  sink     {:<16} {} items -> {target}",
+                    node.name, node.items_in
+                )
+            }
+        };
+    }
+    if let Some(path) = &report.dead_letter_path {
+        let _ = writeln!(
+            text,
+            "  dead letters: {} -> {}",
+            report.dead_letters,
+            path.display()
+        );
+    }
+    let statuses: Vec<String> = report
+        .acks
+        .iter()
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    let _ = writeln!(
+        text,
+        "  source frames acknowledged: {}",
+        if statuses.is_empty() {
+            "none".to_string()
+        } else {
+            statuses.join(", ")
+        }
+    );
+    if report.unhandled() > 0 {
+        let _ = writeln!(
+            text,
+            "  warning: {} frames were not handled ({} failed, {} rejected without a dead_letter sink, {} abandoned)",
+            report.unhandled(),
+            report.count(AckStatus::Failed),
+            report.count(AckStatus::Rejected),
+            report.count(AckStatus::Abandoned)
+        );
+    }
+    text
+}
+
+/// Seconds from "10", "2.5" or a duration such as "10s" or "1m".
+fn parse_seconds(text: &str) -> anyhow::Result<f64> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        anyhow::ensure!(
+            seconds.is_finite() && seconds >= 0.0,
+            "'{text}' is not a time in seconds"
+        );
+        return Ok(seconds);
+    }
+    DurationSpec::parse(text)
+        .map(|d| d.0.as_secs_f64())
+        .map_err(anyhow::Error::msg)
+}

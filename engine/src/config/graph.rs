@@ -1,0 +1,396 @@
+//! Builds the pipeline graph from a spec and checks it: names, inputs,
+//! cycles, edge types, unused outputs and parameter values. All problems are
+//! collected so the user sees them together.
+
+use std::collections::HashMap;
+
+use sigfab_operators::ItemKind;
+
+use super::located::{Deferred, NodeKinds, NodeSpec, Pos};
+use super::spec::*;
+use super::{closest, ConfigError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Operator,
+    Sink,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Operator => "operator",
+            Role::Sink => "sink",
+        }
+    }
+}
+
+/// A node of the checked graph. `spec_index` points into the spec section
+/// of its role.
+#[derive(Clone, Debug)]
+pub struct GraphNode {
+    pub name: String,
+    pub role: Role,
+    pub spec_index: usize,
+    /// Node ids this node reads from.
+    pub inputs: Vec<usize>,
+    /// Node ids that read from this node.
+    pub consumers: Vec<usize>,
+    /// What this node emits (None for sinks).
+    pub output: Option<ItemKind>,
+}
+
+/// The checked pipeline graph. Node ids: sources, then operators, then sinks,
+/// each in file order.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub nodes: Vec<GraphNode>,
+    /// Operator ids in an order where every operator comes after its inputs.
+    pub operator_order: Vec<usize>,
+}
+
+/// What an operator reads and what it emits.
+enum Signature {
+    FramesTo(ItemKind),
+    /// Emits what it reads.
+    Any,
+}
+
+fn signature(kind: &OperatorKind) -> Signature {
+    match kind {
+        OperatorKind::Passthrough(_) => Signature::Any,
+        OperatorKind::SelectChannels(_) | OperatorKind::Validate(_) => Signature::FramesTo(ItemKind::Frame),
+        OperatorKind::FrameStats(_) => Signature::FramesTo(ItemKind::Record),
+    }
+}
+
+impl Graph {
+    pub fn build(spec: &PipelineSpec) -> Result<Graph, Vec<ConfigError>> {
+        let mut builder = Builder::default();
+        builder.add_section(Role::Source, &spec.sources.0);
+        builder.add_section(Role::Operator, &spec.operators.0);
+        builder.add_section(Role::Sink, &spec.sinks.0);
+        builder.resolve_inputs(spec);
+        let operator_order = builder.order_operators(spec);
+        builder.infer_types(spec, &operator_order);
+        builder.check_used(spec);
+        check_values(spec, &mut builder.errors);
+        if spec.sources.0.is_empty() {
+            builder.error(Pos { line: 1, column: 1 }, "the pipeline has no sources");
+        }
+        if spec.sinks.0.is_empty() {
+            builder.error(Pos { line: 1, column: 1 }, "the pipeline has no sinks");
+        }
+        if builder.errors.is_empty() {
+            Ok(Graph {
+                nodes: builder.nodes,
+                operator_order,
+            })
+        } else {
+            Err(builder.errors)
+        }
+    }
+
+    pub fn ids_of(&self, role: Role) -> impl Iterator<Item = usize> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(move |(_, n)| n.role == role)
+            .map(|(i, _)| i)
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<GraphNode>,
+    /// Name → node id and where it was defined.
+    by_name: HashMap<String, (usize, Pos)>,
+    /// Per node: the position of its name and of each input reference.
+    name_pos: Vec<Pos>,
+    input_pos: Vec<Vec<Pos>>,
+    errors: Vec<ConfigError>,
+}
+
+impl Builder {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(pos, message));
+    }
+
+    fn add_section<K: NodeKinds>(&mut self, role: Role, nodes: &[NodeSpec<K>]) {
+        for (spec_index, node) in nodes.iter().enumerate() {
+            let id = self.nodes.len();
+            let name = node.name.value.clone();
+            if let Some((other, at)) = self.by_name.get(&name) {
+                let other_role = self.nodes[*other].role.as_str();
+                let message = format!(
+                    "duplicate name '{name}': a {other_role} on line {} already has it; names must be unique across sources, operators and sinks",
+                    at.line
+                );
+                self.error(node.name.pos, message);
+            } else {
+                self.by_name.insert(name.clone(), (id, node.name.pos));
+            }
+            if let Err(Deferred { pos, message }) = &node.kind {
+                self.error(*pos, message.clone());
+            }
+            if K::HAS_INPUTS && node.inputs.is_empty() {
+                self.error(
+                    node.name.pos,
+                    format!(
+                        "{} '{name}' has no inputs: add `inputs: [<source or operator>]`",
+                        role.as_str()
+                    ),
+                );
+            }
+            self.nodes.push(GraphNode {
+                name,
+                role,
+                spec_index,
+                inputs: Vec::new(),
+                consumers: Vec::new(),
+                output: None,
+            });
+            self.name_pos.push(node.name.pos);
+            self.input_pos.push(node.inputs.iter().map(|i| i.pos).collect());
+        }
+    }
+
+    fn resolve_inputs(&mut self, spec: &PipelineSpec) {
+        let references = spec
+            .operators
+            .0
+            .iter()
+            .map(|n| &n.inputs)
+            .chain(spec.sinks.0.iter().map(|n| &n.inputs));
+        let first_reader = spec.sources.0.len();
+        for (offset, inputs) in references.enumerate() {
+            let id = first_reader + offset;
+            for input in inputs {
+                self.resolve_one(id, &input.value, input.pos);
+            }
+        }
+    }
+
+    fn resolve_one(&mut self, id: usize, input: &str, pos: Pos) {
+        let reader = format!("{} '{}'", self.nodes[id].role.as_str(), self.nodes[id].name);
+        let Some(&(source, _)) = self.by_name.get(input) else {
+            let candidates = self
+                .nodes
+                .iter()
+                .filter(|n| n.role != Role::Sink)
+                .map(|n| n.name.as_str());
+            let hint = closest(input, candidates)
+                .map(|c| format!(" (did you mean '{c}'?)"))
+                .unwrap_or_default();
+            self.error(
+                pos,
+                format!("{reader} reads from '{input}', which is not defined{hint}"),
+            );
+            return;
+        };
+        if self.nodes[source].role == Role::Sink {
+            self.error(
+                pos,
+                format!("{reader} reads from sink '{input}', but sinks have no output"),
+            );
+        } else if self.nodes[id].inputs.contains(&source) {
+            self.error(pos, format!("{reader} lists '{input}' twice in its inputs"));
+        } else if source == id {
+            self.error(pos, format!("{reader} reads from itself"));
+        } else {
+            self.nodes[id].inputs.push(source);
+            self.nodes[source].consumers.push(id);
+        }
+    }
+
+    /// Kahn's algorithm over operators; whatever is left sits on a cycle.
+    fn order_operators(&mut self, spec: &PipelineSpec) -> Vec<usize> {
+        let first = spec.sources.0.len();
+        let operators: Vec<usize> = (first..first + spec.operators.0.len()).collect();
+        let mut pending: HashMap<usize, usize> = operators
+            .iter()
+            .map(|&id| {
+                let from_operators = self.nodes[id]
+                    .inputs
+                    .iter()
+                    .filter(|&&i| operators.contains(&i))
+                    .count();
+                (id, from_operators)
+            })
+            .collect();
+        let mut order = Vec::new();
+        let mut ready: Vec<usize> = operators.iter().copied().filter(|id| pending[id] == 0).collect();
+        while let Some(id) = ready.pop() {
+            order.push(id);
+            for &consumer in &self.nodes[id].consumers {
+                if let Some(count) = pending.get_mut(&consumer) {
+                    *count -= 1;
+                    if *count == 0 {
+                        ready.push(consumer);
+                    }
+                }
+            }
+        }
+        let mut cyclic: Vec<usize> = operators.into_iter().filter(|id| !order.contains(id)).collect();
+        cyclic.sort_unstable();
+        if let Some(&first_cyclic) = cyclic.first() {
+            let names: Vec<String> = cyclic
+                .iter()
+                .map(|&i| format!("'{}'", self.nodes[i].name))
+                .collect();
+            self.error(
+                self.name_pos[first_cyclic],
+                format!(
+                    "operators {} form a cycle through their inputs; a pipeline must flow one way",
+                    names.join(", ")
+                ),
+            );
+        }
+        order
+    }
+
+    fn infer_types(&mut self, spec: &PipelineSpec, operator_order: &[usize]) {
+        for id in self.ids(Role::Source) {
+            self.nodes[id].output = Some(ItemKind::Frame);
+        }
+        for &id in operator_order {
+            let Ok(kind) = &spec.operators.0[self.nodes[id].spec_index].kind else {
+                continue;
+            };
+            let input_kinds: Vec<(usize, Option<ItemKind>)> = self.nodes[id]
+                .inputs
+                .iter()
+                .map(|&i| (i, self.nodes[i].output))
+                .collect();
+            let output = match signature(&kind.value) {
+                Signature::FramesTo(output) => {
+                    self.require_frames(id, &input_kinds);
+                    Some(output)
+                }
+                Signature::Any => self.common_kind(id, &input_kinds),
+            };
+            self.nodes[id].output = output;
+        }
+    }
+
+    fn require_frames(&mut self, id: usize, inputs: &[(usize, Option<ItemKind>)]) {
+        for (position, &(input, kind)) in inputs.iter().enumerate() {
+            if kind == Some(ItemKind::Record) {
+                let message = format!(
+                    "operator '{}' takes frames, but its input '{}' produces records",
+                    self.nodes[id].name, self.nodes[input].name
+                );
+                self.error(self.input_pos[id][position], message);
+            }
+        }
+    }
+
+    fn common_kind(&mut self, id: usize, inputs: &[(usize, Option<ItemKind>)]) -> Option<ItemKind> {
+        let kinds: Vec<ItemKind> = inputs.iter().filter_map(|(_, k)| *k).collect();
+        let first = *kinds.first()?;
+        if kinds.iter().any(|&k| k != first) {
+            let message = format!(
+                "operator '{}' mixes inputs that produce frames with inputs that produce records",
+                self.nodes[id].name
+            );
+            self.error(self.name_pos[id], message);
+        }
+        Some(first)
+    }
+
+    /// Skipped when another error already explains the graph's shape (a
+    /// dangling or duplicate name, no sinks): "not used" would be noise.
+    fn check_used(&mut self, spec: &PipelineSpec) {
+        if !self.errors.is_empty() || spec.sinks.0.is_empty() {
+            return;
+        }
+        let producers = spec.sources.0.len() + spec.operators.0.len();
+        for id in 0..producers {
+            if self.nodes[id].consumers.is_empty() {
+                let node = &self.nodes[id];
+                let message = format!(
+                    "the output of {} '{}' is not used: list it in the inputs of a sink or operator, or remove it",
+                    node.role.as_str(),
+                    node.name
+                );
+                self.error(self.name_pos[id], message);
+            }
+        }
+    }
+
+    fn ids(&self, role: Role) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].role == role)
+            .collect()
+    }
+}
+
+/// Checks the values serde cannot: positive rates, non-empty lists, ranges.
+fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
+    let mut fail = |pos: Pos, message: String| errors.push(ConfigError::new(pos, message));
+    if spec.settings.queue_capacity.value == 0 {
+        fail(
+            spec.settings.queue_capacity.pos,
+            "settings.queue_capacity must be at least 1".into(),
+        );
+    }
+    for node in &spec.sources.0 {
+        let Ok(kind) = &node.kind else { continue };
+        match &kind.value {
+            SourceKind::Synthetic(s) => {
+                check_frame(&s.frame, &mut fail);
+                if let Some(channels) = &s.channels {
+                    if channels.value == 0 {
+                        fail(channels.pos, "synthetic.channels must be at least 1".into());
+                    }
+                }
+                if let Some(rate) = &s.sample_rate {
+                    if !(rate.value.is_finite() && rate.value > 0.0) {
+                        fail(
+                            rate.pos,
+                            format!("sample_rate must be a positive number of Hz, not {}", rate.value),
+                        );
+                    }
+                }
+                if s.streams.value == 0 {
+                    fail(s.streams.pos, "synthetic.streams must be at least 1".into());
+                }
+            }
+            SourceKind::File(f) => check_frame(&f.frame, &mut fail),
+        }
+    }
+    for node in &spec.operators.0 {
+        let Ok(kind) = &node.kind else { continue };
+        match &kind.value {
+            OperatorKind::SelectChannels(s) if s.channels.value.is_empty() => {
+                fail(s.channels.pos, "select_channels.channels lists no channel".into());
+            }
+            OperatorKind::Validate(v) => {
+                if let Some(f) = &v.max_nan_fraction {
+                    if !(0.0..=1.0).contains(&f.value) {
+                        fail(
+                            f.pos,
+                            format!("max_nan_fraction must be between 0 and 1, not {}", f.value),
+                        );
+                    }
+                }
+                if let Some(m) = &v.max_abs {
+                    if m.value.is_nan() || m.value <= 0.0 {
+                        fail(m.pos, format!("max_abs must be positive, not {}", m.value));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_frame(frame: &super::Located<DurationSpec>, fail: &mut impl FnMut(Pos, String)) {
+    if frame.value.0.is_zero() {
+        fail(frame.pos, "frame duration must be longer than zero".into());
+    } else if frame.value.0.as_secs() > 60 {
+        fail(frame.pos, "frame duration must be at most 60s".into());
+    }
+}

@@ -1,0 +1,425 @@
+//! The typed form of a pipeline file. Doc comments here become the
+//! descriptions of `sigfab schema`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer};
+
+use super::located::{Located, NodeKinds, NodeMap};
+
+/// A Signal Fabric pipeline: sources feed operators, operators feed sinks.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Free text describing the pipeline.
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub settings: Settings,
+    /// Named sources of frames.
+    pub sources: NodeMap<SourceKind>,
+    /// Named transforms; each reads from `inputs` (sources or operators).
+    #[serde(default)]
+    pub operators: NodeMap<OperatorKind>,
+    /// Named outputs; each reads from `inputs`.
+    pub sinks: NodeMap<SinkKind>,
+    /// Where rejected items go, each with its reason. Without it, rejected
+    /// items are counted and logged but not stored, and count as failed.
+    #[serde(default)]
+    pub dead_letter: Option<Located<DeadLetterSpec>>,
+}
+
+/// Engine settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Capacity of every queue between two nodes, in items (frames or
+    /// records). A full queue makes the upstream node wait (backpressure).
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: Located<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            queue_capacity: default_queue_capacity(),
+        }
+    }
+}
+
+fn default_queue_capacity() -> Located<usize> {
+    Located::new(64, Default::default())
+}
+
+/// Source types.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Seedable generator of plausible EEG or ECG, for demos and load tests.
+    Synthetic(SyntheticSpec),
+    /// Replays a recording (EDF, EDF+, BDF, WFDB) as frames.
+    File(FileSourceSpec),
+}
+
+impl NodeKinds for SourceKind {
+    const ROLE: &'static str = "source";
+    const HAS_INPUTS: bool = false;
+    fn names() -> &'static [&'static str] {
+        &["synthetic", "file"]
+    }
+}
+
+/// How fast a source emits frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Pace {
+    /// As fast as the pipeline takes them.
+    #[default]
+    Fast,
+    /// One frame per frame duration, by the sample clock (like a live device).
+    Realtime,
+}
+
+/// Kind of synthetic signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyntheticSignal {
+    Eeg,
+    Ecg,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSpec {
+    /// eeg or ecg.
+    pub signal: SyntheticSignal,
+    /// Channels per stream (default: 8 for EEG, 3 for ECG).
+    #[serde(default)]
+    pub channels: Option<Located<u16>>,
+    /// Sample rate in Hz (default: 256 for EEG, 500 for ECG).
+    #[serde(default)]
+    pub sample_rate: Option<Located<f64>>,
+    /// Frame duration, e.g. 40ms.
+    #[serde(default = "default_frame")]
+    pub frame: Located<DurationSpec>,
+    /// Length of signal to generate, e.g. 10s; endless when absent.
+    #[serde(default)]
+    pub duration: Option<Located<DurationSpec>>,
+    /// fast or realtime.
+    #[serde(default)]
+    pub pace: Pace,
+    /// Seed of the generator: the same seed gives the same samples.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Number of independent streams (beds), named `<stream_id>-<n>` when
+    /// more than one.
+    #[serde(default = "default_streams")]
+    pub streams: Located<u32>,
+    /// Stream id (default: the source's name).
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    /// Time of the first sample, ns since the Unix epoch; default: now.
+    #[serde(default)]
+    pub start_ns: Option<i64>,
+}
+
+fn default_frame() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_millis(40)), Default::default())
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_streams() -> Located<u32> {
+    Located::new(1, Default::default())
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceSpec {
+    /// The recording: an .edf/.bdf file or a WFDB record (the .hea file or
+    /// its path without extension). Relative to the pipeline file's folder.
+    pub path: Located<String>,
+    /// Frame duration, e.g. 40ms.
+    #[serde(default = "default_frame")]
+    pub frame: Located<DurationSpec>,
+    /// fast or realtime.
+    #[serde(default)]
+    pub pace: Pace,
+    /// Stream id (default: the file name without extension).
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    /// Modality of the stream (default: eeg for EDF/BDF, ecg for WFDB).
+    #[serde(default)]
+    pub modality: Option<ModalitySpec>,
+}
+
+/// Modality names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModalitySpec {
+    Eeg,
+    Ecg,
+    Abp,
+    Ppg,
+    Spo2,
+    Resp,
+    Audio,
+    Other,
+}
+
+impl From<ModalitySpec> for sigfab_operators::Modality {
+    fn from(m: ModalitySpec) -> Self {
+        use sigfab_operators::Modality as M;
+        match m {
+            ModalitySpec::Eeg => M::Eeg,
+            ModalitySpec::Ecg => M::Ecg,
+            ModalitySpec::Abp => M::Abp,
+            ModalitySpec::Ppg => M::Ppg,
+            ModalitySpec::Spo2 => M::Spo2,
+            ModalitySpec::Resp => M::Resp,
+            ModalitySpec::Audio => M::Audio,
+            ModalitySpec::Other => M::Other,
+        }
+    }
+}
+
+/// Operator types.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    /// Forwards everything unchanged.
+    Passthrough(NoParams),
+    /// Keeps the named channels, in the given order.
+    SelectChannels(SelectChannelsSpec),
+    /// One record per frame: each channel's min, max, mean and RMS.
+    FrameStats(NoParams),
+    /// Rejects frames that break a limit (they go to the dead letters).
+    Validate(ValidateSpec),
+}
+
+impl NodeKinds for OperatorKind {
+    const ROLE: &'static str = "operator";
+    const HAS_INPUTS: bool = true;
+    fn names() -> &'static [&'static str] {
+        &["passthrough", "select_channels", "frame_stats", "validate"]
+    }
+}
+
+/// No parameters: write `{}`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectChannelsSpec {
+    /// Channel names to keep.
+    pub channels: Located<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSpec {
+    /// Largest allowed |sample|, in the channel's physical unit.
+    #[serde(default)]
+    pub max_abs: Option<Located<f32>>,
+    /// Largest allowed fraction of missing (NaN) samples, 0 to 1.
+    #[serde(default)]
+    pub max_nan_fraction: Option<Located<f32>>,
+    /// Required number of channels.
+    #[serde(default)]
+    pub channels: Option<usize>,
+}
+
+/// Sink types.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Writes items to a file, as JSON Lines or binary wire format.
+    File(FileSinkSpec),
+    /// Writes items to standard output.
+    Stdout(StdoutSpec),
+}
+
+impl NodeKinds for SinkKind {
+    const ROLE: &'static str = "sink";
+    const HAS_INPUTS: bool = true;
+    fn names() -> &'static [&'static str] {
+        &["file", "stdout"]
+    }
+}
+
+/// File encodings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// One wire-format JSON object per line.
+    #[default]
+    Jsonl,
+    /// Concatenated binary wire-format messages.
+    Binary,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkSpec {
+    /// Output file, created or truncated. Relative to the pipeline file's
+    /// folder; missing folders are created.
+    pub path: Located<String>,
+    #[serde(default)]
+    pub format: FileFormat,
+    /// fsync before acknowledging, so acknowledged items survive a power
+    /// loss (default true).
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Standard output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutFormat {
+    /// One short human-readable line per item.
+    #[default]
+    Summary,
+    /// One wire-format JSON object per line.
+    Jsonl,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSpec {
+    #[serde(default)]
+    pub format: StdoutFormat,
+}
+
+/// The dead-letter sink: one JSON line per rejected item, with the reason,
+/// the node that rejected it and the item itself.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    /// Output file (JSON Lines). Relative to the pipeline file's folder.
+    pub path: Located<String>,
+    /// fsync before acknowledging (default true).
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+/// A duration written as a number and a unit: `40ms`, `1.5s`, `250us`,
+/// `2m`, `1h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationSpec(pub Duration);
+
+impl DurationSpec {
+    pub fn parse(text: &str) -> Result<DurationSpec, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let value: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{text}' is not a duration: write a number and a unit, e.g. 40ms or 2s"))?;
+        let seconds_per_unit = match unit.trim() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("'{text}' has no unit: write e.g. {text}ms or {text}s")),
+            other => {
+                return Err(format!(
+                    "unknown duration unit '{other}' (use ns, us, ms, s, m or h)"
+                ))
+            }
+        };
+        let seconds = value * seconds_per_unit;
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(format!("'{text}' is not a valid duration"));
+        }
+        Ok(DurationSpec(Duration::from_secs_f64(seconds)))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DurationSpec::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for DurationSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+(\\.[0-9]+)?\\s*(ns|us|µs|ms|s|m|min|h)$",
+            "description": "A number and a unit, e.g. 40ms, 1.5s, 2m."
+        })
+    }
+}
+
+/// A section is a map from node names to node bodies; each body is one of
+/// the kind's type keys, plus `inputs` where the section has inputs.
+impl<K: NodeKinds> JsonSchema for NodeMap<K> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("{}Nodes", K::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut body = K::json_schema(generator);
+        if K::HAS_INPUTS {
+            add_inputs_property(&mut body);
+        }
+        json_schema!({
+            "type": "object",
+            "additionalProperties": body,
+        })
+    }
+}
+
+fn add_inputs_property(body: &mut Schema) {
+    let inputs = serde_json::json!({
+        "type": "array",
+        "items": { "type": "string" },
+        "description": "Names of the sources or operators this node reads from."
+    });
+    let Some(variants) = body.get_mut("oneOf").and_then(|v| v.as_array_mut()) else {
+        return;
+    };
+    for variant in variants {
+        if let Some(properties) = variant.get_mut("properties").and_then(|p| p.as_object_mut()) {
+            properties.insert("inputs".into(), inputs.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(DurationSpec::parse("40ms").unwrap().0, Duration::from_millis(40));
+        assert_eq!(
+            DurationSpec::parse("1.5 s").unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(DurationSpec::parse("2m").unwrap().0, Duration::from_secs(120));
+        assert!(DurationSpec::parse("40").unwrap_err().contains("no unit"));
+        assert!(DurationSpec::parse("4 parsecs")
+            .unwrap_err()
+            .contains("unknown duration unit"));
+        assert!(DurationSpec::parse("-1s").is_err());
+    }
+}

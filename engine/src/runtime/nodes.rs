@@ -1,0 +1,347 @@
+//! Turns the checked graph into running tasks.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sigfab_operators::basic::{FrameStats, Passthrough, SelectChannels, Validate, ValidateLimits};
+use sigfab_operators::{Item, Operator, Output, Rejected};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, RuntimeError};
+use crate::ack::{AckCounter, AckStatus};
+use crate::config::graph::{Graph, Role};
+use crate::config::{LoadedPipeline, OperatorKind};
+use crate::sinks::{self, DeadLetterWriter, SinkWriter};
+use crate::sources::{self, SourceDriver};
+
+struct DeadLetterNode {
+    counters: Arc<NodeCounters>,
+    path: std::path::PathBuf,
+    handle: Option<JoinHandle<Result<(), RuntimeError>>>,
+}
+
+struct Running {
+    name: String,
+    role: Role,
+    counters: Arc<NodeCounters>,
+    output_path: Option<std::path::PathBuf>,
+    handle: Option<JoinHandle<Result<(), RuntimeError>>>,
+}
+
+/// The spawned tasks of one pipeline run.
+pub(super) struct Plan {
+    nodes: Vec<Running>,
+    dead_letter: Option<DeadLetterNode>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Plan {
+    /// Opens every source and sink (so configuration problems surface before
+    /// anything runs), then spawns sinks, operators and sources.
+    pub(super) fn build(
+        pipeline: &LoadedPipeline,
+        graph: &Graph,
+        acks: Arc<AckCounter>,
+        stop: watch::Receiver<bool>,
+        options: &RunOptions,
+    ) -> Result<Plan, RuntimeError> {
+        let capacity = pipeline.spec.settings.queue_capacity.value;
+        let mut senders: Vec<Option<mpsc::Sender<Envelope>>> = vec![None; graph.nodes.len()];
+        let mut receivers: Vec<Option<mpsc::Receiver<Envelope>>> = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
+            if node.role == Role::Source {
+                receivers.push(None);
+            } else {
+                let (tx, rx) = mpsc::channel(capacity);
+                senders[receivers.len()] = Some(tx);
+                receivers.push(Some(rx));
+            }
+        }
+        let fanout_of = |id: usize| {
+            Fanout::new(
+                graph.nodes[id]
+                    .consumers
+                    .iter()
+                    .filter_map(|&c| senders[c].clone())
+                    .collect(),
+            )
+        };
+
+        let (dead_letter_tx, dead_letter) = spawn_dead_letter(pipeline, capacity)?;
+        let mut running: Vec<Running> = graph
+            .nodes
+            .iter()
+            .map(|n| Running {
+                name: n.name.clone(),
+                role: n.role,
+                counters: Arc::default(),
+                output_path: None,
+                handle: None,
+            })
+            .collect();
+
+        let mut sources_to_start = Vec::new();
+        for (id, node) in graph.nodes.iter().enumerate() {
+            let counters = running[id].counters.clone();
+            match node.role {
+                Role::Sink => {
+                    let rx = receivers[id].take();
+                    let spec = &pipeline.spec.sinks.0[node.spec_index];
+                    let writer = sinks::open(pipeline, spec).map_err(|error| RuntimeError::Sink {
+                        node: node.name.clone(),
+                        error,
+                    })?;
+                    running[id].output_path = writer.path();
+                    let name = node.name.clone();
+                    running[id].handle = rx.map(|rx| spawn_sink(name, writer, rx, counters));
+                }
+                Role::Operator => {
+                    let rx = receivers[id].take();
+                    let Ok(kind) = &pipeline.spec.operators.0[node.spec_index].kind else {
+                        continue;
+                    };
+                    let operator = build_operator(&kind.value);
+                    let task = OperatorTask {
+                        operator,
+                        outlet: Outlet {
+                            name: Arc::from(node.name.as_str()),
+                            out: fanout_of(id),
+                            dead_letter: dead_letter_tx.clone(),
+                            counters,
+                        },
+                    };
+                    running[id].handle = rx.map(|rx| tokio::spawn(task.run(rx)));
+                }
+                Role::Source => {
+                    let spec = &pipeline.spec.sources.0[node.spec_index];
+                    let driver =
+                        sources::open(pipeline, spec, &node.name).map_err(|error| RuntimeError::Source {
+                            node: node.name.clone(),
+                            error,
+                        })?;
+                    sources_to_start.push((id, driver, fanout_of(id), counters));
+                }
+            }
+        }
+        drop(senders);
+        drop(dead_letter_tx);
+        for (id, driver, out, counters) in sources_to_start {
+            let context = sources::DriveContext {
+                out,
+                acks: acks.clone(),
+                stop: stop.clone(),
+                counters,
+                progress: options.progress,
+            };
+            let name = running[id].name.clone();
+            running[id].handle = Some(spawn_source(name, driver, context));
+        }
+        Ok(Plan {
+            nodes: running,
+            dead_letter,
+            stop,
+        })
+    }
+
+    /// Waits for every task; the first error wins, but all tasks are awaited
+    /// so that nothing is left running.
+    pub(super) async fn join(&mut self) -> Result<(), RuntimeError> {
+        let mut first_error = None;
+        let handles = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.handle.take().map(|h| (n.name.clone(), h)))
+            .chain(
+                self.dead_letter
+                    .as_mut()
+                    .and_then(|d| d.handle.take().map(|h| ("dead_letter".to_string(), h))),
+            );
+        for (name, handle) in handles.collect::<Vec<_>>() {
+            let result = match handle.await {
+                Ok(result) => result,
+                Err(e) => Err(RuntimeError::Task {
+                    node: name,
+                    detail: e.to_string(),
+                }),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "pipeline node failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub(super) fn stopped_early(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    pub(super) fn reports(&self) -> Vec<NodeReport> {
+        self.nodes
+            .iter()
+            .map(|n| NodeReport {
+                name: n.name.clone(),
+                role: n.role,
+                items_in: NodeCounters::get(&n.counters.items_in),
+                items_out: NodeCounters::get(&n.counters.items_out),
+                samples_in: NodeCounters::get(&n.counters.samples_in),
+                rejected: NodeCounters::get(&n.counters.rejected),
+                output_path: n.output_path.clone(),
+            })
+            .collect()
+    }
+
+    pub(super) fn dead_letters(&self) -> u64 {
+        self.dead_letter
+            .as_ref()
+            .map_or(0, |d| d.counters.items_in.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn dead_letter_path(&self) -> Option<std::path::PathBuf> {
+        self.dead_letter.as_ref().map(|d| d.path.clone())
+    }
+}
+
+type DeadLetterParts = (Option<mpsc::Sender<DeadLetter>>, Option<DeadLetterNode>);
+
+fn spawn_dead_letter(pipeline: &LoadedPipeline, capacity: usize) -> Result<DeadLetterParts, RuntimeError> {
+    let Some(spec) = &pipeline.spec.dead_letter else {
+        return Ok((None, None));
+    };
+    let writer = DeadLetterWriter::open(pipeline, &spec.value).map_err(|error| RuntimeError::Sink {
+        node: "dead_letter".into(),
+        error,
+    })?;
+    let path = writer.path().to_path_buf();
+    let counters = Arc::new(NodeCounters::default());
+    let (tx, rx) = mpsc::channel(capacity);
+    let task_counters = counters.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        sinks::run_dead_letter(writer, rx, &task_counters).map_err(|error| RuntimeError::Sink {
+            node: "dead_letter".into(),
+            error,
+        })
+    });
+    Ok((
+        Some(tx),
+        Some(DeadLetterNode {
+            counters,
+            path,
+            handle: Some(handle),
+        }),
+    ))
+}
+
+fn spawn_sink(
+    name: String,
+    writer: Box<dyn SinkWriter>,
+    rx: mpsc::Receiver<Envelope>,
+    counters: Arc<NodeCounters>,
+) -> JoinHandle<Result<(), RuntimeError>> {
+    tokio::task::spawn_blocking(move || {
+        sinks::run_sink(writer, rx, &counters).map_err(|error| RuntimeError::Sink { node: name, error })
+    })
+}
+
+fn spawn_source(
+    name: String,
+    driver: SourceDriver,
+    context: sources::DriveContext,
+) -> JoinHandle<Result<(), RuntimeError>> {
+    tokio::task::spawn_blocking(move || {
+        sources::drive(driver, context).map_err(|error| RuntimeError::Source { node: name, error })
+    })
+}
+
+fn build_operator(kind: &OperatorKind) -> Box<dyn Operator> {
+    match kind {
+        OperatorKind::Passthrough(_) => Box::new(Passthrough),
+        OperatorKind::SelectChannels(s) => Box::new(SelectChannels::new(s.channels.value.clone())),
+        OperatorKind::FrameStats(_) => Box::new(FrameStats::default()),
+        OperatorKind::Validate(v) => Box::new(Validate::new(ValidateLimits {
+            max_abs: v.max_abs.as_ref().map(|m| m.value),
+            max_nan_fraction: v.max_nan_fraction.as_ref().map(|m| m.value),
+            channels: v.channels,
+        })),
+    }
+}
+
+struct OperatorTask {
+    operator: Box<dyn Operator>,
+    outlet: Outlet,
+}
+
+/// Where an operator task sends things; kept apart from the operator, which
+/// need not be `Sync`.
+struct Outlet {
+    name: Arc<str>,
+    out: Fanout,
+    dead_letter: Option<mpsc::Sender<DeadLetter>>,
+    counters: Arc<NodeCounters>,
+}
+
+impl OperatorTask {
+    async fn run(self, mut rx: mpsc::Receiver<Envelope>) -> Result<(), RuntimeError> {
+        let OperatorTask { mut operator, outlet } = self;
+        let mut output = Output::default();
+        while let Some(Envelope { item, ack }) = rx.recv().await {
+            NodeCounters::add(&outlet.counters.items_in, 1);
+            NodeCounters::add(&outlet.counters.samples_in, samples_of(&item));
+            let rejected = operator.process(item, &mut output).err();
+            let produced = output.len();
+            // Outputs share the input's acknowledgement; the input's own
+            // share ends once they are on their way.
+            for item in output.drain() {
+                NodeCounters::add(&outlet.counters.items_out, 1);
+                let _ = outlet
+                    .out
+                    .send(Envelope {
+                        item,
+                        ack: ack.clone(),
+                    })
+                    .await;
+            }
+            match rejected {
+                Some(rejected) => {
+                    let Rejected { item, reason } = *rejected;
+                    outlet.reject(item, reason, ack).await
+                }
+                None if produced == 0 => ack.settle(AckStatus::Dropped),
+                None => ack.hand_over(),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Outlet {
+    async fn reject(&self, item: Item, reason: std::borrow::Cow<'static, str>, ack: crate::ack::AckToken) {
+        NodeCounters::add(&self.counters.rejected, 1);
+        let sequence = item.sequence();
+        match &self.dead_letter {
+            Some(tx) => {
+                let letter = DeadLetter {
+                    item,
+                    ack,
+                    reason,
+                    node: self.name.clone(),
+                };
+                if tx.send(letter).await.is_err() {
+                    tracing::error!(node = %self.name, sequence, "dead-letter sink has stopped; item abandoned");
+                }
+            }
+            None => {
+                tracing::warn!(node = %self.name, sequence, %reason, "item rejected and no dead_letter sink is configured");
+                ack.settle(AckStatus::Rejected);
+            }
+        }
+    }
+}
+
+fn samples_of(item: &Item) -> u64 {
+    match item {
+        Item::Frame(f) => f.sample_count() as u64,
+        Item::Record(_) => 0,
+    }
+}

@@ -1,0 +1,117 @@
+//! Sinks: where items end up. A sink writes a batch, makes it durable, and
+//! only then settles the batch's acknowledgement tokens; a failed write
+//! settles them as failed and stops the sink.
+//!
+//! Batching: a sink writes the item it waited for plus whatever is already
+//! queued (up to [`MAX_BATCH`]), then flushes. Under light load every item is
+//! flushed at once (lowest latency); under heavy load one flush and fsync
+//! cover many items. No timer adds latency.
+
+mod dead_letter;
+mod file;
+mod stdout;
+
+use std::path::PathBuf;
+
+use sigfab_operators::Item;
+use tokio::sync::mpsc;
+
+use crate::ack::{AckStatus, AckToken};
+use crate::config::{LoadedPipeline, NodeSpec, SinkKind};
+use crate::runtime::{Envelope, NodeCounters};
+
+pub use dead_letter::{run_dead_letter, DeadLetterWriter};
+
+/// Most items written between two flushes.
+pub const MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the sink is misconfigured: {0}")]
+    Config(String),
+}
+
+/// A sink's synchronous writing half.
+pub trait SinkWriter: Send {
+    fn write(&mut self, item: &Item) -> Result<(), SinkError>;
+    /// Makes everything written so far durable.
+    fn flush(&mut self) -> Result<(), SinkError>;
+    /// The file written, if any, for telling the user where to look.
+    fn path(&self) -> Option<PathBuf>;
+}
+
+/// Opens the sink a pipeline node describes (creating output folders).
+pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<Box<dyn SinkWriter>, SinkError> {
+    let kind = node
+        .kind
+        .as_ref()
+        .map_err(|d| SinkError::Config(d.message.clone()))?;
+    match &kind.value {
+        SinkKind::File(spec) => Ok(Box::new(file::FileSink::create(
+            &pipeline.resolve(&spec.path.value),
+            spec.format,
+            spec.fsync,
+        )?)),
+        SinkKind::Stdout(spec) => Ok(Box::new(stdout::StdoutSink::new(spec.format))),
+    }
+}
+
+/// Runs a sink until its queue closes. Call on a blocking thread.
+pub fn run_sink(
+    mut writer: Box<dyn SinkWriter>,
+    mut rx: mpsc::Receiver<Envelope>,
+    counters: &NodeCounters,
+) -> Result<(), SinkError> {
+    let mut batch: Vec<AckToken> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(Envelope { item, ack }) = next.take() {
+            counters
+                .items_in
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let written = writer.write(&item);
+            batch.push(ack);
+            if let Err(e) = written {
+                settle_all(&mut batch, AckStatus::Failed);
+                return Err(e);
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let status = match writer.flush() {
+            Ok(()) => AckStatus::Delivered,
+            Err(e) => {
+                settle_all(&mut batch, AckStatus::Failed);
+                return Err(e);
+            }
+        };
+        settle_all(&mut batch, status);
+    }
+    Ok(())
+}
+
+fn settle_all(batch: &mut Vec<AckToken>, status: AckStatus) {
+    for ack in batch.drain(..) {
+        ack.settle(status);
+    }
+}
+
+/// Creates the parent folders of an output file.
+fn create_parent(path: &std::path::Path) -> Result<(), SinkError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|source| SinkError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,196 @@
+//! Replays a recording (EDF, EDF+, BDF, WFDB) as frames.
+//!
+//! The reader delivers blocks (EDF data records, WFDB frames); this source
+//! buffers them per channel and cuts frames on the sample clock (see
+//! [`super::framing`]), so a multi-rate record (e.g. 500 Hz ECG with 125 Hz
+//! ABP) yields frames whose channels hold different sample counts. Memory
+//! stays bounded by a few blocks plus one frame, whatever the file size.
+//!
+//! The header's patient and recording identification travel as frame
+//! metadata (`patient`, `recording`) so that a de-identification operator
+//! can scrub them; they are PHI and never logged.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Modality};
+
+use super::framing::sample_boundary;
+use super::{FrameSource, SourceError};
+use crate::config::{FileSourceSpec, Pace};
+use crate::readers::{self, RecordingFormat, RecordingReader};
+
+/// Blocks read from the file at a time.
+const BLOCKS_PER_READ: usize = 1;
+
+pub struct FileSource {
+    path: PathBuf,
+    reader: Box<dyn RecordingReader>,
+    stream_id: Arc<str>,
+    modality: Modality,
+    layout: Arc<ChannelLayout>,
+    metadata: Vec<(String, String)>,
+    frame_ns: u64,
+    start_ns: i64,
+    pace: Pace,
+    /// Per channel: samples read but not yet framed, and how many samples
+    /// of the channel were framed before `pending[c][0]`.
+    pending: Vec<Vec<f32>>,
+    consumed: Vec<u64>,
+    /// Per channel: total samples in the recording.
+    totals: Vec<u64>,
+    reader_done: bool,
+    frame_index: u64,
+}
+
+impl FileSource {
+    pub fn open(path: &Path, spec: &FileSourceSpec) -> Result<FileSource, SourceError> {
+        let recording_error = |error| SourceError::Recording {
+            path: path.to_path_buf(),
+            error,
+        };
+        let reader = readers::open(path).map_err(recording_error)?;
+        let header = reader.header();
+        if header.signals.is_empty() {
+            return Err(SourceError::NoSignals {
+                path: path.to_path_buf(),
+            });
+        }
+        let layout = ChannelLayout::new(
+            header
+                .signals
+                .iter()
+                .map(|s| ChannelSpec {
+                    name: s.name.clone(),
+                    unit: s.unit.clone(),
+                    sample_rate: s.sample_rate,
+                })
+                .collect(),
+        );
+        let modality = spec.modality.map(Modality::from).unwrap_or(match header.format {
+            RecordingFormat::Wfdb => Modality::Ecg,
+            _ => Modality::Eeg,
+        });
+        let stream_id = spec.stream_id.clone().unwrap_or_else(|| default_stream_id(path));
+        let mut metadata = vec![("format".to_string(), format_name(header.format).to_string())];
+        for (key, value) in [("patient", &header.patient), ("recording", &header.recording)] {
+            if !value.trim().is_empty() {
+                metadata.push((key.to_string(), value.clone()));
+            }
+        }
+        let totals = header
+            .samples_per_block
+            .iter()
+            .map(|&n| u64::from(n) * header.total_blocks)
+            .collect();
+        let channels = header.signals.len();
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            stream_id: Arc::from(stream_id),
+            modality,
+            layout: Arc::new(layout),
+            metadata,
+            frame_ns: u64::try_from(spec.frame.value.0.as_nanos()).unwrap_or(u64::MAX),
+            start_ns: header.start_ns.unwrap_or(0),
+            pace: spec.pace,
+            pending: vec![Vec::new(); channels],
+            consumed: vec![0; channels],
+            totals,
+            reader,
+            reader_done: false,
+            frame_index: 0,
+        })
+    }
+
+    /// Reads blocks until every channel holds the samples of frame `k`, or
+    /// the recording ends.
+    fn fill_until(&mut self, boundaries: &[u64]) -> Result<(), SourceError> {
+        while !self.reader_done && self.missing_samples(boundaries) {
+            let read = self
+                .reader
+                .read_blocks(BLOCKS_PER_READ, &mut self.pending)
+                .map_err(|error| SourceError::Recording {
+                    path: self.path.clone(),
+                    error,
+                })?;
+            self.reader_done = read == 0;
+        }
+        Ok(())
+    }
+
+    fn missing_samples(&self, boundaries: &[u64]) -> bool {
+        boundaries
+            .iter()
+            .zip(self.consumed.iter().zip(&self.pending))
+            .any(|(&end, (&consumed, pending))| consumed + (pending.len() as u64) < end)
+    }
+}
+
+fn default_stream_id(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "recording".to_string())
+}
+
+fn format_name(format: RecordingFormat) -> &'static str {
+    match format {
+        RecordingFormat::Edf => "edf",
+        RecordingFormat::EdfPlus => "edf+",
+        RecordingFormat::Bdf => "bdf",
+        RecordingFormat::BdfPlus => "bdf+",
+        RecordingFormat::Wfdb => "wfdb",
+    }
+}
+
+impl FrameSource for FileSource {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        let k = self.frame_index;
+        let ends: Vec<u64> = self
+            .layout
+            .channels
+            .iter()
+            .zip(&self.totals)
+            .map(|(c, &total)| sample_boundary(k + 1, self.frame_ns, c.sample_rate).min(total))
+            .collect();
+        self.fill_until(&ends)?;
+        let counts: Vec<u32> = ends
+            .iter()
+            .zip(self.consumed.iter().zip(&self.pending))
+            .map(|(&end, (&consumed, pending))| {
+                let available = pending.len() as u64;
+                u32::try_from(end.saturating_sub(consumed).min(available)).unwrap_or(u32::MAX)
+            })
+            .collect();
+        if counts.iter().all(|&c| c == 0) {
+            return Ok(None);
+        }
+        let mut samples = Vec::with_capacity(counts.iter().map(|&c| c as usize).sum());
+        for ((pending, consumed), &count) in self.pending.iter_mut().zip(&mut self.consumed).zip(&counts) {
+            samples.extend(pending.drain(..count as usize));
+            *consumed += u64::from(count);
+        }
+        let start_ns = self.start_ns + (k * self.frame_ns) as i64;
+        let mut frame = Frame::new(
+            self.stream_id.clone(),
+            self.modality,
+            self.layout.clone(),
+            start_ns,
+            k,
+            counts,
+            samples,
+        )?;
+        frame.metadata.clone_from(&self.metadata);
+        self.frame_index += 1;
+        Ok(Some(frame))
+    }
+
+    fn expected_frames(&self) -> Option<u64> {
+        let header = self.reader.header();
+        let seconds = header.block_duration_s * header.total_blocks as f64;
+        Some((seconds * 1e9 / self.frame_ns as f64).ceil() as u64)
+    }
+
+    fn pace(&self) -> Pace {
+        self.pace
+    }
+}

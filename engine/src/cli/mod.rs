@@ -33,13 +33,16 @@ const INVALID_PIPELINE: u8 = 2;
 pub fn validate(file: &Path) -> anyhow::Result<ExitCode> {
     match config::load(file) {
         Ok((pipeline, graph)) => {
-            let count = |role| graph.ids_of(role).count();
+            let count = |role, noun: &str| {
+                let n = graph.ids_of(role).count();
+                format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+            };
             println!(
-                "{}: ok ({} sources, {} operators, {} sinks{})",
+                "{}: ok ({}, {}, {}{})",
                 file.display(),
-                count(Role::Source),
-                count(Role::Operator),
-                count(Role::Sink),
+                count(Role::Source, "source"),
+                count(Role::Operator, "operator"),
+                count(Role::Sink, "sink"),
                 if pipeline.spec.dead_letter.is_some() {
                     ", dead letters kept"
                 } else {

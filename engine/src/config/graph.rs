@@ -124,8 +124,9 @@ impl Builder {
             let name = node.name.value.clone();
             if let Some((other, at)) = self.by_name.get(&name) {
                 let other_role = self.nodes[*other].role.as_str();
+                let article = if other_role == "operator" { "an" } else { "a" };
                 let message = format!(
-                    "duplicate name '{name}': a {other_role} on line {} already has it; names must be unique across sources, operators and sinks",
+                    "duplicate name '{name}': {article} {other_role} on line {} already has it; names must be unique across sources, operators and sinks",
                     at.line
                 );
                 self.error(node.name.pos, message);

@@ -26,7 +26,7 @@ pub struct PipelineSpec {
     /// Named outputs; each reads from `inputs`.
     pub sinks: NodeMap<SinkKind>,
     /// Where rejected items go, each with its reason. Without it, rejected
-    /// items are counted and logged but not stored, and count as failed.
+    /// items are counted and logged but not stored, and count as unhandled.
     #[serde(default)]
     pub dead_letter: Option<Located<DeadLetterSpec>>,
 }

@@ -185,6 +185,23 @@ def make_multiseg(shared):
     return MULTISEG_DIR / "multi"
 
 
+FORMATS_DIR = REPO / "tests" / "data" / "formats"
+FORMATS = ["16", "24", "32", "80", "212"]  # those wfdb-python can write
+
+
+def make_formats(shared):
+    """One small record per signal format, 999 samples of record 100's MLII
+    (an odd count, so the 212 file ends in a half group)."""
+    FORMATS_DIR.mkdir(parents=True, exist_ok=True)
+    src = wfdb.rdrecord(str(shared / "wfdb" / "100"), physical=False, sampto=999)
+    d = src.d_signal[:, 0:1].astype(np.int64) - 1024
+    for f in FORMATS:
+        x = np.clip(d, -127, 127) if f == "80" else d
+        wfdb.wrsamp(f"fmt_{f}", fs=360, units=["mV"], sig_name=[f"f{f}"], d_signal=x, fmt=[f],
+                    adc_gain=[200.0], baseline=[3], write_dir=str(FORMATS_DIR))
+    return {f: wfdb_extract(FORMATS_DIR / f"fmt_{f}", f"tests/data/formats/fmt_{f}") for f in FORMATS}
+
+
 def write(name, extract):
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"{name}.json"
@@ -201,6 +218,7 @@ def main():
     multi = make_multiseg(shared)
     # Extra windows straddle the segment boundaries (720, 1080, 1620).
     write("multiseg", wfdb_extract(multi, "tests/data/multiseg/multi", m2s=True, extra_starts=(712, 1072, 1612)))
+    write("formats", make_formats(shared))
 
 
 if __name__ == "__main__":

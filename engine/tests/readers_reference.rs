@@ -173,3 +173,13 @@ fn wfdb_multisegment_fixture_matches_wfdb_python_m2s() {
     check_wfdb(&path, "multiseg");
 }
 
+
+#[test]
+fn wfdb_signal_formats_match_wfdb_python() {
+    let reference = reference("formats");
+    for (format, r) in reference.as_object().expect("formats") {
+        let path = repo_root().join(format!("tests/data/formats/fmt_{format}.hea"));
+        let (reader, data, _) = read_all(&path);
+        check_signals(reader.as_ref(), &data, r);
+    }
+}

@@ -24,6 +24,15 @@ impl Format {
         }
     }
 
+    /// Samples held by `bytes` bytes: whole groups, plus the first sample
+    /// of a final half group (a 212 or 310 file of odd length ends in one).
+    pub(crate) fn samples_in(self, bytes: u64) -> u64 {
+        let (group_bytes, group_samples) = self.group();
+        let partial = bytes % group_bytes as u64;
+        let tail = u64::from(matches!(self.0, 212 | 310) && partial >= 2);
+        bytes / group_bytes as u64 * group_samples as u64 + tail
+    }
+
     /// The digital value that marks an invalid (missing) sample.
     pub(crate) fn invalid(self) -> i32 {
         match self.0 {
@@ -96,14 +105,20 @@ impl Decoder {
         let groups = missing.div_ceil(group_samples);
         self.bytes.resize(groups * group_bytes, 0);
         let got = read_up_to(src, &mut self.bytes)?;
+        let whole = got / group_bytes * group_bytes;
+        let tail = self.format.samples_in((got - whole) as u64) as usize;
+        // A half group at the end of the file is decoded zero-padded.
+        self.bytes[got..].fill(0);
+        let used = if tail > 0 { whole + group_bytes } else { whole };
         let mut group = [0i32; 3];
-        for chunk in self.bytes[..got].chunks_exact(group_bytes) {
+        for (k, chunk) in self.bytes[..used].chunks_exact(group_bytes).enumerate() {
             self.format.decode_group(chunk, &mut group);
-            let take = group_samples.min(n - (out.len() - start));
+            let valid = if (k + 1) * group_bytes > got { tail } else { group_samples };
+            let take = valid.min(n - (out.len() - start));
             out.extend_from_slice(&group[..take]);
             self.carry = group;
             self.carry_pos = take;
-            self.carry_len = group_samples;
+            self.carry_len = valid;
         }
         Ok(out.len() - start)
     }
@@ -139,7 +154,7 @@ mod tests {
     #[test]
     fn format_212_across_odd_frames() {
         // samples 1, -1, 2047, -2048
-        let bytes = [0x01, 0xFF, 0xFF, 0xFF, 0x07, 0x80];
+        let bytes = [0x01, 0xF0, 0xFF, 0xFF, 0x87, 0x00];
         assert_eq!(decode_all(212, &bytes, &[1, 1, 1, 1]), vec![1, -1, 2047, -2048]);
         assert_eq!(decode_all(212, &bytes, &[3, 5]), vec![1, -1, 2047, -2048]);
     }
@@ -162,5 +177,9 @@ mod tests {
     #[test]
     fn short_input_returns_fewer() {
         assert_eq!(decode_all(16, &[1, 0, 2], &[5]), vec![1]);
+        // 212 file of odd sample count: the last sample sits in 2 bytes.
+        assert_eq!(decode_all(212, &[0x01, 0xF0, 0xFF, 0x05, 0x00], &[2, 2]), vec![1, -1, 5]);
+        assert_eq!(Format::new(212).map(|f| f.samples_in(5)), Some(3));
+        assert_eq!(Format::new(311).map(|f| f.samples_in(7)), Some(3));
     }
 }

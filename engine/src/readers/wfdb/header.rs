@@ -73,7 +73,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Header, ReadError> {
             header.signals.push(parse_signal_line(path, n, line)?);
         }
     }
-    drop(lines);
+    // Comment lines may follow the last signal line.
+    lines.for_each(drop);
     header.comments = comments;
     Ok(header)
 }

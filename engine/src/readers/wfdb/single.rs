@@ -187,8 +187,7 @@ fn open_group(path: &Path, dir: &Path, specs: &[SignalSpec], first: usize) -> Re
     let len = file.metadata().map_err(io)?.len();
     file.seek(SeekFrom::Start(spec.offset)).map_err(io)?;
     let frame_samples: usize = group.iter().map(|s| s.spf as usize).sum();
-    let (group_bytes, group_samples) = format.group();
-    let samples = len.saturating_sub(spec.offset) / group_bytes as u64 * group_samples as u64;
+    let samples = format.samples_in(len.saturating_sub(spec.offset));
     let signal_file = SignalFile {
         src: BufReader::with_capacity(1 << 16, file),
         decoder: Decoder::new(format),

@@ -28,7 +28,9 @@ fn read_all(path: &Path) -> (Box<dyn RecordingReader>, Vec<Vec<f32>>, Vec<Annota
     let mut annotations = reader.take_annotations();
     let mut blocks = 0u64;
     loop {
-        let n = reader.read_blocks(37, &mut out).unwrap_or_else(|e| panic!("read: {e}"));
+        let n = reader
+            .read_blocks(37, &mut out)
+            .unwrap_or_else(|e| panic!("read: {e}"));
         annotations.extend(reader.take_annotations());
         if n == 0 {
             break;
@@ -55,10 +57,21 @@ fn check_signals(reader: &dyn RecordingReader, data: &[Vec<f32>], reference: &Va
     for ((info, values), r) in header.signals.iter().zip(data).zip(refs) {
         let name = r["name"].as_str().expect("name");
         assert_eq!(info.name, name);
-        assert!(same_unit(&info.unit, r["unit"].as_str().unwrap_or("")), "{name}: unit {}", info.unit);
-        assert!((info.sample_rate - num(&r["sample_rate"])).abs() < 1e-9, "{name}: rate");
+        assert!(
+            same_unit(&info.unit, r["unit"].as_str().unwrap_or("")),
+            "{name}: unit {}",
+            info.unit
+        );
+        assert!(
+            (info.sample_rate - num(&r["sample_rate"])).abs() < 1e-9,
+            "{name}: rate"
+        );
         let step = num(&r["resolution"]);
-        assert!((info.resolution - step).abs() <= step * 1e-9, "{name}: resolution {}", info.resolution);
+        assert!(
+            (info.resolution - step).abs() <= step * 1e-9,
+            "{name}: resolution {}",
+            info.resolution
+        );
         check_values(name, values, r, step);
     }
 }
@@ -66,20 +79,41 @@ fn check_signals(reader: &dyn RecordingReader, data: &[Vec<f32>], reference: &Va
 fn check_values(name: &str, values: &[f32], r: &Value, step: f64) {
     let count = num(&r["count"]) as usize;
     assert_eq!(values.len(), count, "{name}: sample count");
-    let valid: Vec<f64> = values.iter().filter(|v| !v.is_nan()).map(|&v| f64::from(v)).collect();
-    assert_eq!(count - valid.len(), num(&r["nan_count"]) as usize, "{name}: NaN count");
+    let valid: Vec<f64> = values
+        .iter()
+        .filter(|v| !v.is_nan())
+        .map(|&v| f64::from(v))
+        .collect();
+    assert_eq!(
+        count - valid.len(),
+        num(&r["nan_count"]) as usize,
+        "{name}: NaN count"
+    );
     let sum: f64 = valid.iter().sum();
-    assert!((sum - num(&r["sum"])).abs() <= valid.len() as f64 * step, "{name}: sum {sum} vs {}", r["sum"]);
+    assert!(
+        (sum - num(&r["sum"])).abs() <= valid.len() as f64 * step,
+        "{name}: sum {sum} vs {}",
+        r["sum"]
+    );
     if let (Some(min), Some(max)) = (r["min"].as_f64(), r["max"].as_f64()) {
-        let (our_min, our_max) = valid.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        assert!((our_min - min).abs() <= step && (our_max - max).abs() <= step, "{name}: min/max");
+        let (our_min, our_max) = valid
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(
+            (our_min - min).abs() <= step && (our_max - max).abs() <= step,
+            "{name}: min/max"
+        );
     }
     for window in r["windows"].as_array().expect("windows") {
         let start = num(&window["start"]) as usize;
         for (k, expected) in window["values"].as_array().expect("values").iter().enumerate() {
             let ours = values[start + k];
             match expected.as_f64() {
-                None => assert!(ours.is_nan(), "{name}[{}]: {ours} where the oracle has NaN", start + k),
+                None => assert!(
+                    ours.is_nan(),
+                    "{name}[{}]: {ours} where the oracle has NaN",
+                    start + k
+                ),
                 Some(e) => assert!(
                     (f64::from(ours) - e).abs() <= step,
                     "{name}[{}]: {ours} vs {e} (step {step})",
@@ -102,7 +136,11 @@ fn check_edf_annotations(ours: &[Annotation], reference: &Value) {
     let r = &reference["annotations"];
     assert_eq!(ours.len(), num(&r["count"]) as usize, "annotation count");
     for (a, e) in ours.iter().zip(r["first"].as_array().expect("first")) {
-        assert!((a.onset_ns as f64 / 1e9 - num(&e["onset_s"])).abs() < 1e-6, "onset {}", a.onset_ns);
+        assert!(
+            (a.onset_ns as f64 / 1e9 - num(&e["onset_s"])).abs() < 1e-6,
+            "onset {}",
+            a.onset_ns
+        );
         let duration = a.duration_ns.unwrap_or(0) as f64 / 1e9;
         assert!((duration - num(&e["duration_s"])).abs() < 1e-6, "duration");
         assert_eq!(a.text, e["text"].as_str().expect("text"));
@@ -127,7 +165,12 @@ fn bdf_plus_19ch_matches_mne() {
     check_edf("edf/19ch-125hz-annotations.bdf", "19ch-125hz-annotations");
     // MNE reports the accelerometer unit as "n/a"; the header says "G".
     let reader = open(&require("edf/19ch-125hz-annotations.bdf")).expect("open");
-    let acc = reader.header().signals.iter().find(|s| s.name == "acc1").expect("acc1");
+    let acc = reader
+        .header()
+        .signals
+        .iter()
+        .find(|s| s.name == "acc1")
+        .expect("acc1");
     assert_eq!(acc.unit, "G");
 }
 
@@ -146,10 +189,16 @@ fn wfdb_100_matches_wfdb_python() {
     let r = &reference("100")["annotations"];
     assert_eq!(annotations.len(), num(&r["count"]) as usize);
     for (code, count) in r["codes"].as_object().expect("codes") {
-        let ours = annotations.iter().filter(|a| a.code.as_deref() == Some(code)).count();
+        let ours = annotations
+            .iter()
+            .filter(|a| a.code.as_deref() == Some(code))
+            .count();
         assert_eq!(ours, num(count) as usize, "code {code}");
     }
-    let beats = annotations.iter().filter(|a| a.code.as_deref() != Some("+")).count();
+    let beats = annotations
+        .iter()
+        .filter(|a| a.code.as_deref() != Some("+"))
+        .count();
     assert_eq!(beats, 2273, "MIT-BIH 100 has 2273 beat annotations");
     for (a, e) in annotations.iter().zip(r["first"].as_array().expect("first")) {
         assert!((a.onset_ns as f64 / 1e9 - num(&e["onset_s"])).abs() < 1e-6);
@@ -172,7 +221,6 @@ fn wfdb_multisegment_fixture_matches_wfdb_python_m2s() {
     let path = repo_root().join("tests/data/multiseg/multi");
     check_wfdb(&path, "multiseg");
 }
-
 
 #[test]
 fn wfdb_signal_formats_match_wfdb_python() {

@@ -60,7 +60,11 @@ struct Slot {
 #[derive(Debug)]
 enum SlotKind {
     /// physical = digital * scale + offset, appended to output `out`.
-    Data { out: usize, scale: f64, offset: f64 },
+    Data {
+        out: usize,
+        scale: f64,
+        offset: f64,
+    },
     Annotations,
 }
 
@@ -97,7 +101,7 @@ impl<R: Read> EdfReader<R> {
         Ok(EdfReader {
             path,
             src,
-            record: vec![0; layout.record_bytes],
+            record: Vec::new(),
             layout,
             bytes_per_sample,
             records_read: 0,
@@ -111,6 +115,8 @@ impl<R: Read> EdfReader<R> {
     /// Reads the next data record into `self.record` and parses its TALs.
     fn load_record(&mut self) -> Result<(), ReadError> {
         let index = self.records_read;
+        // Sized on first use: a header claiming zero records allocates nothing.
+        self.record.resize(self.layout.record_bytes, 0);
         let got = read_full(&mut self.src, &mut self.record).map_err(|e| ReadError::io(&self.path, e))?;
         if got < self.record.len() {
             return Err(ReadError::Truncated {
@@ -135,7 +141,12 @@ impl<R: Read> EdfReader<R> {
     fn parse_annotations(&mut self, index: u64) -> Result<Option<i64>, ReadError> {
         let mut record_time = None;
         let mut first = true;
-        for slot in self.layout.slots.iter().filter(|s| matches!(s.kind, SlotKind::Annotations)) {
+        for slot in self
+            .layout
+            .slots
+            .iter()
+            .filter(|s| matches!(s.kind, SlotKind::Annotations))
+        {
             let bytes = &self.record[slot.start..slot.start + slot.len];
             let time = tal::parse_record(bytes, first, &mut self.annotations).map_err(|e| {
                 let record_start = self.layout.header_bytes + index * self.layout.record_bytes as u64;
@@ -157,14 +168,25 @@ impl<R: Read> EdfReader<R> {
     fn emit_record(&mut self, out: &mut [Vec<f32>]) {
         let bps = self.bytes_per_sample;
         for slot in &self.layout.slots {
-            let SlotKind::Data { out: o, scale, offset } = slot.kind else { continue };
+            let SlotKind::Data {
+                out: o,
+                scale,
+                offset,
+            } = slot.kind
+            else {
+                continue;
+            };
             let bytes = &self.record[slot.start..slot.start + slot.len];
             let convert = |d: i32| (f64::from(d) * scale + offset) as f32;
             if bps == 3 {
-                let samples = bytes.chunks_exact(3).map(|c| i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8);
+                let samples = bytes
+                    .chunks_exact(3)
+                    .map(|c| i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8);
                 out[o].extend(samples.map(convert));
             } else {
-                let samples = bytes.chunks_exact(2).map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])));
+                let samples = bytes
+                    .chunks_exact(2)
+                    .map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])));
                 out[o].extend(samples.map(convert));
             }
         }
@@ -237,7 +259,12 @@ fn read_section(path: &Path, src: &mut impl Read, len: usize, what: &str) -> Res
     let got = read_full(src, &mut buf).map_err(|e| ReadError::io(path, e))?;
     if got < len {
         let what = what.to_string();
-        return Err(ReadError::Truncated { path: path.to_path_buf(), what, expected: len as u64, actual: got as u64 });
+        return Err(ReadError::Truncated {
+            path: path.to_path_buf(),
+            what,
+            expected: len as u64,
+            actual: got as u64,
+        });
     }
     Ok(buf)
 }
@@ -248,7 +275,9 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn number<T: std::str::FromStr>(path: &Path, bytes: &[u8], field: &str) -> Result<T, ReadError> {
-    text(bytes).parse().map_err(|_| ReadError::header(path, field, "is not a number"))
+    text(bytes)
+        .parse()
+        .map_err(|_| ReadError::header(path, field, "is not a number"))
 }
 
 fn finite(path: &Path, bytes: &[u8], field: &str) -> Result<f64, ReadError> {
@@ -263,7 +292,11 @@ fn finite(path: &Path, bytes: &[u8], field: &str) -> Result<f64, ReadError> {
 fn read_layout(path: &Path, src: &mut impl Read, file_len: u64) -> Result<Layout, ReadError> {
     let fixed = read_section(path, src, FIXED_LEN, "header")?;
     if !is_edf_magic(&fixed) {
-        return Err(ReadError::header(path, "version", "is neither EDF ('0') nor BDF (0xFF 'BIOSEMI')"));
+        return Err(ReadError::header(
+            path,
+            "version",
+            "is neither EDF ('0') nor BDF (0xFF 'BIOSEMI')",
+        ));
     }
     let ns: usize = number(path, &fixed[252..256], "number of signals")?;
     if ns == 0 {
@@ -271,14 +304,26 @@ fn read_layout(path: &Path, src: &mut impl Read, file_len: u64) -> Result<Layout
     }
     let header_bytes: u64 = number(path, &fixed[184..192], "number of bytes in header record")?;
     if header_bytes != ((ns + 1) * PER_SIGNAL_LEN) as u64 {
-        return Err(ReadError::header(path, "number of bytes in header record", "is not 256 * (signals + 1)"));
+        return Err(ReadError::header(
+            path,
+            "number of bytes in header record",
+            "is not 256 * (signals + 1)",
+        ));
     }
     if file_len < header_bytes {
         let what = "header".to_string();
-        return Err(ReadError::Truncated { path: path.into(), what, expected: header_bytes, actual: file_len });
+        return Err(ReadError::Truncated {
+            path: path.into(),
+            what,
+            expected: header_bytes,
+            actual: file_len,
+        });
     }
     let per_signal = read_section(path, src, ns * PER_SIGNAL_LEN, "signal headers")?;
-    let fields = SignalFields { bytes: &per_signal, ns };
+    let fields = SignalFields {
+        bytes: &per_signal,
+        ns,
+    };
     let plus = matches!(&fixed[192..196], b"EDF+" | b"BDF+");
     let format = match (fixed[0] == 0xFF, plus) {
         (false, false) => RecordingFormat::Edf,
@@ -303,7 +348,14 @@ fn read_layout(path: &Path, src: &mut impl Read, file_len: u64) -> Result<Layout
         total_blocks,
     };
     let discontinuous = plus && fixed[196] == b'D';
-    Ok(Layout { header, slots, header_bytes, record_bytes, record_ns, discontinuous })
+    Ok(Layout {
+        header,
+        slots,
+        header_bytes,
+        record_bytes,
+        record_ns,
+        discontinuous,
+    })
 }
 
 /// The per-signal header area: field `k` of signal `i`.
@@ -327,7 +379,12 @@ impl SignalFields<'_> {
 
 type Signals = (Vec<Slot>, Vec<SignalInfo>, Vec<u32>, usize);
 
-fn read_signals(path: &Path, fields: &SignalFields, bps: usize, record_ns: i64) -> Result<Signals, ReadError> {
+fn read_signals(
+    path: &Path,
+    fields: &SignalFields,
+    bps: usize,
+    record_ns: i64,
+) -> Result<Signals, ReadError> {
     let (mut slots, mut signals, mut spb) = (Vec::new(), Vec::new(), Vec::new());
     let mut record_bytes: u64 = 0;
     for i in 0..fields.ns {
@@ -338,21 +395,40 @@ fn read_signals(path: &Path, fields: &SignalFields, bps: usize, record_ns: i64) 
             SlotKind::Annotations
         } else {
             if record_ns <= 0 && samples > 0 {
-                return Err(ReadError::header(path, "duration of a data record", "is zero but signals have samples"));
+                return Err(ReadError::header(
+                    path,
+                    "duration of a data record",
+                    "is zero but signals have samples",
+                ));
             }
             let (info, scale, offset) = signal_info(path, fields, i, label, samples, record_ns)?;
             signals.push(info);
             spb.push(samples);
-            SlotKind::Data { out: signals.len() - 1, scale, offset }
+            SlotKind::Data {
+                out: signals.len() - 1,
+                scale,
+                offset,
+            }
         };
-        slots.push(Slot { start: record_bytes as usize, len, kind });
+        slots.push(Slot {
+            start: record_bytes as usize,
+            len,
+            kind,
+        });
         record_bytes += len as u64;
         if record_bytes > MAX_RECORD_BYTES {
-            return Err(ReadError::Unsupported { path: path.into(), what: "data record larger than 256 MiB".into() });
+            return Err(ReadError::Unsupported {
+                path: path.into(),
+                what: "data record larger than 256 MiB".into(),
+            });
         }
     }
     if record_bytes == 0 {
-        return Err(ReadError::header(path, SignalFields::name(8, 0), "is zero for every signal"));
+        return Err(ReadError::header(
+            path,
+            SignalFields::name(8, 0),
+            "is zero for every signal",
+        ));
     }
     Ok((slots, signals, spb, record_bytes as usize))
 }
@@ -370,10 +446,18 @@ fn signal_info(
     let dmin: i32 = number(path, fields.get(5, i), &SignalFields::name(5, i))?;
     let dmax: i32 = number(path, fields.get(6, i), &SignalFields::name(6, i))?;
     if dmax <= dmin {
-        return Err(ReadError::header(path, SignalFields::name(6, i), "is not above the digital minimum"));
+        return Err(ReadError::header(
+            path,
+            SignalFields::name(6, i),
+            "is not above the digital minimum",
+        ));
     }
     if pmax == pmin {
-        return Err(ReadError::header(path, SignalFields::name(4, i), "equals the physical minimum"));
+        return Err(ReadError::header(
+            path,
+            SignalFields::name(4, i),
+            "equals the physical minimum",
+        ));
     }
     let scale = (pmax - pmin) / (f64::from(dmax) - f64::from(dmin));
     let offset = pmin - f64::from(dmin) * scale;
@@ -390,7 +474,13 @@ fn signal_info(
 
 /// Data records in the file: the header's count (checked against the file
 /// size), or what the file holds when the header says -1 (still recording).
-fn count_records(path: &Path, fixed: &[u8], header_bytes: u64, record_bytes: usize, len: u64) -> Result<u64, ReadError> {
+fn count_records(
+    path: &Path,
+    fixed: &[u8],
+    header_bytes: u64,
+    record_bytes: usize,
+    len: u64,
+) -> Result<u64, ReadError> {
     let field = "number of data records";
     let declared: i64 = number(path, &fixed[236..244], field)?;
     let available = (len - header_bytes) / record_bytes as u64;
@@ -414,7 +504,11 @@ fn start_ns(fixed: &[u8], recording: &str, plus: bool) -> Option<i64> {
     let date = three_numbers(&fixed[168..176])?;
     let time = three_numbers(&fixed[176..184])?;
     let short_year = i64::from(date.2);
-    let mut year = if short_year >= 85 { 1900 + short_year } else { 2000 + short_year };
+    let mut year = if short_year >= 85 {
+        1900 + short_year
+    } else {
+        2000 + short_year
+    };
     if plus {
         if let Some(y) = edf_plus_year(recording) {
             year = y;

@@ -106,11 +106,16 @@ pub fn open(path: &Path) -> Result<Box<dyn RecordingReader>, ReadError> {
     if wfdb::header_path(path).is_file() {
         return open_wfdb(path, None);
     }
-    Err(ReadError::UnknownFormat { path: path.to_path_buf() })
+    Err(ReadError::UnknownFormat {
+        path: path.to_path_buf(),
+    })
 }
 
 fn read_prefix(path: &Path, buf: &mut [u8]) -> Result<usize, ReadError> {
-    let io = |source| ReadError::Io { path: path.to_path_buf(), source };
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = File::open(path).map_err(io)?;
     let mut filled = 0;
     while filled < buf.len() {
@@ -127,7 +132,10 @@ fn check_outputs(header: &RecordingHeader, out: &[Vec<f32>]) -> Result<(), ReadE
     if out.len() == header.signals.len() {
         Ok(())
     } else {
-        Err(ReadError::OutputMismatch { expected: header.signals.len(), got: out.len() })
+        Err(ReadError::OutputMismatch {
+            expected: header.signals.len(),
+            got: out.len(),
+        })
     }
 }
 

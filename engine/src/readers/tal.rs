@@ -33,25 +33,46 @@ pub(crate) fn parse_record(
         if chunk.is_empty() {
             continue;
         }
-        let (onset_ns, duration_ns, body) = parse_tal(chunk, offset)?;
-        let mut texts = body.into_iter().flat_map(|b| b.split(|&c| c == TEXT_END));
+        let Tal {
+            onset_ns,
+            duration_ns,
+            texts,
+        } = parse_tal(chunk, offset)?;
+        let mut texts = texts.into_iter().flat_map(|b| b.split(|&c| c == TEXT_END));
         if keeps_time && record_time.is_none() {
             record_time = Some(onset_ns);
             texts.next();
         }
         for text in texts.filter(|t| !t.is_empty()) {
             let text = String::from_utf8_lossy(text).into_owned();
-            out.push(Annotation { onset_ns, duration_ns, text, code: None, channel: None });
+            out.push(Annotation {
+                onset_ns,
+                duration_ns,
+                text,
+                code: None,
+                channel: None,
+            });
         }
     }
     Ok(record_time)
 }
 
+/// One TAL: onset, duration and the texts' bytes (`None` when the TAL has
+/// no text field at all).
+struct Tal<'a> {
+    onset_ns: i64,
+    duration_ns: Option<i64>,
+    texts: Option<&'a [u8]>,
+}
+
 /// Splits one TAL (without its final `\0`) into onset, duration and the
 /// texts' bytes (`None` when the TAL has no text field at all).
-fn parse_tal(chunk: &[u8], offset: usize) -> Result<(i64, Option<i64>, Option<&[u8]>), TalError> {
+fn parse_tal(chunk: &[u8], offset: usize) -> Result<Tal<'_>, TalError> {
     let err = |problem| TalError { offset, problem };
-    let stamp_len = chunk.iter().position(|&b| b == TEXT_END).ok_or(err("TAL without a 0x14 after its onset"))?;
+    let stamp_len = chunk
+        .iter()
+        .position(|&b| b == TEXT_END)
+        .ok_or(err("TAL without a 0x14 after its onset"))?;
     if chunk.last() != Some(&TEXT_END) {
         return Err(err("TAL text not terminated by 0x14"));
     }
@@ -69,8 +90,12 @@ fn parse_tal(chunk: &[u8], offset: usize) -> Result<(i64, Option<i64>, Option<&[
         Some(d) => Some(parse_seconds_ns(d, false).ok_or(err("duration is not a decimal number"))?),
     };
     // Texts sit between the stamp's 0x14 and the final 0x14.
-    let body = chunk.get(stamp_len + 1..chunk.len() - 1);
-    Ok((onset_ns, duration_ns, body))
+    let texts = chunk.get(stamp_len + 1..chunk.len() - 1);
+    Ok(Tal {
+        onset_ns,
+        duration_ns,
+        texts,
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,13 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 /// A validated wall-clock date and time, as nanoseconds since the epoch
 /// (the time is taken to be UTC). `None` when out of range.
-pub(crate) fn civil_to_ns(year: i64, month: u32, day: u32, hms: (u32, u32, u32), frac_ns: i64) -> Option<i64> {
+pub(crate) fn civil_to_ns(
+    year: i64,
+    month: u32,
+    day: u32,
+    hms: (u32, u32, u32),
+    frac_ns: i64,
+) -> Option<i64> {
     let (h, m, s) = hms;
     let valid = (1..=12).contains(&month) && (1..=31).contains(&day) && h < 24 && m < 60 && s < 61;
     if !valid || !(1..=9999).contains(&year) {
@@ -41,7 +47,11 @@ pub(crate) fn parse_seconds_ns(text: &str, allow_sign: bool) -> Option<i64> {
     if !all_digits(int_part) || !all_digits(frac_part) {
         return None;
     }
-    let whole: i64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    let whole: i64 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().ok()?
+    };
     let mut frac: i64 = 0;
     for (i, b) in frac_part.bytes().take(9).enumerate() {
         frac += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
@@ -58,8 +68,14 @@ mod tests {
     fn epoch_and_known_dates() {
         assert_eq!(civil_to_ns(1970, 1, 1, (0, 0, 0), 0), Some(0));
         // 2009-08-12 16:15:00 UTC
-        assert_eq!(civil_to_ns(2009, 8, 12, (16, 15, 0), 0), Some(1_250_093_700 * NS_PER_S));
-        assert_eq!(civil_to_ns(2000, 2, 29, (0, 0, 0), 0), Some(951_782_400 * NS_PER_S));
+        assert_eq!(
+            civil_to_ns(2009, 8, 12, (16, 15, 0), 0),
+            Some(1_250_093_700 * NS_PER_S)
+        );
+        assert_eq!(
+            civil_to_ns(2000, 2, 29, (0, 0, 0), 0),
+            Some(951_782_400 * NS_PER_S)
+        );
         assert_eq!(civil_to_ns(2000, 13, 1, (0, 0, 0), 0), None);
     }
 

@@ -18,8 +18,8 @@ const AUX: u16 = 63;
 
 /// Mnemonics of codes 0..=41 (ecgcodes.h); "" where the code is unused.
 const MNEMONICS: [&str; 42] = [
-    "", "N", "L", "R", "a", "V", "F", "J", "A", "S", "E", "j", "/", "Q", "~", "", "|", "", "s", "T", "*", "D",
-    "\"", "=", "p", "B", "^", "t", "+", "u", "?", "!", "[", "]", "e", "n", "@", "x", "f", "(", ")", "r",
+    "", "N", "L", "R", "a", "V", "F", "J", "A", "S", "E", "j", "/", "Q", "~", "", "|", "", "s", "T", "*",
+    "D", "\"", "=", "p", "B", "^", "t", "+", "u", "?", "!", "[", "]", "e", "n", "@", "x", "f", "(", ")", "r",
 ];
 
 fn mnemonic(code: u16) -> String {
@@ -49,7 +49,9 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], fs: f64) -> Result<Vec<Annotation
             0 if arg == 0 => break,
             0 => time += i64::from(arg),
             SKIP => {
-                let (hi, lo) = word_at(pos).zip(word_at(pos + 2)).ok_or_else(|| err(at, "SKIP without its interval"))?;
+                let (hi, lo) = word_at(pos)
+                    .zip(word_at(pos + 2))
+                    .ok_or_else(|| err(at, "SKIP without its interval"))?;
                 time += i64::from(((u32::from(hi) << 16) | u32::from(lo)) as i32);
                 pos += 4;
             }
@@ -62,9 +64,13 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], fs: f64) -> Result<Vec<Annotation
             }
             AUX => {
                 let len = usize::from(arg);
-                let text = bytes.get(pos..pos + len).ok_or_else(|| err(at, "AUX string runs past the end"))?;
+                let text = bytes
+                    .get(pos..pos + len)
+                    .ok_or_else(|| err(at, "AUX string runs past the end"))?;
                 pos += len + (len & 1);
-                let last: &mut Annotation = out.last_mut().ok_or_else(|| err(at, "AUX before any annotation"))?;
+                let last: &mut Annotation = out
+                    .last_mut()
+                    .ok_or_else(|| err(at, "AUX before any annotation"))?;
                 let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
                 last.text = String::from_utf8_lossy(&text[..end]).into_owned();
             }
@@ -106,7 +112,10 @@ mod tests {
         b.extend(word(0, 0));
         let anns = parse(Path::new("x.atr"), &b, 1000.0).expect("valid file");
         assert_eq!(anns.len(), 3);
-        assert_eq!((anns[0].code.as_deref(), anns[0].text.as_str()), (Some("+"), "(N"));
+        assert_eq!(
+            (anns[0].code.as_deref(), anns[0].text.as_str()),
+            (Some("+"), "(N")
+        );
         assert_eq!((anns[1].onset_ns, anns[1].channel), (77_000_000, Some(1)));
         assert_eq!(anns[2].onset_ns, (77 + 65_536 + 1) * 1_000_000);
         assert_eq!((anns[2].code.as_deref(), anns[2].channel), (Some("V"), Some(1)));
@@ -118,7 +127,10 @@ mod tests {
         let mut b = word(1, 5).to_vec();
         b.extend(word(AUX, 10));
         b.extend(b"abc");
-        assert!(matches!(parse(p, &b, 360.0), Err(ReadError::Annotation { offset: 2, .. })));
+        assert!(matches!(
+            parse(p, &b, 360.0),
+            Err(ReadError::Annotation { offset: 2, .. })
+        ));
         assert!(parse(p, &word(SKIP, 0), 360.0).is_err());
         assert!(parse(p, &[word(AUX, 1), [b'x', 0]].concat(), 360.0).is_err());
         assert_eq!(parse(p, &[1], 360.0).map(|a| a.len()).ok(), Some(0));

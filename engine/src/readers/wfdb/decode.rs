@@ -87,11 +87,22 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     pub(crate) fn new(format: Format) -> Self {
-        Decoder { format, carry: [0; 3], carry_pos: 0, carry_len: 0, bytes: Vec::new() }
+        Decoder {
+            format,
+            carry: [0; 3],
+            carry_pos: 0,
+            carry_len: 0,
+            bytes: Vec::new(),
+        }
     }
 
     /// Appends up to `n` samples to `out`; fewer only at end of file.
-    pub(crate) fn decode(&mut self, src: &mut impl Read, n: usize, out: &mut Vec<i32>) -> std::io::Result<usize> {
+    pub(crate) fn decode(
+        &mut self,
+        src: &mut impl Read,
+        n: usize,
+        out: &mut Vec<i32>,
+    ) -> std::io::Result<usize> {
         let start = out.len();
         while self.carry_pos < self.carry_len && out.len() - start < n {
             out.push(self.carry[self.carry_pos]);
@@ -113,7 +124,11 @@ impl Decoder {
         let mut group = [0i32; 3];
         for (k, chunk) in self.bytes[..used].chunks_exact(group_bytes).enumerate() {
             self.format.decode_group(chunk, &mut group);
-            let valid = if (k + 1) * group_bytes > got { tail } else { group_samples };
+            let valid = if (k + 1) * group_bytes > got {
+                tail
+            } else {
+                group_samples
+            };
             let take = valid.min(n - (out.len() - start));
             out.extend_from_slice(&group[..take]);
             self.carry = group;
@@ -161,7 +176,10 @@ mod tests {
 
     #[test]
     fn formats_16_80_24_311_310() {
-        assert_eq!(decode_all(16, &[0x00, 0x80, 0xFF, 0x7F], &[2]), vec![-32768, 32767]);
+        assert_eq!(
+            decode_all(16, &[0x00, 0x80, 0xFF, 0x7F], &[2]),
+            vec![-32768, 32767]
+        );
         assert_eq!(decode_all(80, &[0, 128, 255], &[3]), vec![-128, 0, 127]);
         assert_eq!(decode_all(24, &[0xFF, 0xFF, 0xFF], &[1]), vec![-1]);
         let w: u32 = 5 | (0x3FF << 10) | (0x200 << 20);
@@ -178,7 +196,10 @@ mod tests {
     fn short_input_returns_fewer() {
         assert_eq!(decode_all(16, &[1, 0, 2], &[5]), vec![1]);
         // 212 file of odd sample count: the last sample sits in 2 bytes.
-        assert_eq!(decode_all(212, &[0x01, 0xF0, 0xFF, 0x05, 0x00], &[2, 2]), vec![1, -1, 5]);
+        assert_eq!(
+            decode_all(212, &[0x01, 0xF0, 0xFF, 0x05, 0x00], &[2, 2]),
+            vec![1, -1, 5]
+        );
         assert_eq!(Format::new(212).map(|f| f.samples_in(5)), Some(3));
         assert_eq!(Format::new(311).map(|f| f.samples_in(7)), Some(3));
     }

@@ -10,6 +10,8 @@ use crate::readers::ReadError;
 const DEFAULT_FS: f64 = 250.0;
 const DEFAULT_GAIN: f64 = 200.0;
 const DEFAULT_UNITS: &str = "mV";
+/// More samples per frame than this is a corrupt header, not a recording.
+const MAX_SPF: u32 = 1 << 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Header {
@@ -58,18 +60,24 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Header, ReadError> {
             (!line.is_empty()).then_some((n + 1, line))
         }
     });
-    let (_, record_line) = lines.next().ok_or_else(|| ReadError::header(path, "record line", "is missing"))?;
+    let (_, record_line) = lines
+        .next()
+        .ok_or_else(|| ReadError::header(path, "record line", "is missing"))?;
     let (mut header, nseg) = parse_record_line(path, record_line)?;
     if let Some(count) = nseg {
         let mut segments = Vec::with_capacity(count.min(1 << 16));
         for k in 0..count {
-            let (n, line) = lines.next().ok_or_else(|| ReadError::header(path, format!("segment {}", k + 1), "is missing"))?;
+            let (n, line) = lines
+                .next()
+                .ok_or_else(|| ReadError::header(path, format!("segment {}", k + 1), "is missing"))?;
             segments.push(parse_segment_line(path, n, line)?);
         }
         header.segments = Some(segments);
     } else {
         for k in 0..header.nsig {
-            let (n, line) = lines.next().ok_or_else(|| ReadError::header(path, format!("signal {}", k + 1), "is missing"))?;
+            let (n, line) = lines
+                .next()
+                .ok_or_else(|| ReadError::header(path, format!("signal {}", k + 1), "is missing"))?;
             header.signals.push(parse_signal_line(path, n, line)?);
         }
     }
@@ -91,7 +99,9 @@ fn next_token<'a>(rest: &mut &'a str) -> Option<&'a str> {
 }
 
 fn num<T: std::str::FromStr>(path: &Path, token: &str, field: impl Into<String>) -> Result<T, ReadError> {
-    token.parse().map_err(|_| ReadError::header(path, field, "is not a number"))
+    token
+        .parse()
+        .map_err(|_| ReadError::header(path, field, "is not a number"))
 }
 
 /// `name[/segments] signals [fs[/counter[(base)]] [frames [time [date]]]]`
@@ -102,7 +112,8 @@ fn parse_record_line(path: &Path, line: &str) -> Result<(Header, Option<usize>),
         Some((_, count)) => Some(num::<usize>(path, count, "record line: number of segments")?),
         None => None,
     };
-    let nsig_token = next_token(&mut rest).ok_or_else(|| ReadError::header(path, "record line: number of signals", "is missing"))?;
+    let nsig_token = next_token(&mut rest)
+        .ok_or_else(|| ReadError::header(path, "record line: number of signals", "is missing"))?;
     let nsig: usize = num(path, nsig_token, "record line: number of signals")?;
     let fs = match next_token(&mut rest) {
         None => DEFAULT_FS,
@@ -110,7 +121,11 @@ fn parse_record_line(path: &Path, line: &str) -> Result<(Header, Option<usize>),
             let fs_text = token.split(['/', '(']).next().unwrap_or(token);
             let fs: f64 = num(path, fs_text, "record line: sampling frequency")?;
             if !(fs.is_finite() && fs > 0.0) {
-                return Err(ReadError::header(path, "record line: sampling frequency", "is not positive"));
+                return Err(ReadError::header(
+                    path,
+                    "record line: sampling frequency",
+                    "is not positive",
+                ));
             }
             fs
         }
@@ -126,7 +141,18 @@ fn parse_record_line(path: &Path, line: &str) -> Result<(Header, Option<usize>),
         _ => None,
     };
     let signals = Vec::with_capacity(nsig.min(4096));
-    Ok((Header { nsig, fs, nsamp, start_ns, signals, segments: None, comments: Vec::new() }, nseg))
+    Ok((
+        Header {
+            nsig,
+            fs,
+            nsamp,
+            start_ns,
+            signals,
+            segments: None,
+            comments: Vec::new(),
+        },
+        nseg,
+    ))
 }
 
 /// `hh:mm:ss[.sss]` (also `mm:ss` and `ss`).
@@ -139,7 +165,10 @@ fn parse_time(path: &Path, token: &str) -> Result<((u32, u32, u32), i64), ReadEr
     }
     let seconds = parse_seconds_ns(parts[parts.len() - 1], false).ok_or_else(bad)?;
     let mut hm = [0u32; 2];
-    for (slot, part) in hm[2 - (parts.len() - 1)..].iter_mut().zip(&parts[..parts.len() - 1]) {
+    for (slot, part) in hm[2 - (parts.len() - 1)..]
+        .iter_mut()
+        .zip(&parts[..parts.len() - 1])
+    {
         *slot = part.parse().map_err(|_| bad())?;
     }
     let whole = u32::try_from(seconds / 1_000_000_000).map_err(|_| bad())?;
@@ -162,7 +191,11 @@ fn parse_segment_line(path: &Path, n: usize, line: &str) -> Result<Segment, Read
     let field = format!("line {n}: segment length");
     let nsamp = num(path, next_token(&mut rest).unwrap_or_default(), field)?;
     if name.contains(['/', '\\']) || name == ".." {
-        return Err(ReadError::header(path, format!("line {n}: segment name"), "is not a plain record name"));
+        return Err(ReadError::header(
+            path,
+            format!("line {n}: segment name"),
+            "is not a plain record name",
+        ));
     }
     Ok(Segment { name, nsamp })
 }
@@ -172,12 +205,19 @@ fn parse_segment_line(path: &Path, n: usize, line: &str) -> Result<Segment, Read
 fn parse_signal_line(path: &Path, n: usize, line: &str) -> Result<SignalSpec, ReadError> {
     let mut rest = line;
     let file = next_token(&mut rest).unwrap_or_default().to_string();
-    let format_token = next_token(&mut rest).ok_or_else(|| ReadError::header(path, format!("line {n}: format"), "is missing"))?;
+    let format_token = next_token(&mut rest)
+        .ok_or_else(|| ReadError::header(path, format!("line {n}: format"), "is missing"))?;
     let (format, spf, skew, offset) = parse_format(path, n, format_token)?;
     let gain_token = next_token(&mut rest);
     let mut numbers = [None::<i64>; 5]; // adcres, adczero, initval, checksum, blocksize
     for (k, slot) in numbers.iter_mut().enumerate() {
-        const NAMES: [&str; 5] = ["ADC resolution", "ADC zero", "initial value", "checksum", "block size"];
+        const NAMES: [&str; 5] = [
+            "ADC resolution",
+            "ADC zero",
+            "initial value",
+            "checksum",
+            "block size",
+        ];
         if let Some(t) = next_token(&mut rest) {
             *slot = Some(num(path, t, format!("line {n}: {}", NAMES[k]))?);
         }
@@ -188,7 +228,17 @@ fn parse_signal_line(path: &Path, n: usize, line: &str) -> Result<SignalSpec, Re
         None => (DEFAULT_GAIN, adc_zero, DEFAULT_UNITS.to_string()),
     };
     let description = rest.trim().to_string();
-    Ok(SignalSpec { file, format, spf, skew, offset, gain, baseline, units, description })
+    Ok(SignalSpec {
+        file,
+        format,
+        spf,
+        skew,
+        offset,
+        gain,
+        baseline,
+        units,
+        description,
+    })
 }
 
 fn parse_format(path: &Path, n: usize, token: &str) -> Result<(u16, u32, u32, u64), ReadError> {
@@ -199,19 +249,29 @@ fn parse_format(path: &Path, n: usize, token: &str) -> Result<(u16, u32, u32, u6
     let (mut spf, mut skew, mut offset) = (1u32, 0u32, 0u64);
     let mut rest = &token[end..];
     while let Some(mark) = rest.chars().next() {
-        let digits = &rest[1..];
+        let digits = &rest[mark.len_utf8()..];
         let end = split(digits);
         let value = &digits[..end];
         match mark {
             'x' => spf = value.parse().map_err(|_| bad("samples per frame"))?,
             ':' => skew = value.parse().map_err(|_| bad("skew"))?,
             '+' => offset = value.parse().map_err(|_| bad("byte offset"))?,
-            _ => return Err(ReadError::header(path, format!("line {n}: format"), "has an unknown modifier")),
+            _ => {
+                return Err(ReadError::header(
+                    path,
+                    format!("line {n}: format"),
+                    "has an unknown modifier",
+                ))
+            }
         }
         rest = &digits[end..];
     }
-    if spf == 0 {
-        return Err(ReadError::header(path, format!("line {n}: samples per frame"), "is zero"));
+    if spf == 0 || spf > MAX_SPF {
+        return Err(ReadError::header(
+            path,
+            format!("line {n}: samples per frame"),
+            "is zero or implausibly large",
+        ));
     }
     Ok((format, spf, skew, offset))
 }
@@ -232,7 +292,11 @@ fn parse_gain(path: &Path, n: usize, token: &str, adc_zero: i64) -> Result<(f64,
     };
     let gain: f64 = num(path, gain_text, format!("line {n}: gain"))?;
     if !gain.is_finite() {
-        return Err(ReadError::header(path, format!("line {n}: gain"), "is not finite"));
+        return Err(ReadError::header(
+            path,
+            format!("line {n}: gain"),
+            "is not finite",
+        ));
     }
     Ok((if gain == 0.0 { DEFAULT_GAIN } else { gain }, baseline, units))
 }
@@ -255,7 +319,14 @@ mod tests {
         assert_eq!((h.nsig, h.fs, h.nsamp), (3, 125.0, Some(75000)));
         assert_eq!(h.start_ns, civil_to_ns(1994, 8, 15, (17, 27, 45), 0));
         assert_eq!(h.signals[0].spf, 4);
-        assert_eq!((h.signals[1].gain, h.signals[1].baseline, h.signals[1].units.as_str()), (12.84, -1605, "mmHg"));
+        assert_eq!(
+            (
+                h.signals[1].gain,
+                h.signals[1].baseline,
+                h.signals[1].units.as_str()
+            ),
+            (12.84, -1605, "mmHg")
+        );
         assert_eq!((h.signals[2].skew, h.signals[2].units.as_str()), (4, "mV"));
         assert_eq!(h.signals[2].description, "RESP");
         assert_eq!(h.comments, vec!["unnecessary comment"]);
@@ -266,16 +337,33 @@ mod tests {
         let h = parse(p(), "r 1\nr.dat 16+24 0 12 5\n").expect("valid header");
         assert_eq!((h.fs, h.nsamp), (250.0, None));
         let s = &h.signals[0];
-        assert_eq!((s.offset, s.gain, s.baseline, s.units.as_str()), (24, 200.0, 5, "mV"));
+        assert_eq!(
+            (s.offset, s.gain, s.baseline, s.units.as_str()),
+            (24, 200.0, 5, "mV")
+        );
         let h = parse(p(), "m/3 2 360 30\n\nm_layout 0\n# c\nm_1 10\n~ 20\n").expect("valid header");
         let segs = h.segments.expect("segments");
         assert_eq!(segs.len(), 3);
-        assert_eq!(segs[2], Segment { name: "~".into(), nsamp: 20 });
+        assert_eq!(
+            segs[2],
+            Segment {
+                name: "~".into(),
+                nsamp: 20
+            }
+        );
     }
 
     #[test]
     fn bad_headers_are_typed_errors() {
-        for text in ["", "r x", "r 2\nr.dat 16\n", "r 1 abc", "r 1\nr.dat 16y", "r 1\nr.dat 16 1/mV 12 z", "r/2 1\ns 1\n"] {
+        for text in [
+            "",
+            "r x",
+            "r 2\nr.dat 16\n",
+            "r 1 abc",
+            "r 1\nr.dat 16y",
+            "r 1\nr.dat 16 1/mV 12 z",
+            "r/2 1\ns 1\n",
+        ] {
             let err = parse(p(), text).expect_err(text);
             assert!(matches!(err, ReadError::Header { .. }), "{text:?}: {err}");
         }

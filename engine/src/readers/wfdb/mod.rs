@@ -24,7 +24,11 @@ pub fn open_wfdb(path: &Path, annotator: Option<&str>) -> Result<Box<dyn Recordi
     let parsed = read_header(&hea)?;
     let annotations = load_annotations(&record, annotator, parsed.fs)?;
     if parsed.segments.is_some() {
-        Ok(Box::new(multiseg::MultiSegReader::open(&hea, &parsed, annotations)?))
+        Ok(Box::new(multiseg::MultiSegReader::open(
+            &hea,
+            &parsed,
+            annotations,
+        )?))
     } else {
         Ok(Box::new(single::SingleReader::open(&hea, &parsed, annotations)?))
     }
@@ -62,3 +66,6 @@ fn load_annotations(record: &Path, annotator: Option<&str>, fs: f64) -> Result<V
     let bytes = std::fs::read(&path).map_err(|e| ReadError::io(&path, e))?;
     annot::parse(&path, &bytes, fs)
 }
+
+#[cfg(test)]
+mod tests;

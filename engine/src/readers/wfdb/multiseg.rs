@@ -11,9 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use super::header::{Header, Segment};
-use super::single::{recording_header, SingleReader};
 use super::read_header;
-use crate::readers::{check_outputs, push_nan_blocks, Annotation, ReadError, RecordingHeader, RecordingReader};
+use super::single::{recording_header, SingleReader};
+use crate::readers::{
+    check_outputs, push_nan_blocks, Annotation, ReadError, RecordingHeader, RecordingReader,
+};
 
 const GAP: &str = "~";
 
@@ -41,7 +43,11 @@ pub(crate) struct MultiSegReader {
 }
 
 impl MultiSegReader {
-    pub(crate) fn open(path: &Path, master: &Header, annotations: Vec<Annotation>) -> Result<Self, ReadError> {
+    pub(crate) fn open(
+        path: &Path,
+        master: &Header,
+        annotations: Vec<Annotation>,
+    ) -> Result<Self, ReadError> {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let segments = master.segments.as_deref().unwrap_or_default();
         let (layout, data_segments) = layout(&dir, master, segments)?;
@@ -49,16 +55,28 @@ impl MultiSegReader {
         for seg in data_segments {
             parts.push(part(&dir, &layout, seg)?);
         }
-        let total = master.nsamp.unwrap_or_else(|| parts.iter().map(|p| p.frames).sum());
+        let total = master
+            .nsamp
+            .unwrap_or_else(|| parts.iter().map(|p| p.frames).sum());
         let mut header = recording_header(&layout, total);
         header.start_ns = master.start_ns;
         header.patient = master.comments.join("\n");
-        Ok(MultiSegReader { header, dir, parts, next: 0, current: Current::Idle, scratch: Vec::new(), annotations })
+        Ok(MultiSegReader {
+            header,
+            dir,
+            parts,
+            next: 0,
+            current: Current::Idle,
+            scratch: Vec::new(),
+            annotations,
+        })
     }
 
     /// Moves to the next segment; false at the end of the record.
     fn start_next(&mut self) -> Result<bool, ReadError> {
-        let Some(part) = self.parts.get(self.next) else { return Ok(false) };
+        let Some(part) = self.parts.get(self.next) else {
+            return Ok(false);
+        };
         self.current = if part.name == GAP {
             Current::Gap(part.frames)
         } else {
@@ -93,7 +111,13 @@ impl RecordingReader for MultiSegReader {
                 }
                 Current::Reading(reader, index) => {
                     let n = reader.read_blocks(max_blocks - done, &mut self.scratch)?;
-                    copy_mapped(&self.parts[*index].map, &self.header.samples_per_block, n, &mut self.scratch, out);
+                    copy_mapped(
+                        &self.parts[*index].map,
+                        &self.header.samples_per_block,
+                        n,
+                        &mut self.scratch,
+                        out,
+                    );
                     n
                 }
             };
@@ -111,7 +135,13 @@ impl RecordingReader for MultiSegReader {
 }
 
 /// Moves a segment's samples to the layout's outputs; NaN for absent signals.
-fn copy_mapped(map: &[Option<usize>], spb: &[u32], blocks: usize, scratch: &mut [Vec<f32>], out: &mut [Vec<f32>]) {
+fn copy_mapped(
+    map: &[Option<usize>],
+    spb: &[u32],
+    blocks: usize,
+    scratch: &mut [Vec<f32>],
+    out: &mut [Vec<f32>],
+) {
     for ((v, m), &spb) in out.iter_mut().zip(map).zip(spb) {
         match m {
             Some(k) => v.append(&mut scratch[*k]),
@@ -123,11 +153,19 @@ fn copy_mapped(map: &[Option<usize>], spb: &[u32], blocks: usize, scratch: &mut 
 
 /// The layout header (segment 0 when its length is 0, else the first
 /// segment's own header) and the data segments.
-fn layout<'a>(dir: &Path, master: &Header, segments: &'a [Segment]) -> Result<(Header, &'a [Segment]), ReadError> {
+fn layout<'a>(
+    dir: &Path,
+    master: &Header,
+    segments: &'a [Segment],
+) -> Result<(Header, &'a [Segment]), ReadError> {
     let first = segments.iter().find(|s| s.name != GAP);
     let Some(first) = first else {
         // Only gaps: no signals to describe.
-        let empty = Header { signals: Vec::new(), segments: None, ..master.clone() };
+        let empty = Header {
+            signals: Vec::new(),
+            segments: None,
+            ..master.clone()
+        };
         return Ok((empty, segments));
     };
     let mut layout = read_header(&dir.join(format!("{}.hea", first.name)))?;
@@ -138,23 +176,40 @@ fn layout<'a>(dir: &Path, master: &Header, segments: &'a [Segment]) -> Result<(H
 
 fn part(dir: &Path, layout: &Header, seg: &Segment) -> Result<Part, ReadError> {
     if seg.name == GAP {
-        return Ok(Part { name: seg.name.clone(), frames: seg.nsamp, map: Vec::new() });
+        return Ok(Part {
+            name: seg.name.clone(),
+            frames: seg.nsamp,
+            map: Vec::new(),
+        });
     }
     let path = dir.join(format!("{}.hea", seg.name));
     let parsed: Header = read_header(&path)?;
     if parsed.segments.is_some() {
-        return Err(ReadError::Unsupported { path, what: "nested multi-segment record".into() });
+        return Err(ReadError::Unsupported {
+            path,
+            what: "nested multi-segment record".into(),
+        });
     }
     let mut map = Vec::with_capacity(layout.signals.len());
     for sig in &layout.signals {
-        let found = parsed.signals.iter().position(|s| s.description == sig.description);
+        let found = parsed
+            .signals
+            .iter()
+            .position(|s| s.description == sig.description);
         if let Some(k) = found {
             if parsed.signals[k].spf != sig.spf {
-                let what = format!("segment signal {} with samples per frame unlike the layout", k + 1);
+                let what = format!(
+                    "segment signal {} with samples per frame unlike the layout",
+                    k + 1
+                );
                 return Err(ReadError::Unsupported { path, what });
             }
         }
         map.push(found);
     }
-    Ok(Part { name: seg.name.clone(), frames: parsed.nsamp.unwrap_or(seg.nsamp), map })
+    Ok(Part {
+        name: seg.name.clone(),
+        frames: parsed.nsamp.unwrap_or(seg.nsamp),
+        map,
+    })
 }

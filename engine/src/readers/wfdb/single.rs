@@ -12,12 +12,16 @@ use std::path::{Path, PathBuf};
 
 use super::decode::{Decoder, Format};
 use super::header::{Header, SignalSpec};
-use crate::readers::{check_outputs, Annotation, ReadError, RecordingFormat, RecordingHeader, RecordingReader};
 use crate::readers::SignalInfo;
+use crate::readers::{
+    check_outputs, Annotation, ReadError, RecordingFormat, RecordingHeader, RecordingReader,
+};
 
-/// Frames decoded per call at most, so a huge `max_blocks` cannot make the
-/// skew queues hold a whole file.
-const MAX_FRAMES_PER_CALL: u64 = 1 << 16;
+/// Samples (all signals) emitted per call at most, so a huge `max_blocks`
+/// cannot make the skew queues hold a whole file.
+const MAX_SAMPLES_PER_CALL: u64 = 1 << 20;
+/// Skews beyond this many samples of look-ahead are refused at open.
+const MAX_SKEW_SAMPLES: u64 = 1 << 24;
 
 /// One signal file and the consecutive signals stored in it.
 struct SignalFile {
@@ -47,6 +51,7 @@ pub(crate) struct SingleReader {
     channels: Vec<Channel>,
     scratch: Vec<i32>,
     frames_decoded: u64,
+    frames_per_call: u64,
     file_frames: u64,
     max_skew: u64,
     emitted: u64,
@@ -55,30 +60,56 @@ pub(crate) struct SingleReader {
 
 impl SingleReader {
     /// Opens the signal files of a parsed header (`path`: the .hea file).
-    pub(crate) fn open(path: &Path, parsed: &Header, annotations: Vec<Annotation>) -> Result<Self, ReadError> {
+    pub(crate) fn open(
+        path: &Path,
+        parsed: &Header,
+        annotations: Vec<Annotation>,
+    ) -> Result<Self, ReadError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut files = Vec::new();
-        let mut available = u64::MAX;
+        let (mut available, mut shortest) = (u64::MAX, String::new());
         let mut first = 0;
         while first < parsed.signals.len() {
             let (file, frames) = open_group(path, dir, &parsed.signals, first)?;
-            available = available.min(frames);
+            if frames < available {
+                (available, shortest) = (frames, file.name.clone());
+            }
             first += file.count;
             files.push(file);
         }
-        let nsamp = parsed.nsamp.unwrap_or(if files.is_empty() { 0 } else { available });
+        let nsamp = parsed
+            .nsamp
+            .unwrap_or(if files.is_empty() { 0 } else { available });
         if available < nsamp && !files.is_empty() {
-            return Err(ReadError::Truncated {
-                path: dir.join(&files[0].name),
-                what: format!("signal data: header says {nsamp} frames, the files hold {available}"),
+            let path = dir.join(shortest);
+            return Err(ReadError::ShortSignalFile {
+                path,
                 expected: nsamp,
                 actual: available,
             });
         }
-        let max_skew = parsed.signals.iter().map(|s| u64::from(s.skew)).max().unwrap_or(0);
-        let channels = parsed.signals.iter().map(channel).collect::<Result<Vec<_>, _>>().map_err(|code| {
-            ReadError::Unsupported { path: path.to_path_buf(), what: format!("WFDB signal format {code}") }
-        })?;
+        let max_skew = parsed
+            .signals
+            .iter()
+            .map(|s| u64::from(s.skew))
+            .max()
+            .unwrap_or(0);
+        let frame_samples: u64 = parsed.signals.iter().map(|s| u64::from(s.spf)).sum();
+        if max_skew.saturating_mul(frame_samples) > MAX_SKEW_SAMPLES {
+            return Err(ReadError::Unsupported {
+                path: path.to_path_buf(),
+                what: "skew of this size".into(),
+            });
+        }
+        let channels = parsed
+            .signals
+            .iter()
+            .map(channel)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|code| ReadError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("WFDB signal format {code}"),
+            })?;
         Ok(SingleReader {
             header: recording_header(parsed, nsamp),
             path: path.to_path_buf(),
@@ -86,6 +117,7 @@ impl SingleReader {
             channels,
             scratch: Vec::new(),
             frames_decoded: 0,
+            frames_per_call: (MAX_SAMPLES_PER_CALL / frame_samples.max(1)).max(1),
             file_frames: available.min(nsamp.saturating_add(max_skew)),
             max_skew,
             emitted: 0,
@@ -98,7 +130,10 @@ impl SingleReader {
         for file in &mut self.files {
             let want = frames as usize * file.frame_samples;
             self.scratch.clear();
-            let got = file.decoder.decode(&mut file.src, want, &mut self.scratch).map_err(|e| ReadError::io(&self.path, e))?;
+            let got = file
+                .decoder
+                .decode(&mut file.src, want, &mut self.scratch)
+                .map_err(|e| ReadError::io(&self.path, e))?;
             if got < want {
                 return Err(ReadError::Truncated {
                     path: self.path.with_file_name(&file.name),
@@ -131,7 +166,9 @@ impl RecordingReader for SingleReader {
 
     fn read_blocks(&mut self, max_blocks: usize, out: &mut [Vec<f32>]) -> Result<usize, ReadError> {
         check_outputs(&self.header, out)?;
-        let want = (max_blocks as u64).min(self.header.total_blocks - self.emitted).min(MAX_FRAMES_PER_CALL);
+        let want = (max_blocks as u64)
+            .min(self.header.total_blocks - self.emitted)
+            .min(self.frames_per_call);
         if want == 0 {
             return Ok(0);
         }
@@ -165,21 +202,35 @@ fn physical(d: i32, gain: f64, baseline: i64, invalid: i32) -> f32 {
 
 /// Opens the file of signal `first` and the signals that follow it in the
 /// same file; returns it with the number of whole frames it holds.
-fn open_group(path: &Path, dir: &Path, specs: &[SignalSpec], first: usize) -> Result<(SignalFile, u64), ReadError> {
+fn open_group(
+    path: &Path,
+    dir: &Path,
+    specs: &[SignalSpec],
+    first: usize,
+) -> Result<(SignalFile, u64), ReadError> {
     let spec = &specs[first];
     let count = specs[first..].iter().take_while(|s| s.file == spec.file).count();
     if specs[first + count..].iter().any(|s| s.file == spec.file) {
         let what = "signal file whose signals are not on consecutive lines".to_string();
-        return Err(ReadError::Unsupported { path: path.to_path_buf(), what });
+        return Err(ReadError::Unsupported {
+            path: path.to_path_buf(),
+            what,
+        });
     }
     if spec.file == "~" || spec.file.contains(['/', '\\']) {
-        return Err(ReadError::Unsupported { path: path.to_path_buf(), what: "signal file name".into() });
+        return Err(ReadError::Unsupported {
+            path: path.to_path_buf(),
+            what: "signal file name".into(),
+        });
     }
     let group = &specs[first..first + count];
     let format = Format::new(spec.format).filter(|_| group.iter().all(|s| s.format == spec.format));
     let format = format.ok_or_else(|| ReadError::Unsupported {
         path: path.to_path_buf(),
-        what: format!("WFDB signal format {} (or mixed formats in one file)", spec.format),
+        what: format!(
+            "WFDB signal format {} (or mixed formats in one file)",
+            spec.format
+        ),
     })?;
     let file_path = dir.join(&spec.file);
     let io = |e| ReadError::io(&file_path, e);

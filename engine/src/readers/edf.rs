@@ -236,7 +236,7 @@ fn div_round(a: i64, b: i64) -> i64 {
     if b == 0 {
         0
     } else {
-        (a + b / 2).div_euclid(b)
+        a.saturating_add(b / 2).div_euclid(b)
     }
 }
 

@@ -5,6 +5,8 @@
 //! Choices: `text` is the AUX string without its NUL padding (wfdb-python
 //! keeps a trailing NUL), or empty; `code` is the mnemonic; `channel` is the
 //! CHN field (0 unless set); A = 0 with I > 0 only advances the time.
+//! Not handled: the `## time resolution` NOTE of high-resolution annotation
+//! files (times are taken at the record's frame rate).
 
 use std::path::Path;
 

@@ -13,7 +13,10 @@ use sigfab_engine::{config, runtime, shared_data};
 const RUNS: usize = 15;
 
 fn pipeline(dir: &Path, edf: &Path, sink: &str) -> std::path::PathBuf {
-    let file = dir.join(format!("bench-{}.yaml", sink.split_whitespace().next().unwrap_or("x")));
+    let file = dir.join(format!(
+        "bench-{}.yaml",
+        sink.split_whitespace().next().unwrap_or("x")
+    ));
     let yaml = format!(
         "sources:\n  eeg:\n    file: {{ path: {edf}, frame: 40ms }}\nsinks:\n  out:\n    inputs: [eeg]\n    {sink}\n",
         edf = edf.display()
@@ -48,16 +51,25 @@ fn main() {
     let samples = {
         let reader = sigfab_engine::readers::open(&edf).expect("open EDF");
         let h = reader.header();
-        h.samples_per_block.iter().map(|&n| u64::from(n) * h.total_blocks).sum::<u64>()
+        h.samples_per_block
+            .iter()
+            .map(|&n| u64::from(n) * h.total_blocks)
+            .sum::<u64>()
     };
     let out = dir.join("out.sgfb");
     let cases = [
-        ("file -> binary, /dev/null", "file: { path: /dev/null, format: binary, fsync: false }".to_string()),
+        (
+            "file -> binary, /dev/null",
+            "file: { path: /dev/null, format: binary, fsync: false }".to_string(),
+        ),
         (
             "file -> binary file, fsync",
             format!("file: {{ path: {}, format: binary, fsync: true }}", out.display()),
         ),
-        ("file -> JSON Lines, /dev/null", "file: { path: /dev/null, format: jsonl, fsync: false }".to_string()),
+        (
+            "file -> JSON Lines, /dev/null",
+            "file: { path: /dev/null, format: jsonl, fsync: false }".to_string(),
+        ),
     ];
     let peer = format!(
         "import time, mne\nmne.set_log_level('ERROR')\nts=[]\nfor _ in range({RUNS}):\n    t=time.perf_counter(); r=mne.io.read_raw_edf('{}', preload=True); d=r.get_data(); ts.append(time.perf_counter()-t)\nts.sort(); print(ts[len(ts)//2])",
@@ -76,7 +88,11 @@ fn main() {
         let t = time_pipeline(&pipeline(&dir, &edf, sink), samples);
         let rate = samples as f64 / t.as_secs_f64();
         let ratio = peer_rate.map_or("n/a".to_string(), |p| format!("{:.1}x", rate / p));
-        println!("| {name} | {:.2} | {:.1} | {ratio} |", t.as_secs_f64() * 1e3, rate / 1e6);
+        println!(
+            "| {name} | {:.2} | {:.1} | {ratio} |",
+            t.as_secs_f64() * 1e3,
+            rate / 1e6
+        );
     }
     match (peer_seconds, peer_rate) {
         (Some(s), Some(rate)) => println!(

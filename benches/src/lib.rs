@@ -36,7 +36,13 @@ pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
 pub fn python_seconds(script: &str) -> Option<f64> {
     let output = Command::new("python3").arg("-c").arg(script).output().ok()?;
     if !output.status.success() {
-        eprintln!("peer failed: {}", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""));
+        eprintln!(
+            "peer failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
         return None;
     }
     String::from_utf8_lossy(&output.stdout).trim().parse().ok()

@@ -17,12 +17,14 @@ pub fn dir() -> PathBuf {
     }
 }
 
-/// Path of a file under the shared data folder; panics with a clear message
-/// when it is missing. For tests and benchmarks only.
+/// Path of a file (or WFDB record, named without extension) under the
+/// shared data folder; panics with a clear message when it is missing. For
+/// tests and benchmarks only.
 pub fn require(relative: &str) -> PathBuf {
     let path = dir().join(relative);
+    let wfdb_header = dir().join(format!("{relative}.hea"));
     assert!(
-        path.exists(),
+        path.exists() || wfdb_header.exists(),
         "real recording {} is missing: set {ENV_VAR} to the folder that holds shared/data \
          (edf/, wfdb/); real-data tests fail rather than skip",
         path.display()

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::readers::{self, RecordingReader};
+use crate::sources::framing::ceil_index;
 
 const HIDDEN: &str = "<hidden: may identify the patient; use --show-phi>";
 
@@ -148,8 +149,8 @@ pub fn write_csv(
         .map(|&i| header.signals[i].name.as_str())
         .collect();
     writeln!(out, "time_s,{}", names.join(","))?;
-    let first_row = (start_s * top_rate).ceil() as u64;
-    let end_row = duration_s.map(|d| ((start_s + d) * top_rate).ceil() as u64);
+    let first_row = ceil_index(start_s * top_rate);
+    let end_row = duration_s.map(|d| ceil_index((start_s + d) * top_rate));
     // Per selected channel: samples read so far and how many were dropped
     // from the front of the buffer.
     let mut buffers = vec![Vec::new(); header.signals.len()];

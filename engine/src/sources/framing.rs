@@ -10,14 +10,18 @@
 /// Index of the first sample of channel rate `rate_hz` at or after
 /// `frame_index · frame_ns`.
 pub fn sample_boundary(frame_index: u64, frame_ns: u64, rate_hz: f64) -> u64 {
-    let exact = frame_index as f64 * frame_ns as f64 * rate_hz / 1e9;
+    ceil_index(frame_index as f64 * frame_ns as f64 * rate_hz / 1e9)
+}
+
+/// The first sample index at or after the (fractional) position `exact`.
+/// Products like 0.04 × 250 come out as 10.000000000000002; positions within
+/// rounding noise of an integer count as that integer.
+pub fn ceil_index(exact: f64) -> u64 {
     let nearest = exact.round();
-    // Products like 0.04 × 250 come out as 10.000000000000002; treat values
-    // within rounding noise of an integer as that integer.
-    if (exact - nearest).abs() < 1e-6 * nearest.max(1.0) {
-        nearest as u64
+    if (exact - nearest).abs() < 1e-9 * nearest.max(1.0) {
+        nearest.max(0.0) as u64
     } else {
-        exact.ceil() as u64
+        exact.ceil().max(0.0) as u64
     }
 }
 

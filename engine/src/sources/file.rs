@@ -37,8 +37,6 @@ pub struct FileSource {
     /// of the channel were framed before `pending[c][0]`.
     pending: Vec<Vec<f32>>,
     consumed: Vec<u64>,
-    /// Per channel: total samples in the recording.
-    totals: Vec<u64>,
     reader_done: bool,
     frame_index: u64,
 }
@@ -78,11 +76,6 @@ impl FileSource {
                 metadata.push((key.to_string(), value.clone()));
             }
         }
-        let totals = header
-            .samples_per_block
-            .iter()
-            .map(|&n| u64::from(n) * header.total_blocks)
-            .collect();
         let channels = header.signals.len();
         Ok(FileSource {
             path: path.to_path_buf(),
@@ -95,7 +88,6 @@ impl FileSource {
             pace: spec.pace,
             pending: vec![Vec::new(); channels],
             consumed: vec![0; channels],
-            totals,
             reader,
             reader_done: false,
             frame_index: 0,
@@ -149,8 +141,7 @@ impl FrameSource for FileSource {
             .layout
             .channels
             .iter()
-            .zip(&self.totals)
-            .map(|(c, &total)| sample_boundary(k + 1, self.frame_ns, c.sample_rate).min(total))
+            .map(|c| sample_boundary(k + 1, self.frame_ns, c.sample_rate))
             .collect();
         self.fill_until(&ends)?;
         let counts: Vec<u32> = ends
@@ -161,7 +152,10 @@ impl FrameSource for FileSource {
                 u32::try_from(end.saturating_sub(consumed).min(available)).unwrap_or(u32::MAX)
             })
             .collect();
-        if counts.iter().all(|&c| c == 0) {
+        // A frame shorter than the sample period may hold no sample; that is
+        // a frame all the same. The stream ends when the reader is done and
+        // nothing is left to frame.
+        if self.reader_done && counts.iter().all(|&c| c == 0) && self.pending.iter().all(Vec::is_empty) {
             return Ok(None);
         }
         let mut samples = Vec::with_capacity(counts.iter().map(|&c| c as usize).sum());

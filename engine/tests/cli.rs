@@ -171,3 +171,33 @@ fn dump_agrees_with_mne_and_wfdb_within_one_quantisation_step() {
         }
     }
 }
+
+#[test]
+fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
+    let dir = std::env::temp_dir().join(format!("sigfab-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp folder");
+    let pipeline = dir.join("live.yaml");
+    std::fs::write(
+        &pipeline,
+        "sources:\n  live:\n    synthetic: { signal: ecg, pace: realtime, frame: 20ms }\n\
+         sinks:\n  out:\n    inputs: [live]\n    file: { path: frames.jsonl }\n",
+    )
+    .expect("write pipeline");
+    let child = Command::new(env!("CARGO_BIN_EXE_sigfab"))
+        .args(["run", &pipeline.to_string_lossy()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sigfab");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(killed.expect("kill").success());
+    let out = child.wait_with_output().expect("sigfab exits");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped after"), "{stderr}");
+    assert!(!stderr.contains("abandoned"), "{stderr}");
+    let written = std::fs::read_to_string(dir.join("frames.jsonl")).expect("output");
+    let frames = written.lines().count();
+    assert!(frames >= 10, "{frames} frames in 700 ms of 20 ms frames");
+    assert!(stderr.contains(&format!("{frames} delivered")), "every frame written was acknowledged: {stderr}");
+}

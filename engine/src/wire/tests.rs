@@ -268,6 +268,18 @@ fn doc_json_examples_are_what_the_encoder_writes() {
 }
 
 #[test]
+fn doc_string_timestamp_example_decodes() {
+    let text = doc_block("example:js-frame-json");
+    let Ok(Item::Frame(f)) = decode_json(text.as_bytes()) else {
+        panic!("decodes")
+    };
+    assert_eq!(
+        (f.start_ns, f.modality, f.samples()),
+        (1_700_000_000_000_000_000, Modality::Spo2, &[97.0][..])
+    );
+}
+
+#[test]
 fn crc32c_check_value_matches_doc() {
     assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
 }

@@ -823,3 +823,23 @@ proptest! {
         let _ = decode_json(text.as_bytes());
     }
 }
+
+/// Writes encoded examples for the fuzzer's starting corpus into the folder
+/// named by `SIGFAB_FUZZ_SEEDS` (scripts/fuzz-wire.sh runs it).
+#[test]
+#[ignore = "writes files; run by scripts/fuzz-wire.sh"]
+fn write_fuzz_seeds() {
+    let dir = std::path::PathBuf::from(std::env::var("SIGFAB_FUZZ_SEEDS").expect("SIGFAB_FUZZ_SEEDS"));
+    let items = [
+        ("doc-frame", Item::Frame(doc_frame())),
+        ("rich-frame", Item::Frame(rich_frame())),
+        ("record", Item::Record(record())),
+        ("empty-frame", Item::Frame(frame(vec![], vec![], vec![]))),
+    ];
+    for (name, item) in &items {
+        std::fs::write(dir.join(format!("{name}.sgfb")), to_vec(item, Encoding::Binary)).expect("write");
+        std::fs::write(dir.join(format!("{name}.json")), to_vec(item, Encoding::Json)).expect("write");
+    }
+    std::fs::write(dir.join("minimal.json"), JSON_FRAME).expect("write");
+    std::fs::write(dir.join("js-frame.json"), doc_block("example:js-frame-json")).expect("write");
+}

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Record};
 
 use super::{
-    check_count, check_rate, WireError, CRC_LEN, HEADER_LEN, MAGIC, MAX_CHANNELS, MAX_MESSAGE_LEN,
-    MAX_METADATA, MAX_STRING_LEN, MAX_VALUES, VERSION,
+    channel_slices, check_count, check_rate, WireError, CRC_LEN, HEADER_LEN, MAGIC, MAX_CHANNELS,
+    MAX_MESSAGE_LEN, MAX_METADATA, MAX_STRING_LEN, MAX_VALUES, VERSION,
 };
 
 pub(crate) const TYPE_FRAME: u8 = 1;
@@ -41,13 +41,16 @@ pub fn encode_frame_binary(frame: &Frame, out: &mut Vec<u8>) {
     out.extend_from_slice(&frame.start_ns.to_le_bytes());
     out.extend_from_slice(&frame.sequence.to_le_bytes());
     put_u16_len(out, frame.layout.len());
-    for (spec, &count) in frame.layout.channels.iter().zip(frame.counts()) {
+    for (spec, samples) in channel_slices(frame) {
         put_str(out, &spec.name);
         put_str(out, &spec.unit);
         out.extend_from_slice(&spec.sample_rate.to_le_bytes());
-        out.extend_from_slice(&count.to_le_bytes());
+        // A frame's channel holds at most u32::MAX samples (its count is a u32).
+        out.extend_from_slice(&(samples.len() as u32).to_le_bytes());
     }
-    put_samples(out, frame.samples());
+    for (_, samples) in channel_slices(frame) {
+        put_samples(out, samples);
+    }
     put_u16_len(out, frame.metadata.len());
     for (key, value) in &frame.metadata {
         put_str(out, key);
@@ -84,14 +87,11 @@ pub fn encoded_binary_len(item: &Item) -> u64 {
 
 fn frame_len(frame: &Frame) -> u64 {
     let str_len = |s: &str| 2 + s.len() as u64;
-    let channels: u64 = frame
-        .layout
-        .channels
-        .iter()
-        .map(|c| str_len(&c.name) + str_len(&c.unit) + 8 + 4)
+    let channels: u64 = channel_slices(frame)
+        .map(|(c, samples)| str_len(&c.name) + str_len(&c.unit) + 8 + 4 + 4 * samples.len() as u64)
         .sum();
     let metadata: u64 = frame.metadata.iter().map(|(k, v)| str_len(k) + str_len(v)).sum();
-    let body = str_len(&frame.stream_id) + 1 + 8 + 8 + 2 + channels + 4 * frame.sample_count() as u64;
+    let body = str_len(&frame.stream_id) + 1 + 8 + 8 + 2 + channels;
     (HEADER_LEN + CRC_LEN) as u64 + body + 2 + metadata
 }
 
@@ -134,8 +134,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// One resize, then a fixed-width copy loop the compiler turns into a memcpy
-/// on little-endian targets.
+/// One resize, then a fixed-width copy loop that the compiler vectorises (on
+/// little-endian targets it is a plain copy).
 fn put_samples(out: &mut Vec<u8>, samples: &[f32]) {
     let start = out.len();
     out.resize(start + 4 * samples.len(), 0);

@@ -21,8 +21,8 @@ use serde_json::value::RawValue;
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Record};
 
 use super::{
-    check_count, check_rate, check_str, WireError, MAX_CHANNELS, MAX_MESSAGE_LEN, MAX_METADATA, MAX_VALUES,
-    VERSION,
+    channel_slices, check_count, check_rate, check_str, WireError, MAX_CHANNELS, MAX_MESSAGE_LEN,
+    MAX_METADATA, MAX_VALUES, VERSION,
 };
 
 // ---------------------------------------------------------------- encoding
@@ -49,7 +49,7 @@ fn frame_json(frame: &Frame, out: &mut Vec<u8>) {
         out,
         format_args!(",\"discontinuity\":{},\"channels\":[", frame.discontinuity),
     );
-    for (i, (spec, samples)) in frame.channels().enumerate() {
+    for (i, (spec, samples)) in channel_slices(frame).enumerate() {
         if i > 0 {
             out.push(b',');
         }

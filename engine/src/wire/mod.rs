@@ -24,7 +24,7 @@ mod json;
 #[cfg(test)]
 mod tests;
 
-use sigfab_operators::{Frame, FrameError, Item, Record};
+use sigfab_operators::{ChannelSpec, Frame, FrameError, Item, Record};
 
 pub use binary::{
     decode_binary, encode_frame_binary, encode_record_binary, encoded_binary_len, split_binary,
@@ -166,6 +166,26 @@ pub(crate) fn check_rate(channel: usize, rate: f64) -> Result<(), WireError> {
     } else {
         Err(WireError::BadSampleRate { channel })
     }
+}
+
+/// Every channel of the frame's layout with its samples. A caller may have
+/// replaced `frame.layout` with one that does not match the sample counts;
+/// then channels without a count get no samples and samples without a channel
+/// are left out, so both encoders still write a well-formed message (which
+/// [`check_limits`] would have refused).
+pub(crate) fn channel_slices(frame: &Frame) -> impl Iterator<Item = (&ChannelSpec, &[f32])> {
+    let mut rest = frame.samples();
+    frame
+        .layout
+        .channels
+        .iter()
+        .enumerate()
+        .map(move |(index, spec)| {
+            let count = frame.counts().get(index).map_or(0, |&c| c as usize);
+            let (head, tail) = rest.split_at(count.min(rest.len()));
+            rest = tail;
+            (spec, head)
+        })
 }
 
 /// True when two items are equal with every float compared by bit pattern.

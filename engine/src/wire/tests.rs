@@ -467,6 +467,30 @@ fn check_limits_reports_a_layout_that_does_not_match_the_counts() {
 }
 
 #[test]
+fn a_layout_that_does_not_match_the_counts_still_encodes_well_formed() {
+    let mut longer = doc_frame();
+    let mut specs = longer.layout.channels.clone();
+    specs.push(spec("extra", "mV", 1.0));
+    longer.layout = Arc::new(ChannelLayout::new(specs));
+    let mut shorter = doc_frame();
+    shorter.layout = Arc::new(ChannelLayout::new(vec![spec("II", "mV", 250.0)]));
+    for (f, counts) in [(longer, &[2, 1, 0][..]), (shorter, &[2][..])] {
+        let item = Item::Frame(f);
+        for encoding in [Encoding::Binary, Encoding::Json] {
+            let bytes = to_vec(&item, encoding);
+            let Ok(Item::Frame(back)) = decode(&bytes, encoding) else {
+                panic!("decodes")
+            };
+            assert_eq!(back.counts(), counts);
+            assert_eq!(
+                encoding == Encoding::Binary,
+                bytes.len() as u64 == encoded_binary_len(&item)
+            );
+        }
+    }
+}
+
+#[test]
 fn split_binary_walks_a_stream() {
     let items = [
         Item::Frame(rich_frame()),

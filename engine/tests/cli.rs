@@ -189,7 +189,9 @@ fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
         .spawn()
         .expect("start sigfab");
     std::thread::sleep(std::time::Duration::from_millis(700));
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     assert!(killed.expect("kill").success());
     let out = child.wait_with_output().expect("sigfab exits");
     let stderr = text(&out.stderr);
@@ -199,5 +201,8 @@ fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
     let written = std::fs::read_to_string(dir.join("frames.jsonl")).expect("output");
     let frames = written.lines().count();
     assert!(frames >= 10, "{frames} frames in 700 ms of 20 ms frames");
-    assert!(stderr.contains(&format!("{frames} delivered")), "every frame written was acknowledged: {stderr}");
+    assert!(
+        stderr.contains(&format!("{frames} delivered")),
+        "every frame written was acknowledged: {stderr}"
+    );
 }

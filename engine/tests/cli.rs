@@ -103,6 +103,9 @@ fn reference(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("reference extract")).expect("JSON")
 }
 
+/// Channel name, quantisation step, reference values (None = a gap).
+type ExpectedChannel = (String, f64, Vec<Option<f64>>);
+
 #[test]
 fn dump_agrees_with_mne_and_wfdb_within_one_quantisation_step() {
     let recordings = [
@@ -115,7 +118,7 @@ fn dump_agrees_with_mne_and_wfdb_within_one_quantisation_step() {
         let path = shared_data::require(file).to_string_lossy().into_owned();
         let extract = reference(name);
         // One dump per (window start, rate): all channels that share them.
-        let mut groups: BTreeMap<(u64, u64), Vec<(String, f64, Vec<Option<f64>>)>> = BTreeMap::new();
+        let mut groups: BTreeMap<(u64, u64), Vec<ExpectedChannel>> = BTreeMap::new();
         for signal in extract["signals"].as_array().expect("signals") {
             let rate = signal["sample_rate"].as_f64().expect("rate");
             let resolution = signal["resolution"].as_f64().expect("resolution");

@@ -84,7 +84,10 @@ fn main() {
     println!("| case | median ms | M samples/s | vs MNE read_raw_edf |");
     println!("|---|---:|---:|---:|");
     let peer_rate = peer_seconds.map(|s| samples as f64 / s);
-    for (name, sink) in &cases {
+    // SIGFAB_BENCH_ONLY=<text> runs only the cases whose name contains it
+    // (for profiling one case).
+    let only = std::env::var("SIGFAB_BENCH_ONLY").unwrap_or_default();
+    for (name, sink) in cases.iter().filter(|(name, _)| name.contains(&only)) {
         let t = time_pipeline(&pipeline(&dir, &edf, sink), samples);
         let rate = samples as f64 / t.as_secs_f64();
         let ratio = peer_rate.map_or("n/a".to_string(), |p| format!("{:.1}x", rate / p));

@@ -122,6 +122,60 @@ impl ChannelLayout {
     }
 }
 
+/// Key/value metadata of a frame. Shared copy-on-write between frames: a
+/// source attaches the same entries to every frame of a stream for the cost
+/// of a reference count, and an operator that edits them (de-identification)
+/// copies them once. Empty metadata allocates nothing.
+#[derive(Clone, Default, PartialEq)]
+pub struct Metadata(Option<Arc<Vec<(String, String)>>>);
+
+impl Metadata {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, (String, String)> {
+        self.0.as_deref().map_or([].iter(), |m| m.iter())
+    }
+
+    /// Value of a key, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The entries for editing; copies them first if other frames share them.
+    pub fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.entries_mut().push((key.into(), value.into()));
+    }
+}
+
+impl From<Vec<(String, String)>> for Metadata {
+    fn from(entries: Vec<(String, String)>) -> Self {
+        if entries.is_empty() {
+            Metadata(None)
+        } else {
+            Metadata(Some(Arc::new(entries)))
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Metadata {
+    type Item = &'a (String, String);
+    type IntoIter = std::slice::Iter<'a, (String, String)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// Why a frame could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FrameError {
@@ -153,7 +207,7 @@ pub struct Frame {
     /// Planar sample buffer: channel 0's samples, then channel 1's, ...
     samples: Vec<f32>,
     /// Key/value metadata; may hold PHI until de-identified.
-    pub metadata: Vec<(String, String)>,
+    pub metadata: Metadata,
 }
 
 impl Frame {
@@ -196,7 +250,7 @@ impl Frame {
             discontinuity: false,
             counts,
             samples,
-            metadata: Vec::new(),
+            metadata: Metadata::default(),
         })
     }
 
@@ -267,10 +321,7 @@ impl Frame {
 
     /// Value of a metadata key, if present.
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.metadata.get(key)
     }
 
     /// Replaces the channel layout and sample buffers (for transforms that
@@ -386,12 +437,20 @@ mod tests {
     #[test]
     fn debug_hides_metadata_values() {
         let mut frame = Frame::new("s".into(), Modality::Ecg, layout(), 0, 0, vec![0, 0], vec![]).unwrap();
-        frame
-            .metadata
-            .push(("patient_name".into(), "CANARY-Jane-Doe".into()));
+        frame.metadata.push("patient_name", "CANARY-Jane-Doe");
         let text = format!("{frame:?}");
         assert!(text.contains("patient_name"));
         assert!(!text.contains("CANARY"));
+    }
+
+    #[test]
+    fn metadata_is_shared_until_edited() {
+        let shared: Metadata = vec![("site".to_string(), "icu-3".to_string())].into();
+        let mut copy = shared.clone();
+        copy.push("bed", "7");
+        assert_eq!(shared.len(), 1);
+        assert_eq!(copy.get("bed"), Some("7"));
+        assert!(Metadata::default().is_empty());
     }
 
     #[test]

@@ -10,6 +10,6 @@ pub mod frame;
 pub mod operator;
 pub mod record;
 
-pub use frame::{ChannelLayout, ChannelSpec, Frame, FrameError, Modality};
+pub use frame::{ChannelLayout, ChannelSpec, Frame, FrameError, Metadata, Modality};
 pub use operator::{Item, ItemKind, Operator, Output, Rejected};
 pub use record::Record;

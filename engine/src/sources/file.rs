@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Modality};
+use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Metadata, Modality};
 
 use super::framing::sample_boundary;
 use super::{FrameSource, SourceError};
@@ -29,7 +29,7 @@ pub struct FileSource {
     stream_id: Arc<str>,
     modality: Modality,
     layout: Arc<ChannelLayout>,
-    metadata: Vec<(String, String)>,
+    metadata: Metadata,
     frame_ns: u64,
     start_ns: i64,
     pace: Pace,
@@ -82,7 +82,7 @@ impl FileSource {
             stream_id: Arc::from(stream_id),
             modality,
             layout: Arc::new(layout),
-            metadata,
+            metadata: metadata.into(),
             frame_ns: u64::try_from(spec.frame.value.0.as_nanos()).unwrap_or(u64::MAX),
             start_ns: header.start_ns.unwrap_or(0),
             pace: spec.pace,
@@ -173,7 +173,7 @@ impl FrameSource for FileSource {
             counts,
             samples,
         )?;
-        frame.metadata.clone_from(&self.metadata);
+        frame.metadata = self.metadata.clone();
         self.frame_index += 1;
         Ok(Some(frame))
     }

@@ -261,7 +261,7 @@ fn read_frame(r: &mut Reader<'_>, flags: u16) -> Result<Frame, WireError> {
     let metadata = read_metadata(r)?;
     let mut frame = Frame::new(stream_id, modality, layout, start_ns, sequence, counts, samples)?;
     frame.discontinuity = flags & FLAG_DISCONTINUITY != 0;
-    frame.metadata = metadata;
+    frame.metadata = metadata.into();
     Ok(frame)
 }
 

@@ -246,7 +246,7 @@ fn build_frame(m: MessageJson) -> Result<Frame, WireError> {
         samples,
     )?;
     frame.discontinuity = m.discontinuity.unwrap_or(false);
-    frame.metadata = metadata;
+    frame.metadata = metadata.into();
     Ok(frame)
 }
 

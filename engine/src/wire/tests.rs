@@ -56,7 +56,8 @@ fn rich_frame() -> Frame {
     f.metadata = vec![
         ("site".into(), "icu-3".into()),
         ("note\n\"q\"".into(), "Zoë \u{1}\\".into()),
-    ];
+    ]
+    .into();
     f
 }
 
@@ -68,7 +69,7 @@ fn doc_frame() -> Frame {
         vec![0.5, -1.0, f32::NAN],
     );
     f.discontinuity = true;
-    f.metadata = vec![("site".into(), "icu-3".into())];
+    f.metadata = vec![("site".into(), "icu-3".into())].into();
     f
 }
 
@@ -427,7 +428,7 @@ fn over_limit_items_encode_into_rejected_messages() {
     let mut long = doc_frame();
     long.stream_id = "x".repeat(70_000).into();
     let mut many = doc_frame();
-    many.metadata = vec![("k".into(), "v".into()); 70_000];
+    many.metadata = vec![("k".into(), "v".into()); 70_000].into();
     let cases = [
         (
             long,
@@ -772,7 +773,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             let layout = Arc::new(ChannelLayout::new(specs));
             let mut f = Frame::new(id.into(), modality, layout, start, seq, counts, samples).expect("valid");
             f.discontinuity = disc;
-            f.metadata = metadata;
+            f.metadata = metadata.into();
             f
         })
 }

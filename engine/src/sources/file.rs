@@ -31,6 +31,11 @@ pub struct FileSource {
     layout: Arc<ChannelLayout>,
     metadata: Metadata,
     frame_ns: u64,
+    /// Distinct channel rates with the end of the current frame in samples,
+    /// and each channel's index into it: boundaries are computed once per
+    /// rate, not once per channel.
+    rate_ends: Vec<(f64, u64)>,
+    rate_group: Vec<usize>,
     start_ns: i64,
     pace: Pace,
     /// Per channel: samples read but not yet framed, and how many samples
@@ -77,6 +82,7 @@ impl FileSource {
             }
         }
         let channels = header.signals.len();
+        let (rate_ends, rate_group) = group_rates(&layout);
         Ok(FileSource {
             path: path.to_path_buf(),
             stream_id: Arc::from(stream_id),
@@ -84,6 +90,8 @@ impl FileSource {
             layout: Arc::new(layout),
             metadata: metadata.into(),
             frame_ns: u64::try_from(spec.frame.value.0.as_nanos()).unwrap_or(u64::MAX),
+            rate_ends,
+            rate_group,
             start_ns: header.start_ns.unwrap_or(0),
             pace: spec.pace,
             pending: vec![Vec::new(); channels],
@@ -118,6 +126,22 @@ impl FileSource {
     }
 }
 
+fn group_rates(layout: &ChannelLayout) -> (Vec<(f64, u64)>, Vec<usize>) {
+    let mut rates: Vec<(f64, u64)> = Vec::new();
+    let groups = layout
+        .channels
+        .iter()
+        .map(|c| {
+            let rate = c.sample_rate;
+            rates.iter().position(|&(r, _)| r == rate).unwrap_or_else(|| {
+                rates.push((rate, 0));
+                rates.len() - 1
+            })
+        })
+        .collect();
+    (rates, groups)
+}
+
 fn default_stream_id(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -137,12 +161,10 @@ fn format_name(format: RecordingFormat) -> &'static str {
 impl FrameSource for FileSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         let k = self.frame_index;
-        let ends: Vec<u64> = self
-            .layout
-            .channels
-            .iter()
-            .map(|c| sample_boundary(k + 1, self.frame_ns, c.sample_rate))
-            .collect();
+        self.rate_ends
+            .iter_mut()
+            .for_each(|(rate, end)| *end = sample_boundary(k + 1, self.frame_ns, *rate));
+        let ends: Vec<u64> = self.rate_group.iter().map(|&g| self.rate_ends[g].1).collect();
         self.fill_until(&ends)?;
         let counts: Vec<u32> = ends
             .iter()

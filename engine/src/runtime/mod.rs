@@ -40,6 +40,16 @@ pub struct Envelope {
     pub ack: AckToken,
 }
 
+impl Envelope {
+    /// A copy for another consumer, with its own share of the acknowledgement.
+    fn copy(&self) -> Envelope {
+        Envelope {
+            item: self.item.clone(),
+            ack: self.ack.clone(),
+        }
+    }
+}
+
 /// A rejected item on its way to the dead-letter sink.
 #[derive(Debug)]
 pub struct DeadLetter {
@@ -72,11 +82,7 @@ impl Fanout {
             return Err(Closed);
         };
         for sender in others {
-            let copy = Envelope {
-                item: envelope.item.clone(),
-                ack: envelope.ack.clone(),
-            };
-            sender.send(copy).await.map_err(|_| Closed)?;
+            sender.send(envelope.copy()).await.map_err(|_| Closed)?;
         }
         last.send(envelope).await.map_err(|_| Closed)
     }
@@ -87,11 +93,7 @@ impl Fanout {
             return Err(Closed);
         };
         for sender in others {
-            let copy = Envelope {
-                item: envelope.item.clone(),
-                ack: envelope.ack.clone(),
-            };
-            sender.blocking_send(copy).map_err(|_| Closed)?;
+            sender.blocking_send(envelope.copy()).map_err(|_| Closed)?;
         }
         last.blocking_send(envelope).map_err(|_| Closed)
     }

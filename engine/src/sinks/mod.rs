@@ -68,15 +68,55 @@ pub fn run_sink(
     mut rx: mpsc::Receiver<Envelope>,
     counters: &NodeCounters,
 ) -> Result<(), SinkError> {
+    run_batches(&mut writer, &mut rx, counters, AckStatus::Delivered)
+}
+
+/// A writer of `T`s that the batch loop drives.
+pub(crate) trait BatchWriter<T> {
+    fn write(&mut self, item: &T) -> Result<(), SinkError>;
+    /// Makes everything written so far durable.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// Something that carries a share of an item's acknowledgement.
+pub(crate) trait Acknowledged {
+    fn into_ack(self) -> AckToken;
+}
+
+impl Acknowledged for Envelope {
+    fn into_ack(self) -> AckToken {
+        self.ack
+    }
+}
+
+impl BatchWriter<Envelope> for Box<dyn SinkWriter> {
+    fn write(&mut self, envelope: &Envelope) -> Result<(), SinkError> {
+        SinkWriter::write(self.as_mut(), &envelope.item)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        SinkWriter::flush(self.as_mut())
+    }
+}
+
+/// The sink loop: write the item waited for plus whatever is already queued
+/// (at most [`MAX_BATCH`]), flush, then settle the batch with `done`. A
+/// failed write or flush settles the batch as failed and stops the sink.
+pub(crate) fn run_batches<T: Acknowledged, W: BatchWriter<T>>(
+    writer: &mut W,
+    rx: &mut mpsc::Receiver<T>,
+    counters: &NodeCounters,
+    done: AckStatus,
+) -> Result<(), SinkError> {
     let mut batch: Vec<AckToken> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
-        while let Some(Envelope { item, ack }) = next.take() {
+        while let Some(item) = next.take() {
             counters
                 .items_in
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let written = writer.write(&item);
-            batch.push(ack);
+            batch.push(item.into_ack());
             if let Err(e) = written {
                 settle_all(&mut batch, AckStatus::Failed);
                 return Err(e);
@@ -85,14 +125,11 @@ pub fn run_sink(
                 next = rx.try_recv().ok();
             }
         }
-        let status = match writer.flush() {
-            Ok(()) => AckStatus::Delivered,
-            Err(e) => {
-                settle_all(&mut batch, AckStatus::Failed);
-                return Err(e);
-            }
-        };
-        settle_all(&mut batch, status);
+        if let Err(e) = writer.flush() {
+            settle_all(&mut batch, AckStatus::Failed);
+            return Err(e);
+        }
+        settle_all(&mut batch, done);
     }
     Ok(())
 }
@@ -100,6 +137,55 @@ pub fn run_sink(
 fn settle_all(batch: &mut Vec<AckToken>, status: AckStatus) {
     for ack in batch.drain(..) {
         ack.settle(status);
+    }
+}
+
+/// A buffered output file that can be made durable: flush, then fsync when
+/// asked to.
+pub(crate) struct DurableFile {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    fsync: bool,
+}
+
+impl DurableFile {
+    /// Creates (or truncates) the file, and its folders.
+    pub(crate) fn create(path: &std::path::Path, fsync: bool) -> Result<DurableFile, SinkError> {
+        create_parent(path)?;
+        let file = std::fs::File::create(path).map_err(|source| SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(DurableFile {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::with_capacity(1 << 20, file),
+            fsync,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        use std::io::Write;
+        self.out.write_all(bytes).map_err(|e| self.io_error(e))
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<(), SinkError> {
+        use std::io::Write;
+        self.out.flush().map_err(|e| self.io_error(e))?;
+        if self.fsync {
+            self.out.get_ref().sync_data().map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, source: std::io::Error) -> SinkError {
+        SinkError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, 
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::{LoadedPipeline, OperatorKind};
-use crate::sinks::{self, DeadLetterWriter, SinkWriter};
-use crate::sources::{self, SourceDriver};
+use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
+use crate::sources::{self, SourceDriver, SourceError};
 
 struct DeadLetterNode {
     counters: Arc<NodeCounters>,
@@ -92,7 +92,7 @@ impl Plan {
                         node: node.name.clone(),
                         error,
                     })?;
-                    running[id].output_path = writer.path();
+                    running[id].output_path = writer.output_path();
                     let name = node.name.clone();
                     running[id].handle = rx.map(|rx| spawn_sink(name, writer, rx, counters));
                 }
@@ -235,12 +235,16 @@ fn spawn_dead_letter(pipeline: &LoadedPipeline, capacity: usize) -> Result<DeadL
 
 fn spawn_sink(
     name: String,
-    writer: Box<dyn SinkWriter>,
+    sink: SinkDriver,
     rx: mpsc::Receiver<Envelope>,
     counters: Arc<NodeCounters>,
 ) -> JoinHandle<Result<(), RuntimeError>> {
     tokio::task::spawn_blocking(move || {
-        sinks::run_sink(writer, rx, &counters).map_err(|error| RuntimeError::Sink { node: name, error })
+        let result = match sink {
+            SinkDriver::Writer(writer) => sinks::run_sink(writer, rx, &counters),
+            SinkDriver::Kafka(kafka) => kafka.run(rx, &counters).map_err(SinkError::from),
+        };
+        result.map_err(|error| RuntimeError::Sink { node: name, error })
     })
 }
 
@@ -249,9 +253,25 @@ fn spawn_source(
     driver: SourceDriver,
     context: sources::DriveContext,
 ) -> JoinHandle<Result<(), RuntimeError>> {
-    tokio::task::spawn_blocking(move || {
-        sources::drive(driver, context).map_err(|error| RuntimeError::Source { node: name, error })
-    })
+    let fail = |node: String| move |error: SourceError| RuntimeError::Source { node, error };
+    match driver {
+        SourceDriver::Frames(source) => {
+            tokio::task::spawn_blocking(move || sources::drive(source, context).map_err(fail(name)))
+        }
+        SourceDriver::Kafka(source) => tokio::spawn(async move {
+            let sources::DriveContext {
+                out,
+                acks,
+                stop,
+                counters,
+                ..
+            } = context;
+            source
+                .run(out, acks, stop, counters)
+                .await
+                .map_err(|e| fail(name)(SourceError::from(e)))
+        }),
+    }
 }
 
 fn build_operator(kind: &OperatorKind) -> Box<dyn Operator> {

@@ -35,6 +35,25 @@ pub enum SinkError {
     },
     #[error("the sink is misconfigured: {0}")]
     Config(String),
+    #[error(transparent)]
+    Kafka(Box<crate::kafka::KafkaError>),
+}
+
+/// A sink ready to run: a writer driven by the batch loop, or the Kafka
+/// producer, whose delivery reports settle acknowledgements.
+pub enum SinkDriver {
+    Writer(Box<dyn SinkWriter>),
+    Kafka(crate::kafka::sink::KafkaSink),
+}
+
+impl SinkDriver {
+    /// Where the sink writes, for the end-of-run report.
+    pub fn output_path(&self) -> Option<PathBuf> {
+        match self {
+            SinkDriver::Writer(writer) => writer.path(),
+            SinkDriver::Kafka(_) => None,
+        }
+    }
 }
 
 /// A sink's synchronous writing half.
@@ -47,18 +66,19 @@ pub trait SinkWriter: Send {
 }
 
 /// Opens the sink a pipeline node describes (creating output folders).
-pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<Box<dyn SinkWriter>, SinkError> {
+pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<SinkDriver, SinkError> {
     let kind = node
         .kind
         .as_ref()
         .map_err(|d| SinkError::Config(d.message.clone()))?;
     match &kind.value {
-        SinkKind::File(spec) => Ok(Box::new(file::FileSink::create(
+        SinkKind::File(spec) => Ok(SinkDriver::Writer(Box::new(file::FileSink::create(
             &pipeline.resolve(&spec.path.value),
             spec.format,
             spec.fsync,
-        )?)),
-        SinkKind::Stdout(spec) => Ok(Box::new(stdout::StdoutSink::new(spec.format))),
+        )?))),
+        SinkKind::Stdout(spec) => Ok(SinkDriver::Writer(Box::new(stdout::StdoutSink::new(spec.format)))),
+        SinkKind::Kafka(spec) => Ok(SinkDriver::Kafka(crate::kafka::sink::KafkaSink::open(spec)?)),
     }
 }
 
@@ -199,5 +219,12 @@ fn create_parent(path: &std::path::Path) -> Result<(), SinkError> {
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// Kafka errors are boxed: they are large and rare.
+impl From<crate::kafka::KafkaError> for SinkError {
+    fn from(error: crate::kafka::KafkaError) -> Self {
+        SinkError::Kafka(Box::new(error))
     }
 }

@@ -189,7 +189,8 @@ impl KafkaSource {
         let mut failures = 0u32;
         while !*stop.borrow() {
             tokio::select! {
-                _ = stop.changed() => {}
+                // An error means the stop flag's owner is gone: stop too.
+                changed = stop.changed() => if changed.is_err() { break },
                 _ = tick.tick() => self.commit_and_flow(CommitMode::Async),
                 message = self.consumer.recv() => match message {
                     Ok(message) => {

@@ -72,6 +72,10 @@ enum Command {
         /// Wire encoding.
         #[arg(long, value_enum, default_value_t = Encoding::Binary)]
         encoding: Encoding,
+        /// A librdkafka property for the producer, KEY=VALUE (repeatable),
+        /// e.g. security.protocol=SASL_SSL.
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
     },
     /// Print a recording's physical samples as CSV (first row: channel names).
     Dump {
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
             realtime,
             frame,
             encoding,
+            properties,
         } => cli::replay(&cli::ReplayArgs {
             recording,
             brokers,
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
                 Encoding::Binary => "binary",
                 Encoding::Json => "json",
             },
+            properties,
         }),
         Command::Dump {
             recording,

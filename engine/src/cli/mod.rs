@@ -87,6 +87,8 @@ pub struct ReplayArgs {
     pub realtime: bool,
     pub frame: String,
     pub encoding: &'static str,
+    /// librdkafka properties, KEY=VALUE.
+    pub properties: Vec<String>,
 }
 
 /// Replays a recording into Kafka by running a two-node pipeline (file
@@ -105,11 +107,19 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = &args.stream_id {
         file["stream_id"] = serde_json::Value::from(id.as_str());
     }
+    let mut properties = serde_json::Map::new();
+    for pair in &args.properties {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--property {pair}: write KEY=VALUE"))?;
+        properties.insert(key.trim().to_string(), serde_json::Value::from(value.trim()));
+    }
     let pipeline = serde_json::json!({
         "description": "sigfab replay",
         "sources": { "recording": { "file": file } },
         "sinks": { "kafka": { "inputs": ["recording"], "kafka": {
             "brokers": args.brokers, "topic": args.topic, "encoding": args.encoding,
+            "properties": properties,
         } } },
     });
     let name = Path::new("<replay>");
@@ -170,10 +180,7 @@ pub fn describe(file: &Path, report: &RunReport) -> String {
                 node.name, node.items_in, node.items_out, node.rejected
             ),
             Role::Sink => {
-                let target = node
-                    .output_path
-                    .as_ref()
-                    .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+                let target = node.target.as_deref().unwrap_or("-");
                 writeln!(
                     text,
                     "  sink     {:<16} {} items -> {target}",

@@ -54,6 +54,12 @@ impl PartitionOffsets {
         if self.next_to_receive.is_some_and(|next| offset < next) {
             return false;
         }
+        if let Some(next) = self.next_to_receive.filter(|&next| offset > next) {
+            // Normal on compacted topics; on others it means the broker
+            // skipped records (tansu 0.6 does, when a fetch starts inside a
+            // record batch: docs/delivery.md).
+            tracing::debug!(from = next, to = offset, "offsets jump");
+        }
         self.window.push_back((offset, Slot::Pending));
         self.next_to_receive = Some(offset + 1);
         true

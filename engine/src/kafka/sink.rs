@@ -40,6 +40,10 @@ impl KafkaSink {
         })
     }
 
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Runs until the queue closes, then waits for the delivery reports.
     /// Call on a blocking thread.
     pub fn run(self, mut rx: mpsc::Receiver<Envelope>, counters: &NodeCounters) -> Result<(), KafkaError> {

@@ -232,7 +232,15 @@ impl KafkaSource {
             let mut book = lock(&self.book);
             match book.track(&partition, message.offset()) {
                 Some(id) => id,
-                None => return true, // a repeat after a seek, already tracked
+                None => {
+                    let offset = message.offset();
+                    tracing::debug!(
+                        partition = partition.partition,
+                        offset,
+                        "record already tracked or partition not assigned; skipped"
+                    );
+                    return true;
+                }
             }
         };
         counter.note_issued();

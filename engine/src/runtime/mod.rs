@@ -136,8 +136,9 @@ pub struct NodeReport {
     pub items_out: u64,
     pub samples_in: u64,
     pub rejected: u64,
-    /// Files this node wrote, for telling the user where to look.
-    pub output_path: Option<std::path::PathBuf>,
+    /// Where a sink wrote (a file, stdout, a topic), for telling the user
+    /// where to look.
+    pub target: Option<String>,
 }
 
 /// The outcome of a run.

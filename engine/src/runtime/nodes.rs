@@ -25,7 +25,7 @@ struct Running {
     name: String,
     role: Role,
     counters: Arc<NodeCounters>,
-    output_path: Option<std::path::PathBuf>,
+    target: Option<String>,
     handle: Option<JoinHandle<Result<(), RuntimeError>>>,
 }
 
@@ -76,7 +76,7 @@ impl Plan {
                 name: n.name.clone(),
                 role: n.role,
                 counters: Arc::default(),
-                output_path: None,
+                target: None,
                 handle: None,
             })
             .collect();
@@ -92,7 +92,7 @@ impl Plan {
                         node: node.name.clone(),
                         error,
                     })?;
-                    running[id].output_path = writer.output_path();
+                    running[id].target = Some(writer.target());
                     let name = node.name.clone();
                     running[id].handle = rx.map(|rx| spawn_sink(name, writer, rx, counters));
                 }
@@ -187,7 +187,7 @@ impl Plan {
                 items_out: NodeCounters::get(&n.counters.items_out),
                 samples_in: NodeCounters::get(&n.counters.samples_in),
                 rejected: NodeCounters::get(&n.counters.rejected),
-                output_path: n.output_path.clone(),
+                target: n.target.clone(),
             })
             .collect()
     }

@@ -48,10 +48,12 @@ pub enum SinkDriver {
 
 impl SinkDriver {
     /// Where the sink writes, for the end-of-run report.
-    pub fn output_path(&self) -> Option<PathBuf> {
+    pub fn target(&self) -> String {
         match self {
-            SinkDriver::Writer(writer) => writer.path(),
-            SinkDriver::Kafka(_) => None,
+            SinkDriver::Writer(writer) => writer
+                .path()
+                .map_or_else(|| "stdout".to_string(), |p| p.display().to_string()),
+            SinkDriver::Kafka(kafka) => format!("kafka topic {}", kafka.topic()),
         }
     }
 }

@@ -181,9 +181,17 @@ pub fn describe(file: &Path, report: &RunReport) -> String {
             ),
             Role::Sink => {
                 let target = node.target.as_deref().unwrap_or("-");
+                let latency = node.latency.map_or_else(String::new, |[p50, p99, p999]| {
+                    format!(
+                        "; latency p50 {} p99 {} p99.9 {}",
+                        human(p50),
+                        human(p99),
+                        human(p999)
+                    )
+                });
                 writeln!(
                     text,
-                    "  sink     {:<16} {} items -> {target}",
+                    "  sink     {:<16} {} items -> {target}{latency}",
                     node.name, node.items_in
                 )
             }
@@ -222,6 +230,18 @@ pub fn describe(file: &Path, report: &RunReport) -> String {
         );
     }
     text
+}
+
+/// A short duration for people: 850 µs, 12.3 ms, 2.10 s.
+fn human(d: std::time::Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
 }
 
 /// Seconds from "10", "2.5" or a duration such as "10s" or "1m".

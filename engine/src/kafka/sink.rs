@@ -49,7 +49,7 @@ impl KafkaSink {
     pub fn run(self, mut rx: mpsc::Receiver<Envelope>, counters: &NodeCounters) -> Result<(), KafkaError> {
         let mut buffer = Vec::new();
         let mut backoff = || std::thread::sleep(Duration::from_millis(1));
-        while let Some(Envelope { item, ack }) = rx.blocking_recv() {
+        while let Some(Envelope { item, ack, received }) = rx.blocking_recv() {
             counters
                 .items_in
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -63,6 +63,7 @@ impl KafkaSink {
             };
             self.producer
                 .send(&outgoing, ack, AckStatus::Delivered, &mut backoff)?;
+            counters.latency.record(received.elapsed());
         }
         self.producer.flush(CLOSE_TIMEOUT)
     }

@@ -224,6 +224,7 @@ impl KafkaSource {
         counter: &Arc<AckCounter>,
         counters: &NodeCounters,
     ) -> bool {
+        let received = std::time::Instant::now();
         let partition = TopicPartition {
             topic: message.topic().to_string(),
             partition: message.partition(),
@@ -257,6 +258,7 @@ impl KafkaSource {
                 let envelope = Envelope {
                     item: Item::Frame(frame),
                     ack,
+                    received,
                 };
                 if out.send(envelope).await.is_err() {
                     return false;

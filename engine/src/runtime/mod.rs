@@ -38,6 +38,9 @@ pub use crate::sources::SourceError;
 pub struct Envelope {
     pub item: Item,
     pub ack: AckToken,
+    /// When the source received or made the item; what an item derived
+    /// from it inherits. Sinks measure the engine-internal latency from it.
+    pub received: Instant,
 }
 
 impl Envelope {
@@ -46,6 +49,7 @@ impl Envelope {
         Envelope {
             item: self.item.clone(),
             ack: self.ack.clone(),
+            received: self.received,
         }
     }
 }
@@ -55,6 +59,7 @@ impl Envelope {
 pub struct DeadLetter {
     pub item: Item,
     pub ack: AckToken,
+    pub received: Instant,
     pub reason: Cow<'static, str>,
     /// Name of the node that rejected it.
     pub node: Arc<str>,
@@ -106,6 +111,9 @@ pub struct NodeCounters {
     pub items_out: AtomicU64,
     pub samples_in: AtomicU64,
     pub rejected: AtomicU64,
+    /// Sinks: source receipt → handed to the output (file buffer, producer
+    /// queue).
+    pub latency: crate::latency::LatencyHistogram,
 }
 
 impl NodeCounters {
@@ -136,6 +144,8 @@ pub struct NodeReport {
     pub items_out: u64,
     pub samples_in: u64,
     pub rejected: u64,
+    /// Sinks: engine-internal latency p50, p99, p99.9.
+    pub latency: Option<[Duration; 3]>,
     /// Where a sink wrote (a file, stdout, a topic), for telling the user
     /// where to look.
     pub target: Option<String>,

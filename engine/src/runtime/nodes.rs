@@ -187,6 +187,7 @@ impl Plan {
                 items_out: NodeCounters::get(&n.counters.items_out),
                 samples_in: NodeCounters::get(&n.counters.samples_in),
                 rejected: NodeCounters::get(&n.counters.rejected),
+                latency: latency_summary(&n.counters.latency),
                 target: n.target.clone(),
             })
             .collect()
@@ -305,7 +306,7 @@ impl OperatorTask {
     async fn run(self, mut rx: mpsc::Receiver<Envelope>) -> Result<(), RuntimeError> {
         let OperatorTask { mut operator, outlet } = self;
         let mut output = Output::default();
-        while let Some(Envelope { item, ack }) = rx.recv().await {
+        while let Some(Envelope { item, ack, received }) = rx.recv().await {
             NodeCounters::add(&outlet.counters.items_in, 1);
             NodeCounters::add(&outlet.counters.samples_in, samples_of(&item));
             let rejected = operator.process(item, &mut output).err();
@@ -319,13 +320,14 @@ impl OperatorTask {
                     .send(Envelope {
                         item,
                         ack: ack.clone(),
+                        received,
                     })
                     .await;
             }
             match rejected {
                 Some(rejected) => {
                     let Rejected { item, reason } = *rejected;
-                    outlet.reject(item, reason, ack).await
+                    outlet.reject(item, reason, ack, received).await
                 }
                 None if produced == 0 => ack.settle(AckStatus::Dropped),
                 None => ack.hand_over(),
@@ -336,7 +338,13 @@ impl OperatorTask {
 }
 
 impl Outlet {
-    async fn reject(&self, item: Item, reason: std::borrow::Cow<'static, str>, ack: crate::ack::AckToken) {
+    async fn reject(
+        &self,
+        item: Item,
+        reason: std::borrow::Cow<'static, str>,
+        ack: crate::ack::AckToken,
+        received: std::time::Instant,
+    ) {
         NodeCounters::add(&self.counters.rejected, 1);
         let sequence = item.sequence();
         match &self.dead_letter {
@@ -344,6 +352,7 @@ impl Outlet {
                 let letter = DeadLetter {
                     item,
                     ack,
+                    received,
                     reason,
                     node: self.name.clone(),
                 };
@@ -357,6 +366,14 @@ impl Outlet {
             }
         }
     }
+}
+
+fn latency_summary(histogram: &crate::latency::LatencyHistogram) -> Option<[std::time::Duration; 3]> {
+    Some([
+        histogram.quantile(0.5)?,
+        histogram.quantile(0.99)?,
+        histogram.quantile(0.999)?,
+    ])
 }
 
 fn samples_of(item: &Item) -> u64 {

@@ -12,6 +12,7 @@ mod file;
 mod stdout;
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use sigfab_operators::Item;
 use tokio::sync::mpsc;
@@ -94,7 +95,7 @@ pub fn run_sink(
 }
 
 /// A writer of `T`s that the batch loop drives.
-pub(crate) trait BatchWriter<T> {
+pub(crate) trait BatchWriter<T: Acknowledged> {
     fn write(&mut self, item: &T) -> Result<(), SinkError>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
@@ -103,11 +104,17 @@ pub(crate) trait BatchWriter<T> {
 /// Something that carries a share of an item's acknowledgement.
 pub(crate) trait Acknowledged {
     fn into_ack(self) -> AckToken;
+    /// When the source received the item, for latency figures.
+    fn received(&self) -> Instant;
 }
 
 impl Acknowledged for Envelope {
     fn into_ack(self) -> AckToken {
         self.ack
+    }
+
+    fn received(&self) -> Instant {
+        self.received
     }
 }
 
@@ -138,6 +145,7 @@ pub(crate) fn run_batches<T: Acknowledged, W: BatchWriter<T>>(
                 .items_in
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let written = writer.write(&item);
+            counters.latency.record(item.received().elapsed());
             batch.push(item.into_ack());
             if let Err(e) = written {
                 settle_all(&mut batch, AckStatus::Failed);

@@ -106,6 +106,7 @@ pub fn drive(mut source: Box<dyn FrameSource>, context: DriveContext) -> Result<
         let envelope = Envelope {
             item: Item::Frame(frame),
             ack,
+            received: Instant::now(),
         };
         if context.out.send_blocking(envelope).is_err() {
             tracing::warn!("every consumer of the source has stopped; ending it");

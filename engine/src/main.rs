@@ -32,6 +32,9 @@ enum Command {
         /// Stop the sources after this long, e.g. 30s or 5m, then drain.
         #[arg(long = "for", value_name = "DURATION")]
         run_for: Option<String>,
+        /// Also write the end-of-run report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Check a pipeline without running it.
     Validate {
@@ -97,7 +100,11 @@ fn main() -> ExitCode {
     cli::init_logging();
     let args = Args::parse();
     let result = match args.command {
-        Command::Run { pipeline, run_for } => cli::run(&pipeline, run_for.as_deref()),
+        Command::Run {
+            pipeline,
+            run_for,
+            report,
+        } => cli::run(&pipeline, run_for.as_deref(), report.as_deref()),
         Command::Validate { pipeline } => cli::validate(&pipeline),
         Command::Schema => cli::schema(),
         Command::Inspect { recording, show_phi } => cli::inspect(&recording, show_phi),

@@ -64,13 +64,13 @@ pub fn schema() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(file: &Path, run_for: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn run(file: &Path, run_for: Option<&str>, report: Option<&Path>) -> anyhow::Result<ExitCode> {
     let run_for = run_for
         .map(|text| DurationSpec::parse(text).map(|d| d.0).map_err(anyhow::Error::msg))
         .transpose()
         .context("--for")?;
     match config::load(file) {
-        Ok((pipeline, graph)) => run_loaded(file, &pipeline, &graph, run_for),
+        Ok((pipeline, graph)) => run_loaded(file, &pipeline, &graph, run_for, report),
         Err(errors) => {
             eprintln!("{errors}");
             Ok(ExitCode::from(INVALID_PIPELINE))
@@ -124,7 +124,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     });
     let name = Path::new("<replay>");
     match config::load_str(name, pipeline.to_string()) {
-        Ok((pipeline, graph)) => run_loaded(name, &pipeline, &graph, None),
+        Ok((pipeline, graph)) => run_loaded(name, &pipeline, &graph, None, None),
         Err(errors) => {
             eprintln!("{errors}");
             Ok(ExitCode::from(INVALID_PIPELINE))
@@ -137,6 +137,7 @@ fn run_loaded(
     pipeline: &config::LoadedPipeline,
     graph: &config::graph::Graph,
     run_for: Option<std::time::Duration>,
+    report_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         run_for,
@@ -148,6 +149,11 @@ fn run_loaded(
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(runtime::run(pipeline, graph, &options))?;
     eprint!("{}", describe(file, &report));
+    if let Some(path) = report_file {
+        let json = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
     Ok(if report.unhandled() > 0 {
         ExitCode::from(1)
     } else {

@@ -167,6 +167,42 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report as JSON (`sigfab run --report FILE`), for scripts and
+    /// benchmarks: durations in seconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "role": format!("{:?}", n.role).to_lowercase(),
+                    "items_in": n.items_in,
+                    "items_out": n.items_out,
+                    "samples_in": n.samples_in,
+                    "rejected": n.rejected,
+                    "target": n.target,
+                    "latency_s": n.latency.map(|l| serde_json::json!({
+                        "p50": l[0].as_secs_f64(), "p99": l[1].as_secs_f64(), "p999": l[2].as_secs_f64(),
+                    })),
+                })
+            })
+            .collect();
+        let acks: serde_json::Map<String, serde_json::Value> = self
+            .acks
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), (*n).into()))
+            .collect();
+        serde_json::json!({
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "interrupted": self.interrupted,
+            "nodes": nodes,
+            "acks": acks,
+            "dead_letters": self.dead_letters,
+            "max_in_flight": self.max_in_flight,
+        })
+    }
+
     pub fn count(&self, status: AckStatus) -> u64 {
         self.acks
             .iter()

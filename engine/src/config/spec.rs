@@ -50,7 +50,7 @@ impl Default for Settings {
 }
 
 fn default_queue_capacity() -> Located<usize> {
-    Located::new(64, Default::default())
+    Located::new(16, Default::default())
 }
 
 /// Source types.

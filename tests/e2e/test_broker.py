@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from conftest import BROKER_SH
-from kafkautil import committed_offsets, create_topic, end_offsets, partitions_of, poll_until, produce, read_all
+from kafkautil import TIMEOUT_S, committed_offsets, create_topic, end_offsets, partitions_of, poll_until, produce, read_all
 
 
 def test_start_is_idempotent(broker, broker_dir):
@@ -84,3 +84,32 @@ def test_fetching_from_any_offset_of_what_the_harness_produced(broker, unique):
     finally:
         consumer.close()
     assert [(m.offset(), m.value()) for m in got][:3] == [(7, b"7"), (8, b"8"), (9, b"9")]
+
+
+def test_tansu_fetch_mid_batch_quirk(broker, unique):
+    """Documents a tansu 0.6 (memory storage) bug the harness works around; fails once fixed.
+
+    A fetch serves only batches whose base offset is at or after the requested offset,
+    so a fetch starting inside a batch silently skips the rest of it; and
+    ListOffsets(latest) answers the last batch's base offset + 1.
+    """
+    topic = f"quirk-{unique}"
+    create_topic(broker, topic, 1)
+    batched = Producer({"bootstrap.servers": broker, "linger.ms": 200, "log_level": 3})
+    for batch_start, size in ((0, 10), (10, 3)):  # two batches: offsets 0-9 and 10-12
+        for i in range(batch_start, batch_start + size):
+            batched.produce(topic, str(i).encode(), partition=0)
+        assert batched.flush(TIMEOUT_S) == 0
+        if batch_start == 0:
+            # BUG: a correct broker answers 10 here.
+            assert end_offsets(broker, topic) == {0: 1}
+
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": f"g-{unique}", "log_level": 3})
+    consumer.assign([TopicPartition(topic, 0, 3)])
+    try:
+        got = poll_until(lambda: consumer.consume(20, timeout=0.5), "records from offset 3")
+    finally:
+        consumer.close()
+    # BUG: a correct broker starts at offset 3; tansu skips 3-9 and starts at the next batch.
+    assert got[0].offset() == 10
+    assert all(m.offset() >= 10 for m in got)

@@ -7,11 +7,16 @@ use std::time::{Duration, Instant};
 /// Pins this process (and the threads it starts later) to CPU 0, so a figure
 /// "per core" means one core, whatever the runtime's thread count.
 pub fn pin_to_one_core() -> bool {
+    pin_to_cpu(0)
+}
+
+/// Pins the calling thread (and the threads it starts later) to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> bool {
     // SAFETY: `cpu_set_t` is plain data; zeroed is the empty set, CPU_SET
     // writes inside it, and sched_setaffinity only reads it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }

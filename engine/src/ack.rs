@@ -157,10 +157,16 @@ pub struct AckCounter {
 impl AckCounter {
     /// A token for the next item, with a fresh id.
     pub fn issue(self: &Arc<Self>) -> AckToken {
+        AckToken::new(self.note_issued(), self.clone())
+    }
+
+    /// Counts an item whose token another receiver made (that receiver
+    /// forwards completions here); returns this counter's id for it.
+    pub fn note_issued(&self) -> u64 {
         let id = self.issued.fetch_add(1, Ordering::AcqRel);
         let in_flight = id + 1 - self.completed.load(Ordering::Acquire);
         self.max_in_flight.fetch_max(in_flight, Ordering::AcqRel);
-        AckToken::new(id, self.clone())
+        id
     }
 
     /// Most items in flight at once so far.

@@ -5,6 +5,8 @@
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod kafka;
+pub mod latency;
 pub mod readers;
 pub mod runtime;
 pub mod shared_data;

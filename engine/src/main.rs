@@ -17,6 +17,12 @@ struct Args {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Encoding {
+    Binary,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline until its sources end (or for a set time), then report.
@@ -26,6 +32,9 @@ enum Command {
         /// Stop the sources after this long, e.g. 30s or 5m, then drain.
         #[arg(long = "for", value_name = "DURATION")]
         run_for: Option<String>,
+        /// Also write the end-of-run report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Check a pipeline without running it.
     Validate {
@@ -42,6 +51,34 @@ enum Command {
         /// texts, which may identify a patient.
         #[arg(long)]
         show_phi: bool,
+    },
+    /// Publish a recording to a Kafka topic as wire-format frames (feeds a
+    /// test bed from EDF/WFDB files).
+    Replay {
+        /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
+        recording: PathBuf,
+        /// Bootstrap brokers, comma-separated host:port.
+        #[arg(long)]
+        brokers: String,
+        /// Topic to publish to.
+        #[arg(long)]
+        topic: String,
+        /// Stream id of the frames (default: the file name without extension).
+        #[arg(long)]
+        stream_id: Option<String>,
+        /// Pace by the sample clock, like a live device (default: as fast as possible).
+        #[arg(long)]
+        realtime: bool,
+        /// Frame duration.
+        #[arg(long, default_value = "40ms")]
+        frame: String,
+        /// Wire encoding.
+        #[arg(long, value_enum, default_value_t = Encoding::Binary)]
+        encoding: Encoding,
+        /// A librdkafka property for the producer, KEY=VALUE (repeatable),
+        /// e.g. security.protocol=SASL_SSL.
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
     },
     /// Print a recording's physical samples as CSV (first row: channel names).
     Dump {
@@ -63,10 +100,36 @@ fn main() -> ExitCode {
     cli::init_logging();
     let args = Args::parse();
     let result = match args.command {
-        Command::Run { pipeline, run_for } => cli::run(&pipeline, run_for.as_deref()),
+        Command::Run {
+            pipeline,
+            run_for,
+            report,
+        } => cli::run(&pipeline, run_for.as_deref(), report.as_deref()),
         Command::Validate { pipeline } => cli::validate(&pipeline),
         Command::Schema => cli::schema(),
         Command::Inspect { recording, show_phi } => cli::inspect(&recording, show_phi),
+        Command::Replay {
+            recording,
+            brokers,
+            topic,
+            stream_id,
+            realtime,
+            frame,
+            encoding,
+            properties,
+        } => cli::replay(&cli::ReplayArgs {
+            recording,
+            brokers,
+            topic,
+            stream_id,
+            realtime,
+            frame,
+            encoding: match encoding {
+                Encoding::Binary => "binary",
+                Encoding::Json => "json",
+            },
+            properties,
+        }),
         Command::Dump {
             recording,
             channels,

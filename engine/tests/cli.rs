@@ -209,3 +209,28 @@ fn sigterm_drains_in_flight_frames_and_exits_cleanly() {
         "every frame written was acknowledged: {stderr}"
     );
 }
+
+#[test]
+fn run_writes_a_json_report_on_request() {
+    let report = std::env::temp_dir().join(format!("sigfab-report-{}.json", std::process::id()));
+    let out = sigfab(&[
+        "run",
+        "pipelines/demo.yaml",
+        "--report",
+        &report.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
+    assert_eq!(json["acks"]["delivered"], 500);
+    let sinks: Vec<&serde_json::Value> = json["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["role"] == "sink")
+        .collect();
+    assert_eq!(sinks.len(), 2);
+    assert!(sinks
+        .iter()
+        .all(|s| s["latency_s"]["p99"].as_f64().is_some_and(|p| p > 0.0)));
+}

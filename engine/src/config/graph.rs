@@ -360,6 +360,38 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                 }
             }
             SourceKind::File(f) => check_frame(&f.frame, &mut fail),
+            SourceKind::Kafka(k) => {
+                check_brokers(&k.brokers, &mut fail);
+                if k.topics.value.is_empty() || k.topics.value.iter().any(|t| t.trim().is_empty()) {
+                    fail(
+                        k.topics.pos,
+                        "kafka.topics must list at least one topic name".into(),
+                    );
+                }
+                if k.max_unacked.value == 0 {
+                    fail(k.max_unacked.pos, "kafka.max_unacked must be at least 1".into());
+                }
+                if k.commit_interval.value.0.is_zero() {
+                    fail(
+                        k.commit_interval.pos,
+                        "kafka.commit_interval must be longer than zero".into(),
+                    );
+                }
+                check_properties(&k.properties, CONSUMER_MANAGED, &mut fail);
+            }
+        }
+    }
+    for node in &spec.sinks.0 {
+        let Ok(kind) = &node.kind else { continue };
+        if let SinkKind::Kafka(k) = &kind.value {
+            check_brokers(&k.brokers, &mut fail);
+            if k.linger.value.0 > std::time::Duration::from_secs(1) {
+                fail(
+                    k.linger.pos,
+                    "kafka.linger above 1s defeats a live pipeline's latency budget".into(),
+                );
+            }
+            check_properties(&k.properties, PRODUCER_MANAGED, &mut fail);
         }
     }
     for node in &spec.operators.0 {
@@ -385,6 +417,39 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             }
             _ => {}
         }
+    }
+}
+
+/// Consumer properties the engine sets itself: overriding them would break
+/// at-least-once delivery (offsets are committed by the engine, only past
+/// handled records).
+const CONSUMER_MANAGED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
+/// Producer properties the engine sets itself (idempotence keeps retries
+/// from duplicating or reordering records within a partition).
+const PRODUCER_MANAGED: &[&str] = &["bootstrap.servers", "enable.idempotence"];
+
+fn check_brokers(brokers: &super::Located<String>, fail: &mut impl FnMut(Pos, String)) {
+    if brokers.value.split(',').any(|b| b.trim().is_empty()) {
+        fail(
+            brokers.pos,
+            "kafka.brokers must be a comma-separated list of host:port".into(),
+        );
+    }
+}
+
+fn check_properties(
+    properties: &super::Located<std::collections::BTreeMap<String, String>>,
+    managed: &[&str],
+    fail: &mut impl FnMut(Pos, String),
+) {
+    for key in properties.value.keys().filter(|k| managed.contains(&k.as_str())) {
+        let message = format!("kafka property '{key}' is set by sigfab itself and cannot be overridden");
+        fail(properties.pos, message);
     }
 }
 

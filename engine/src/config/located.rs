@@ -29,7 +29,7 @@ impl From<serde_saphyr::Location> for Pos {
 }
 
 /// A value with the position where it was written.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Located<T> {
     pub value: T,
     pub pos: Pos,

@@ -61,13 +61,16 @@ pub enum SourceKind {
     Synthetic(SyntheticSpec),
     /// Replays a recording (EDF, EDF+, BDF, WFDB) as frames.
     File(FileSourceSpec),
+    /// Consumes wire-format frames from Kafka topics in a consumer group,
+    /// committing offsets only past frames every sink has taken.
+    Kafka(KafkaSourceSpec),
 }
 
 impl NodeKinds for SourceKind {
     const ROLE: &'static str = "source";
     const HAS_INPUTS: bool = false;
     fn names() -> &'static [&'static str] {
-        &["synthetic", "file"]
+        &["synthetic", "file", "kafka"]
     }
 }
 
@@ -243,14 +246,94 @@ pub enum SinkKind {
     File(FileSinkSpec),
     /// Writes items to standard output.
     Stdout(StdoutSpec),
+    /// Produces items to a Kafka topic (idempotent producer, key = stream id).
+    Kafka(KafkaSinkSpec),
 }
 
 impl NodeKinds for SinkKind {
     const ROLE: &'static str = "sink";
     const HAS_INPUTS: bool = true;
     fn names() -> &'static [&'static str] {
-        &["file", "stdout"]
+        &["file", "stdout", "kafka"]
     }
+}
+
+/// Wire encodings on Kafka.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WireEncoding {
+    /// Binary wire format v1 (compact, checksummed).
+    #[default]
+    Binary,
+    /// JSON wire format v1 (for low-rate devices and debugging).
+    Json,
+}
+
+/// Where a consumer group with no committed offset starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Bootstrap brokers, comma-separated host:port.
+    pub brokers: Located<String>,
+    /// Topics to consume.
+    pub topics: Located<Vec<String>>,
+    /// Consumer group: instances with the same group share the partitions.
+    pub group: Located<String>,
+    #[serde(default)]
+    pub encoding: WireEncoding,
+    /// Topic that receives undecodable records, with the reason and their
+    /// source topic, partition and offset in headers.
+    pub dead_letter_topic: Located<String>,
+    /// Where a group with no committed offset starts.
+    #[serde(default)]
+    pub start: StartFrom,
+    /// Unacknowledged records per partition at which fetching from it pauses
+    /// (it resumes at half).
+    #[serde(default = "default_max_unacked")]
+    pub max_unacked: Located<usize>,
+    /// How often handled offsets are committed.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Located<DurationSpec>,
+    /// librdkafka properties passed through (e.g. security.protocol,
+    /// sasl.mechanism, ssl.ca.location).
+    #[serde(default)]
+    pub properties: Located<std::collections::BTreeMap<String, String>>,
+}
+
+fn default_max_unacked() -> Located<usize> {
+    Located::new(1000, Default::default())
+}
+
+fn default_commit_interval() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_millis(100)), Default::default())
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    /// Bootstrap brokers, comma-separated host:port.
+    pub brokers: Located<String>,
+    pub topic: Located<String>,
+    #[serde(default)]
+    pub encoding: WireEncoding,
+    /// How long the producer waits to fill a batch (librdkafka linger.ms).
+    #[serde(default = "default_linger")]
+    pub linger: Located<DurationSpec>,
+    /// librdkafka properties passed through.
+    #[serde(default)]
+    pub properties: Located<std::collections::BTreeMap<String, String>>,
+}
+
+fn default_linger() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_millis(5)), Default::default())
 }
 
 /// File encodings.

@@ -38,6 +38,9 @@ pub use crate::sources::SourceError;
 pub struct Envelope {
     pub item: Item,
     pub ack: AckToken,
+    /// When the source received or made the item; what an item derived
+    /// from it inherits. Sinks measure the engine-internal latency from it.
+    pub received: Instant,
 }
 
 impl Envelope {
@@ -46,6 +49,7 @@ impl Envelope {
         Envelope {
             item: self.item.clone(),
             ack: self.ack.clone(),
+            received: self.received,
         }
     }
 }
@@ -55,6 +59,7 @@ impl Envelope {
 pub struct DeadLetter {
     pub item: Item,
     pub ack: AckToken,
+    pub received: Instant,
     pub reason: Cow<'static, str>,
     /// Name of the node that rejected it.
     pub node: Arc<str>,
@@ -106,6 +111,9 @@ pub struct NodeCounters {
     pub items_out: AtomicU64,
     pub samples_in: AtomicU64,
     pub rejected: AtomicU64,
+    /// Sinks: source receipt → handed to the output (file buffer, producer
+    /// queue).
+    pub latency: crate::latency::LatencyHistogram,
 }
 
 impl NodeCounters {
@@ -136,8 +144,11 @@ pub struct NodeReport {
     pub items_out: u64,
     pub samples_in: u64,
     pub rejected: u64,
-    /// Files this node wrote, for telling the user where to look.
-    pub output_path: Option<std::path::PathBuf>,
+    /// Sinks: engine-internal latency p50, p99, p99.9.
+    pub latency: Option<[Duration; 3]>,
+    /// Where a sink wrote (a file, stdout, a topic), for telling the user
+    /// where to look.
+    pub target: Option<String>,
 }
 
 /// The outcome of a run.
@@ -156,6 +167,42 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report as JSON (`sigfab run --report FILE`), for scripts and
+    /// benchmarks: durations in seconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        let nodes: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name,
+                    "role": format!("{:?}", n.role).to_lowercase(),
+                    "items_in": n.items_in,
+                    "items_out": n.items_out,
+                    "samples_in": n.samples_in,
+                    "rejected": n.rejected,
+                    "target": n.target,
+                    "latency_s": n.latency.map(|l| serde_json::json!({
+                        "p50": l[0].as_secs_f64(), "p99": l[1].as_secs_f64(), "p999": l[2].as_secs_f64(),
+                    })),
+                })
+            })
+            .collect();
+        let acks: serde_json::Map<String, serde_json::Value> = self
+            .acks
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), (*n).into()))
+            .collect();
+        serde_json::json!({
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "interrupted": self.interrupted,
+            "nodes": nodes,
+            "acks": acks,
+            "dead_letters": self.dead_letters,
+            "max_in_flight": self.max_in_flight,
+        })
+    }
+
     pub fn count(&self, status: AckStatus) -> u64 {
         self.acks
             .iter()

@@ -12,8 +12,8 @@ use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, 
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::{LoadedPipeline, OperatorKind};
-use crate::sinks::{self, DeadLetterWriter, SinkWriter};
-use crate::sources::{self, SourceDriver};
+use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
+use crate::sources::{self, SourceDriver, SourceError};
 
 struct DeadLetterNode {
     counters: Arc<NodeCounters>,
@@ -25,7 +25,7 @@ struct Running {
     name: String,
     role: Role,
     counters: Arc<NodeCounters>,
-    output_path: Option<std::path::PathBuf>,
+    target: Option<String>,
     handle: Option<JoinHandle<Result<(), RuntimeError>>>,
 }
 
@@ -76,7 +76,7 @@ impl Plan {
                 name: n.name.clone(),
                 role: n.role,
                 counters: Arc::default(),
-                output_path: None,
+                target: None,
                 handle: None,
             })
             .collect();
@@ -92,7 +92,7 @@ impl Plan {
                         node: node.name.clone(),
                         error,
                     })?;
-                    running[id].output_path = writer.path();
+                    running[id].target = Some(writer.target());
                     let name = node.name.clone();
                     running[id].handle = rx.map(|rx| spawn_sink(name, writer, rx, counters));
                 }
@@ -187,7 +187,8 @@ impl Plan {
                 items_out: NodeCounters::get(&n.counters.items_out),
                 samples_in: NodeCounters::get(&n.counters.samples_in),
                 rejected: NodeCounters::get(&n.counters.rejected),
-                output_path: n.output_path.clone(),
+                latency: latency_summary(&n.counters.latency),
+                target: n.target.clone(),
             })
             .collect()
     }
@@ -235,12 +236,16 @@ fn spawn_dead_letter(pipeline: &LoadedPipeline, capacity: usize) -> Result<DeadL
 
 fn spawn_sink(
     name: String,
-    writer: Box<dyn SinkWriter>,
+    sink: SinkDriver,
     rx: mpsc::Receiver<Envelope>,
     counters: Arc<NodeCounters>,
 ) -> JoinHandle<Result<(), RuntimeError>> {
     tokio::task::spawn_blocking(move || {
-        sinks::run_sink(writer, rx, &counters).map_err(|error| RuntimeError::Sink { node: name, error })
+        let result = match sink {
+            SinkDriver::Writer(writer) => sinks::run_sink(writer, rx, &counters),
+            SinkDriver::Kafka(kafka) => kafka.run(rx, &counters).map_err(SinkError::from),
+        };
+        result.map_err(|error| RuntimeError::Sink { node: name, error })
     })
 }
 
@@ -249,9 +254,25 @@ fn spawn_source(
     driver: SourceDriver,
     context: sources::DriveContext,
 ) -> JoinHandle<Result<(), RuntimeError>> {
-    tokio::task::spawn_blocking(move || {
-        sources::drive(driver, context).map_err(|error| RuntimeError::Source { node: name, error })
-    })
+    let fail = |node: String| move |error: SourceError| RuntimeError::Source { node, error };
+    match driver {
+        SourceDriver::Frames(source) => {
+            tokio::task::spawn_blocking(move || sources::drive(source, context).map_err(fail(name)))
+        }
+        SourceDriver::Kafka(source) => tokio::spawn(async move {
+            let sources::DriveContext {
+                out,
+                acks,
+                stop,
+                counters,
+                ..
+            } = context;
+            source
+                .run(out, acks, stop, counters)
+                .await
+                .map_err(|e| fail(name)(SourceError::from(e)))
+        }),
+    }
 }
 
 fn build_operator(kind: &OperatorKind) -> Box<dyn Operator> {
@@ -285,7 +306,7 @@ impl OperatorTask {
     async fn run(self, mut rx: mpsc::Receiver<Envelope>) -> Result<(), RuntimeError> {
         let OperatorTask { mut operator, outlet } = self;
         let mut output = Output::default();
-        while let Some(Envelope { item, ack }) = rx.recv().await {
+        while let Some(Envelope { item, ack, received }) = rx.recv().await {
             NodeCounters::add(&outlet.counters.items_in, 1);
             NodeCounters::add(&outlet.counters.samples_in, samples_of(&item));
             let rejected = operator.process(item, &mut output).err();
@@ -299,13 +320,14 @@ impl OperatorTask {
                     .send(Envelope {
                         item,
                         ack: ack.clone(),
+                        received,
                     })
                     .await;
             }
             match rejected {
                 Some(rejected) => {
                     let Rejected { item, reason } = *rejected;
-                    outlet.reject(item, reason, ack).await
+                    outlet.reject(item, reason, ack, received).await
                 }
                 None if produced == 0 => ack.settle(AckStatus::Dropped),
                 None => ack.hand_over(),
@@ -316,7 +338,13 @@ impl OperatorTask {
 }
 
 impl Outlet {
-    async fn reject(&self, item: Item, reason: std::borrow::Cow<'static, str>, ack: crate::ack::AckToken) {
+    async fn reject(
+        &self,
+        item: Item,
+        reason: std::borrow::Cow<'static, str>,
+        ack: crate::ack::AckToken,
+        received: std::time::Instant,
+    ) {
         NodeCounters::add(&self.counters.rejected, 1);
         let sequence = item.sequence();
         match &self.dead_letter {
@@ -324,6 +352,7 @@ impl Outlet {
                 let letter = DeadLetter {
                     item,
                     ack,
+                    received,
                     reason,
                     node: self.name.clone(),
                 };
@@ -337,6 +366,14 @@ impl Outlet {
             }
         }
     }
+}
+
+fn latency_summary(histogram: &crate::latency::LatencyHistogram) -> Option<[std::time::Duration; 3]> {
+    Some([
+        histogram.quantile(0.5)?,
+        histogram.quantile(0.99)?,
+        histogram.quantile(0.999)?,
+    ])
 }
 
 fn samples_of(item: &Item) -> u64 {

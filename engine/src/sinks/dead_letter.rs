@@ -35,6 +35,10 @@ impl Acknowledged for DeadLetter {
     fn into_ack(self) -> AckToken {
         self.ack
     }
+
+    fn received(&self) -> std::time::Instant {
+        self.received
+    }
 }
 
 impl BatchWriter<DeadLetter> for DeadLetterWriter {

@@ -12,6 +12,7 @@ mod file;
 mod stdout;
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use sigfab_operators::Item;
 use tokio::sync::mpsc;
@@ -35,6 +36,27 @@ pub enum SinkError {
     },
     #[error("the sink is misconfigured: {0}")]
     Config(String),
+    #[error(transparent)]
+    Kafka(Box<crate::kafka::KafkaError>),
+}
+
+/// A sink ready to run: a writer driven by the batch loop, or the Kafka
+/// producer, whose delivery reports settle acknowledgements.
+pub enum SinkDriver {
+    Writer(Box<dyn SinkWriter>),
+    Kafka(crate::kafka::sink::KafkaSink),
+}
+
+impl SinkDriver {
+    /// Where the sink writes, for the end-of-run report.
+    pub fn target(&self) -> String {
+        match self {
+            SinkDriver::Writer(writer) => writer
+                .path()
+                .map_or_else(|| "stdout".to_string(), |p| p.display().to_string()),
+            SinkDriver::Kafka(kafka) => format!("kafka topic {}", kafka.topic()),
+        }
+    }
 }
 
 /// A sink's synchronous writing half.
@@ -47,18 +69,19 @@ pub trait SinkWriter: Send {
 }
 
 /// Opens the sink a pipeline node describes (creating output folders).
-pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<Box<dyn SinkWriter>, SinkError> {
+pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<SinkDriver, SinkError> {
     let kind = node
         .kind
         .as_ref()
         .map_err(|d| SinkError::Config(d.message.clone()))?;
     match &kind.value {
-        SinkKind::File(spec) => Ok(Box::new(file::FileSink::create(
+        SinkKind::File(spec) => Ok(SinkDriver::Writer(Box::new(file::FileSink::create(
             &pipeline.resolve(&spec.path.value),
             spec.format,
             spec.fsync,
-        )?)),
-        SinkKind::Stdout(spec) => Ok(Box::new(stdout::StdoutSink::new(spec.format))),
+        )?))),
+        SinkKind::Stdout(spec) => Ok(SinkDriver::Writer(Box::new(stdout::StdoutSink::new(spec.format)))),
+        SinkKind::Kafka(spec) => Ok(SinkDriver::Kafka(crate::kafka::sink::KafkaSink::open(spec)?)),
     }
 }
 
@@ -72,7 +95,7 @@ pub fn run_sink(
 }
 
 /// A writer of `T`s that the batch loop drives.
-pub(crate) trait BatchWriter<T> {
+pub(crate) trait BatchWriter<T: Acknowledged> {
     fn write(&mut self, item: &T) -> Result<(), SinkError>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
@@ -81,11 +104,17 @@ pub(crate) trait BatchWriter<T> {
 /// Something that carries a share of an item's acknowledgement.
 pub(crate) trait Acknowledged {
     fn into_ack(self) -> AckToken;
+    /// When the source received the item, for latency figures.
+    fn received(&self) -> Instant;
 }
 
 impl Acknowledged for Envelope {
     fn into_ack(self) -> AckToken {
         self.ack
+    }
+
+    fn received(&self) -> Instant {
+        self.received
     }
 }
 
@@ -116,6 +145,7 @@ pub(crate) fn run_batches<T: Acknowledged, W: BatchWriter<T>>(
                 .items_in
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let written = writer.write(&item);
+            counters.latency.record(item.received().elapsed());
             batch.push(item.into_ack());
             if let Err(e) = written {
                 settle_all(&mut batch, AckStatus::Failed);
@@ -199,5 +229,12 @@ fn create_parent(path: &std::path::Path) -> Result<(), SinkError> {
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// Kafka errors are boxed: they are large and rare.
+impl From<crate::kafka::KafkaError> for SinkError {
+    fn from(error: crate::kafka::KafkaError) -> Self {
+        SinkError::Kafka(Box::new(error))
     }
 }

@@ -30,6 +30,8 @@ pub enum SourceError {
     Frame(#[from] sigfab_operators::FrameError),
     #[error("the source is misconfigured: {0}")]
     Config(String),
+    #[error(transparent)]
+    Kafka(Box<crate::kafka::KafkaError>),
 }
 
 /// A synchronous generator of frames, in emission order.
@@ -41,7 +43,12 @@ pub trait FrameSource: Send {
     fn pace(&self) -> Pace;
 }
 
-pub type SourceDriver = Box<dyn FrameSource>;
+/// A source ready to run: a synchronous frame generator (driven on a
+/// blocking thread) or the Kafka consumer (an async task).
+pub enum SourceDriver {
+    Frames(Box<dyn FrameSource>),
+    Kafka(crate::kafka::source::KafkaSource),
+}
 
 /// Builds the source a pipeline node describes; opens files now so that a
 /// missing recording is reported before anything runs.
@@ -55,9 +62,14 @@ pub fn open(
         .as_ref()
         .map_err(|d| SourceError::Config(d.message.clone()))?;
     match &kind.value {
-        SourceKind::Synthetic(spec) => Ok(Box::new(synthetic::SyntheticSource::new(spec, name)?)),
-        SourceKind::File(spec) => Ok(Box::new(file::FileSource::open(
+        SourceKind::Synthetic(spec) => Ok(SourceDriver::Frames(Box::new(synthetic::SyntheticSource::new(
+            spec, name,
+        )?))),
+        SourceKind::File(spec) => Ok(SourceDriver::Frames(Box::new(file::FileSource::open(
             &pipeline.resolve(&spec.path.value),
+            spec,
+        )?))),
+        SourceKind::Kafka(spec) => Ok(SourceDriver::Kafka(crate::kafka::source::KafkaSource::open(
             spec,
         )?)),
     }
@@ -72,9 +84,9 @@ pub struct DriveContext {
     pub progress: bool,
 }
 
-/// Runs a source until it ends, the stop flag is set, or every consumer has
-/// gone. Call on a blocking thread.
-pub fn drive(mut source: SourceDriver, context: DriveContext) -> Result<(), SourceError> {
+/// Runs a frame source until it ends, the stop flag is set, or every
+/// consumer has gone. Call on a blocking thread.
+pub fn drive(mut source: Box<dyn FrameSource>, context: DriveContext) -> Result<(), SourceError> {
     let bar = progress_bar(context.progress, source.expected_frames());
     let mut clock: Option<(Instant, i64)> = None;
     while !*context.stop.borrow() {
@@ -94,6 +106,7 @@ pub fn drive(mut source: SourceDriver, context: DriveContext) -> Result<(), Sour
         let envelope = Envelope {
             item: Item::Frame(frame),
             ack,
+            received: Instant::now(),
         };
         if context.out.send_blocking(envelope).is_err() {
             tracing::warn!("every consumer of the source has stopped; ending it");
@@ -141,5 +154,12 @@ fn wait_for_sample_clock(
         }
         // Short naps so a stop request is seen within 50 ms.
         std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// Kafka errors are boxed: they are large and rare.
+impl From<crate::kafka::KafkaError> for SourceError {
+    fn from(error: crate::kafka::KafkaError) -> Self {
+        SourceError::Kafka(Box::new(error))
     }
 }

@@ -1,0 +1,77 @@
+//! The Kafka sink: each item becomes one record, keyed by stream id so that
+//! a stream (a patient's device) keeps its order within one partition.
+//! Acknowledgements are settled by delivery reports, so a Kafka source
+//! upstream commits only what the broker has durably taken (acks=all,
+//! implied by idempotence).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{client_config, millis, AckingProducer, KafkaError, Outgoing};
+use crate::ack::AckStatus;
+use crate::config::{KafkaSinkSpec, WireEncoding};
+use crate::runtime::{Envelope, NodeCounters};
+use crate::wire::{self, Encoding};
+
+/// How long closing the sink waits for outstanding delivery reports.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct KafkaSink {
+    producer: AckingProducer,
+    topic: String,
+    encoding: Encoding,
+}
+
+impl KafkaSink {
+    pub fn open(spec: &KafkaSinkSpec) -> Result<KafkaSink, KafkaError> {
+        let defaults = [
+            ("enable.idempotence", "true".to_string()),
+            ("linger.ms", millis(spec.linger.value.0)),
+            // Bounds on the local queue: when full, the sink waits.
+            ("queue.buffering.max.messages", "100000".to_string()),
+            ("message.timeout.ms", "30000".to_string()),
+        ];
+        let config = client_config(&spec.brokers.value, &defaults, &spec.properties.value);
+        Ok(KafkaSink {
+            producer: AckingProducer::new(&config)?,
+            topic: spec.topic.value.clone(),
+            encoding: encoding(spec.encoding),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Runs until the queue closes, then waits for the delivery reports.
+    /// Call on a blocking thread.
+    pub fn run(self, mut rx: mpsc::Receiver<Envelope>, counters: &NodeCounters) -> Result<(), KafkaError> {
+        let mut buffer = Vec::new();
+        let mut backoff = || std::thread::sleep(Duration::from_millis(1));
+        while let Some(Envelope { item, ack, received }) = rx.blocking_recv() {
+            counters
+                .items_in
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            buffer.clear();
+            wire::encode(&item, self.encoding, &mut buffer);
+            let outgoing = Outgoing {
+                topic: &self.topic,
+                key: item.stream_id().as_bytes(),
+                payload: &buffer,
+                headers: &[],
+            };
+            self.producer
+                .send(&outgoing, ack, AckStatus::Delivered, &mut backoff)?;
+            counters.latency.record(received.elapsed());
+        }
+        self.producer.flush(CLOSE_TIMEOUT)
+    }
+}
+
+pub fn encoding(encoding: WireEncoding) -> Encoding {
+    match encoding {
+        WireEncoding::Binary => Encoding::Binary,
+        WireEncoding::Json => Encoding::Json,
+    }
+}

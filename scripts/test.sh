@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md, .ci/run): everything CI checks,
-# runnable on a fresh machine with only the Rust toolchain installed.
+# runnable on a fresh machine with the Rust toolchain and Python 3: it installs
+# what else it needs (the tansu broker, ~15 min to build the first time; the
+# confluent-kafka and pytest packages).
 #
 # Real-data tests read ../shared/data (override with SIGFAB_SHARED_DATA);
 # they fail, never skip, when it is missing.
@@ -23,6 +25,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 cargo test --workspace --locked
+
+step "Kafka end to end (real broker: tansu; independent client: confluent-kafka)"
+SIGFAB_BIN="$PWD/target/debug/sigfab" ./tests/e2e/run.sh
 
 step "demo (README's first command)"
 cargo run -q --locked --bin sigfab -- run pipelines/demo.yaml

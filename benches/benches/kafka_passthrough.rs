@@ -62,11 +62,17 @@ fn create_topics(brokers: &str, names: &[String]) {
     }
 }
 
-fn stop_broker(dir: &Path) {
-    let _ = Command::new(repo_root().join("scripts/broker.sh"))
-        .arg("stop")
-        .arg(dir)
-        .status();
+/// Stops the broker when dropped, so a failing run leaves none behind.
+struct BrokerGuard(PathBuf);
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/broker.sh"))
+            .arg("stop")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs a pipeline given as YAML on a fresh runtime in this thread.
@@ -125,6 +131,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("sigfab-kafka-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench folder");
     let brokers = broker(&dir);
+    let _broker = BrokerGuard(dir.clone());
     println!("\nKafka -> pass-through -> Kafka, tansu on loopback, {SECONDS} s per load; engine pinned to CPU 0, load generator and broker on CPU 1");
     println!(
         "| beds | offered frames/s | engine frames/s | engine M samples/s | p50 | p99 | p99.9 | unhandled |"
@@ -196,6 +203,4 @@ fn main() {
             report.unhandled()
         );
     }
-    stop_broker(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
 }

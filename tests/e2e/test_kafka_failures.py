@@ -39,7 +39,11 @@ def with_instance_id(yaml: str, instance: str) -> str:
     """The pipeline with static group membership for its Kafka source."""
     marker = "      commit_interval: 100ms\n"
     assert marker in yaml
-    return yaml.replace(marker, marker + f"      properties: {{ group.instance.id: {instance} }}\n", 1)
+    # librdkafka sends max.poll.interval.ms as the rebalance timeout; tansu
+    # waits that long for a replaced static member before finishing a
+    # rebalance, so keep it short (the engine polls continuously).
+    properties = f'{{ group.instance.id: {instance}, max.poll.interval.ms: "15000" }}'
+    return yaml.replace(marker, marker + f"      properties: {properties}\n", 1)
 
 
 def last_assignment(engine) -> int | None:

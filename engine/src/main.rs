@@ -17,12 +17,6 @@ struct Args {
     command: Command,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Encoding {
-    Binary,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline until its sources end (or for a set time), then report.
@@ -54,32 +48,7 @@ enum Command {
     },
     /// Publish a recording to a Kafka topic as wire-format frames (feeds a
     /// test bed from EDF/WFDB files).
-    Replay {
-        /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
-        recording: PathBuf,
-        /// Bootstrap brokers, comma-separated host:port.
-        #[arg(long)]
-        brokers: String,
-        /// Topic to publish to.
-        #[arg(long)]
-        topic: String,
-        /// Stream id of the frames (default: the file name without extension).
-        #[arg(long)]
-        stream_id: Option<String>,
-        /// Pace by the sample clock, like a live device (default: as fast as possible).
-        #[arg(long)]
-        realtime: bool,
-        /// Frame duration.
-        #[arg(long, default_value = "40ms")]
-        frame: String,
-        /// Wire encoding.
-        #[arg(long, value_enum, default_value_t = Encoding::Binary)]
-        encoding: Encoding,
-        /// A librdkafka property for the producer, KEY=VALUE (repeatable),
-        /// e.g. security.protocol=SASL_SSL.
-        #[arg(long = "property", value_name = "KEY=VALUE")]
-        properties: Vec<String>,
-    },
+    Replay(cli::ReplayArgs),
     /// Print a recording's physical samples as CSV (first row: channel names).
     Dump {
         /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
@@ -108,28 +77,7 @@ fn main() -> ExitCode {
         Command::Validate { pipeline } => cli::validate(&pipeline),
         Command::Schema => cli::schema(),
         Command::Inspect { recording, show_phi } => cli::inspect(&recording, show_phi),
-        Command::Replay {
-            recording,
-            brokers,
-            topic,
-            stream_id,
-            realtime,
-            frame,
-            encoding,
-            properties,
-        } => cli::replay(&cli::ReplayArgs {
-            recording,
-            brokers,
-            topic,
-            stream_id,
-            realtime,
-            frame,
-            encoding: match encoding {
-                Encoding::Binary => "binary",
-                Encoding::Json => "json",
-            },
-            properties,
-        }),
+        Command::Replay(args) => cli::replay(&args),
         Command::Dump {
             recording,
             channels,

@@ -78,16 +78,39 @@ pub fn run(file: &Path, run_for: Option<&str>, report: Option<&Path>) -> anyhow:
     }
 }
 
+/// Wire encodings, as command-line values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum EncodingArg {
+    Binary,
+    Json,
+}
+
 /// What `sigfab replay` was asked to do.
+#[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
+    /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
     pub recording: std::path::PathBuf,
+    /// Bootstrap brokers, comma-separated host:port.
+    #[arg(long)]
     pub brokers: String,
+    /// Topic to publish to.
+    #[arg(long)]
     pub topic: String,
+    /// Stream id of the frames (default: the file name without extension).
+    #[arg(long)]
     pub stream_id: Option<String>,
+    /// Pace by the sample clock, like a live device (default: as fast as possible).
+    #[arg(long)]
     pub realtime: bool,
+    /// Frame duration.
+    #[arg(long, default_value = "40ms")]
     pub frame: String,
-    pub encoding: &'static str,
-    /// librdkafka properties, KEY=VALUE.
+    /// Wire encoding.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Binary)]
+    pub encoding: EncodingArg,
+    /// A librdkafka property for the producer, KEY=VALUE (repeatable),
+    /// e.g. security.protocol=SASL_SSL.
+    #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
 }
 
@@ -118,7 +141,8 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         "description": "sigfab replay",
         "sources": { "recording": { "file": file } },
         "sinks": { "kafka": { "inputs": ["recording"], "kafka": {
-            "brokers": args.brokers, "topic": args.topic, "encoding": args.encoding,
+            "brokers": args.brokers, "topic": args.topic,
+            "encoding": match args.encoding { EncodingArg::Binary => "binary", EncodingArg::Json => "json" },
             "properties": properties,
         } } },
     });

@@ -157,36 +157,43 @@ pub struct FileSourceSpec {
     pub stream_id: Option<String>,
     /// Modality of the stream (default: eeg for EDF/BDF, ecg for WFDB).
     #[serde(default)]
-    pub modality: Option<ModalitySpec>,
+    pub modality: Option<ModalityName>,
 }
 
-/// Modality names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ModalitySpec {
-    Eeg,
-    Ecg,
-    Abp,
-    Ppg,
-    Spo2,
-    Resp,
-    Audio,
-    Other,
+/// A modality, written by its name (eeg, ecg, abp, ppg, spo2, resp, audio,
+/// other); the names come from the frame model, so there is one list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModalityName(pub sigfab_operators::Modality);
+
+impl<'de> Deserialize<'de> for ModalityName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        sigfab_operators::Modality::parse(&name)
+            .map(ModalityName)
+            .ok_or_else(|| {
+                let names: Vec<&str> = sigfab_operators::Modality::ALL
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect();
+                serde::de::Error::custom(format!(
+                    "unknown modality '{name}', expected one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
 }
 
-impl From<ModalitySpec> for sigfab_operators::Modality {
-    fn from(m: ModalitySpec) -> Self {
-        use sigfab_operators::Modality as M;
-        match m {
-            ModalitySpec::Eeg => M::Eeg,
-            ModalitySpec::Ecg => M::Ecg,
-            ModalitySpec::Abp => M::Abp,
-            ModalitySpec::Ppg => M::Ppg,
-            ModalitySpec::Spo2 => M::Spo2,
-            ModalitySpec::Resp => M::Resp,
-            ModalitySpec::Audio => M::Audio,
-            ModalitySpec::Other => M::Other,
-        }
+impl JsonSchema for ModalityName {
+    fn schema_name() -> Cow<'static, str> {
+        "Modality".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = sigfab_operators::Modality::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
+        json_schema!({ "type": "string", "enum": names })
     }
 }
 

@@ -70,7 +70,7 @@ impl FileSource {
                 })
                 .collect(),
         );
-        let modality = spec.modality.map(Modality::from).unwrap_or(match header.format {
+        let modality = spec.modality.map(|m| m.0).unwrap_or(match header.format {
             RecordingFormat::Wfdb => Modality::Ecg,
             _ => Modality::Eeg,
         });

@@ -117,7 +117,8 @@ impl<R: Read> EdfReader<R> {
         let index = self.records_read;
         // Sized on first use: a header claiming zero records allocates nothing.
         self.record.resize(self.layout.record_bytes, 0);
-        let got = read_full(&mut self.src, &mut self.record).map_err(|e| ReadError::io(&self.path, e))?;
+        let got =
+            super::read_full(&mut self.src, &mut self.record).map_err(|e| ReadError::io(&self.path, e))?;
         if got < self.record.len() {
             return Err(ReadError::Truncated {
                 path: self.path.clone(),
@@ -240,23 +241,9 @@ fn div_round(a: i64, b: i64) -> i64 {
     }
 }
 
-/// Like `read_exact` but reports how much was read before end of file.
-fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match src.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 fn read_section(path: &Path, src: &mut impl Read, len: usize, what: &str) -> Result<Vec<u8>, ReadError> {
     let mut buf = vec![0; len];
-    let got = read_full(src, &mut buf).map_err(|e| ReadError::io(path, e))?;
+    let got = super::read_full(src, &mut buf).map_err(|e| ReadError::io(path, e))?;
     if got < len {
         let what = what.to_string();
         return Err(ReadError::Truncated {

@@ -145,3 +145,18 @@ fn push_nan_blocks(samples_per_block: &[u32], blocks: usize, out: &mut [Vec<f32>
         v.resize(v.len() + spb as usize * blocks, f32::NAN);
     }
 }
+
+/// Like `read_exact`, but returns how much was read before the end of the
+/// file instead of failing, so a reader can name a truncated file precisely.
+pub(crate) fn read_full(src: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

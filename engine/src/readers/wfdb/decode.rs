@@ -115,7 +115,7 @@ impl Decoder {
         let (group_bytes, group_samples) = self.format.group();
         let groups = missing.div_ceil(group_samples);
         self.bytes.resize(groups * group_bytes, 0);
-        let got = read_up_to(src, &mut self.bytes)?;
+        let got = crate::readers::read_full(src, &mut self.bytes)?;
         let whole = got / group_bytes * group_bytes;
         let tail = self.format.samples_in((got - whole) as u64) as usize;
         // A half group at the end of the file is decoded zero-padded.
@@ -137,19 +137,6 @@ impl Decoder {
         }
         Ok(out.len() - start)
     }
-}
-
-fn read_up_to(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match src.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn run_pipeline(dir: &Path, name: &str, yaml: &str, run_for: Duration) -> RunRep
         .expect("runtime");
     let options = RunOptions {
         run_for: Some(run_for),
-        progress: false,
+        ..RunOptions::default()
     };
     rt.block_on(runtime::run(&loaded, &graph, &options))
         .expect("pipeline runs")

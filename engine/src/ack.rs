@@ -32,7 +32,7 @@ pub enum AckStatus {
 }
 
 impl AckStatus {
-    const ALL: [AckStatus; 6] = [
+    pub const ALL: [AckStatus; 6] = [
         AckStatus::Delivered,
         AckStatus::Dropped,
         AckStatus::DeadLettered,
@@ -167,6 +167,12 @@ impl AckCounter {
         let in_flight = id + 1 - self.completed.load(Ordering::Acquire);
         self.max_in_flight.fetch_max(in_flight, Ordering::AcqRel);
         id
+    }
+
+    /// Items issued and not yet completed.
+    pub fn in_flight(&self) -> u64 {
+        let completed = self.completed.load(Ordering::Acquire);
+        self.issued.load(Ordering::Acquire).saturating_sub(completed)
     }
 
     /// Most items in flight at once so far.

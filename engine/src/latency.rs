@@ -13,12 +13,14 @@ const OCTAVES: usize = 48;
 
 pub struct LatencyHistogram {
     buckets: Box<[AtomicU64]>,
+    sum_ns: AtomicU64,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
         Self {
             buckets: (0..OCTAVES * SUBS).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
         }
     }
 }
@@ -58,6 +60,23 @@ impl LatencyHistogram {
     pub fn record(&self, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Sum of everything recorded (for a Prometheus histogram's `_sum`).
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed))
+    }
+
+    /// How many recorded values were below `bound_ns`: exact when the bound
+    /// is a bucket edge, as every power of two is; otherwise the values in
+    /// the bucket holding the bound are left out.
+    pub fn count_below(&self, bound_ns: u64) -> u64 {
+        // Buckets before the bound's own hold only values below the bound.
+        self.buckets[..bucket_of(bound_ns)]
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn count(&self) -> u64 {
@@ -102,6 +121,23 @@ mod tests {
                 assert!(upper_bound(index - 1) < ns, "{ns} belongs to an earlier bucket");
             }
         }
+    }
+
+    #[test]
+    fn counts_below_powers_of_two_are_exact() {
+        let h = LatencyHistogram::default();
+        for ns in [1u64 << 20, (1 << 20) - 1, (1 << 20) + 1, 5, 1 << 30] {
+            h.record(Duration::from_nanos(ns));
+        }
+        assert_eq!(h.count_below(1 << 20), 2);
+        assert_eq!(
+            h.count_below((1 << 20) + 1),
+            2,
+            "inside a bucket: that bucket is left out"
+        );
+        assert_eq!(h.count_below(1 << 21), 4);
+        assert_eq!(h.count_below(1 << 31), 5);
+        assert_eq!(h.sum(), Duration::from_nanos((1 << 20) * 3 + 5 + (1 << 30)));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod kafka;
 pub mod latency;
+pub mod metrics;
 pub mod readers;
 pub mod runtime;
 pub mod shared_data;

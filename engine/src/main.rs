@@ -20,16 +20,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline until its sources end (or for a set time), then report.
-    Run {
-        /// The pipeline YAML file.
-        pipeline: PathBuf,
-        /// Stop the sources after this long, e.g. 30s or 5m, then drain.
-        #[arg(long = "for", value_name = "DURATION")]
-        run_for: Option<String>,
-        /// Also write the end-of-run report as JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        report: Option<PathBuf>,
-    },
+    Run(cli::RunArgs),
     /// Check a pipeline without running it.
     Validate {
         /// The pipeline YAML file.
@@ -69,11 +60,7 @@ fn main() -> ExitCode {
     cli::init_logging();
     let args = Args::parse();
     let result = match args.command {
-        Command::Run {
-            pipeline,
-            run_for,
-            report,
-        } => cli::run(&pipeline, run_for.as_deref(), report.as_deref()),
+        Command::Run(args) => cli::run(&args),
         Command::Validate { pipeline } => cli::validate(&pipeline),
         Command::Schema => cli::schema(),
         Command::Inspect { recording, show_phi } => cli::inspect(&recording, show_phi),

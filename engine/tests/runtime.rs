@@ -209,7 +209,7 @@ sinks:
 "#,
         RunOptions {
             run_for: Some(Duration::from_millis(400)),
-            progress: false,
+            ..RunOptions::default()
         },
     );
     assert!(report.interrupted);

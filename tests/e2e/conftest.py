@@ -76,7 +76,8 @@ class Engine:
         )
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def assert_running(self) -> None:
@@ -113,3 +114,7 @@ def run_engine(sigfab, tmp_path):
     yield start
     for engine in engines:
         engine.kill()
+    # pytest shows a test's captured output only when it fails: then these tails say what the engines saw.
+    for engine in engines:
+        print(f"--- {engine.log_path.name} (last 60 lines) ---")
+        print("\n".join(engine.log().splitlines()[-60:]))

@@ -64,13 +64,38 @@ pub fn schema() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(file: &Path, run_for: Option<&str>, report: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let run_for = run_for
+/// What `sigfab run` was asked to do.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline YAML file.
+    pub pipeline: std::path::PathBuf,
+    /// Stop the sources after this long, e.g. 30s or 5m, then drain.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub run_for: Option<String>,
+    /// Also write the end-of-run report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+    /// Serve /metrics, /ready and /live on HOST:PORT (port 0 picks a free
+    /// one); overrides the pipeline's settings.metrics_listen.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let run_for = args
+        .run_for
+        .as_deref()
         .map(|text| DurationSpec::parse(text).map(|d| d.0).map_err(anyhow::Error::msg))
         .transpose()
         .context("--for")?;
+    let file = args.pipeline.as_path();
+    let options = RunOptions {
+        run_for,
+        progress: std::io::stderr().is_terminal(),
+        metrics_listen: args.metrics.clone(),
+    };
     match config::load(file) {
-        Ok((pipeline, graph)) => run_loaded(file, &pipeline, &graph, run_for, report),
+        Ok((pipeline, graph)) => run_loaded(file, &pipeline, &graph, &options, args.report.as_deref()),
         Err(errors) => {
             eprintln!("{errors}");
             Ok(ExitCode::from(INVALID_PIPELINE))
@@ -148,7 +173,13 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     });
     let name = Path::new("<replay>");
     match config::load_str(name, pipeline.to_string()) {
-        Ok((pipeline, graph)) => run_loaded(name, &pipeline, &graph, None, None),
+        Ok((pipeline, graph)) => {
+            let options = RunOptions {
+                progress: std::io::stderr().is_terminal(),
+                ..RunOptions::default()
+            };
+            run_loaded(name, &pipeline, &graph, &options, None)
+        }
         Err(errors) => {
             eprintln!("{errors}");
             Ok(ExitCode::from(INVALID_PIPELINE))
@@ -160,18 +191,14 @@ fn run_loaded(
     file: &Path,
     pipeline: &config::LoadedPipeline,
     graph: &config::graph::Graph,
-    run_for: Option<std::time::Duration>,
+    options: &RunOptions,
     report_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let options = RunOptions {
-        run_for,
-        progress: std::io::stderr().is_terminal(),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = runtime.block_on(runtime::run(pipeline, graph, &options))?;
+    let report = runtime.block_on(runtime::run(pipeline, graph, options))?;
     eprint!("{}", describe(file, &report));
     if let Some(path) = report_file {
         let json = serde_json::to_string_pretty(&report.to_json())?;

@@ -18,7 +18,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Source => "source",
             Role::Operator => "operator",
@@ -337,6 +337,16 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             "settings.queue_capacity must be at least 1".into(),
         );
     }
+    if let Some(listen) = &spec.settings.metrics_listen {
+        let port = listen.value.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+        if !matches!(port, Some(Ok(_))) {
+            fail(
+                listen.pos,
+                "settings.metrics_listen must be host:port, e.g. 127.0.0.1:9464 (port 0 picks a free one)"
+                    .into(),
+            );
+        }
+    }
     for node in &spec.sources.0 {
         let Ok(kind) = &node.kind else { continue };
         match &kind.value {
@@ -428,10 +438,16 @@ const CONSUMER_MANAGED: &[&str] = &[
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "statistics.interval.ms",
 ];
 /// Producer properties the engine sets itself (idempotence keeps retries
-/// from duplicating or reordering records within a partition).
-const PRODUCER_MANAGED: &[&str] = &["bootstrap.servers", "enable.idempotence"];
+/// from duplicating or reordering records within a partition; statistics
+/// feed readiness).
+const PRODUCER_MANAGED: &[&str] = &[
+    "bootstrap.servers",
+    "enable.idempotence",
+    "statistics.interval.ms",
+];
 
 fn check_brokers(brokers: &super::Located<String>, fail: &mut impl FnMut(Pos, String)) {
     if brokers.value.split(',').any(|b| b.trim().is_empty()) {

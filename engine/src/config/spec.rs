@@ -39,12 +39,18 @@ pub struct Settings {
     /// records). A full queue makes the upstream node wait (backpressure).
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: Located<usize>,
+    /// Serve Prometheus metrics on `/metrics`, readiness on `/ready` and
+    /// liveness on `/live` at this host:port (port 0 picks a free one; the
+    /// log says which). Off when absent; `sigfab run --metrics` overrides.
+    #[serde(default)]
+    pub metrics_listen: Option<Located<String>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             queue_capacity: default_queue_capacity(),
+            metrics_listen: None,
         }
     }
 }

@@ -10,7 +10,11 @@ pub mod source;
 use std::collections::BTreeMap;
 
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+
+use crate::health::{NodeState, ReadyFlag};
 
 pub use producer::{AckingProducer, Outgoing};
 
@@ -46,7 +50,7 @@ fn client_config(
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     config.set_log_level(RDKafkaLogLevel::Warning);
-    for (key, value) in defaults {
+    for (key, value) in common_settings().iter().chain(defaults) {
         config.set(*key, value);
     }
     for (key, value) in properties {
@@ -59,6 +63,8 @@ fn client_config(
 /// topics, never record contents).
 fn log_client_event(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
+        // A failed connection attempt: librdkafka retries with backoff.
+        RDKafkaLogLevel::Error if facility == "FAIL" => tracing::warn!(facility, "kafka: {message}"),
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
         | RDKafkaLogLevel::Critical
@@ -73,6 +79,58 @@ fn log_client_event(level: RDKafkaLogLevel, facility: &str, message: &str) {
 
 fn log_client_error(error: &rdkafka::error::KafkaError, reason: &str) {
     tracing::warn!(%error, "kafka client error: {reason}; librdkafka retries with backoff");
+}
+
+/// How often librdkafka reports its statistics, from which readiness is
+/// read: a broker that goes away shows within this long.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// Settings every client gets: statistics for readiness, and the reconnect
+/// backoff written out (librdkafka's defaults, doubling from 100 ms to 10 s).
+fn common_settings() -> [(&'static str, String); 3] {
+    [
+        ("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string()),
+        ("reconnect.backoff.ms", "100".to_string()),
+        ("reconnect.backoff.max.ms", "10000".to_string()),
+    ]
+}
+
+/// Readiness from a client's statistics, every second (the only input:
+/// error events can arrive long after the fact, so they never set it).
+/// Ready when a broker connection is up and, for a consumer, its group
+/// coordinator is known; unreachable when no broker connection is up (the
+/// first statistics come a second after start, far longer than connecting
+/// takes).
+fn note_statistics(flag: &ReadyFlag, statistics: &Statistics, needs_group: bool) {
+    let broker_up = statistics
+        .brokers
+        .values()
+        .any(|b| b.source != "internal" && b.state == "UP");
+    let group_up = !needs_group || statistics.cgrp.as_ref().is_some_and(|g| g.state == "up");
+    flag.set(match (broker_up, group_up) {
+        (true, true) => NodeState::Ready,
+        (true, false) => NodeState::Joining,
+        (false, _) => NodeState::Unreachable,
+    });
+}
+
+/// Errors that only say a broker connection failed: librdkafka logs each
+/// attempt itself and readiness reports the state, so they are not logged
+/// again.
+fn is_connection_error(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+    )
+}
+
+/// librdkafka's errors, into the log.
+fn note_client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    if is_connection_error(error) {
+        tracing::debug!(%error, "kafka: {reason}");
+    } else {
+        log_client_error(error, reason);
+    }
 }
 
 fn millis(duration: std::time::Duration) -> String {

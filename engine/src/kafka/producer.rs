@@ -1,5 +1,6 @@
 //! A producer whose delivery reports settle acknowledgement tokens.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -9,6 +10,7 @@ use rdkafka::{ClientContext, Message};
 
 use super::KafkaError;
 use crate::ack::{AckStatus, AckToken};
+use crate::health::ReadyFlag;
 
 /// What a delivery report settles: the token, with the status a successful
 /// delivery means (Delivered for a sink, DeadLettered for a dead letter).
@@ -17,7 +19,11 @@ pub struct PendingDelivery {
     on_success: AckStatus,
 }
 
-pub struct AckContext;
+/// Settles delivery reports; statistics and errors set the readiness of
+/// the node the producer serves.
+pub struct AckContext {
+    ready: Arc<ReadyFlag>,
+}
 
 impl ClientContext for AckContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -25,7 +31,11 @@ impl ClientContext for AckContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        super::log_client_error(&error, reason);
+        super::note_client_error(&error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::note_statistics(&self.ready, &statistics, false);
     }
 }
 
@@ -59,9 +69,9 @@ pub struct Outgoing<'a> {
 }
 
 impl AckingProducer {
-    pub fn new(config: &rdkafka::ClientConfig) -> Result<AckingProducer, KafkaError> {
+    pub fn new(config: &rdkafka::ClientConfig, ready: Arc<ReadyFlag>) -> Result<AckingProducer, KafkaError> {
         let producer = config
-            .create_with_context(AckContext)
+            .create_with_context(AckContext { ready })
             .map_err(KafkaError::Client)?;
         Ok(AckingProducer { producer })
     }

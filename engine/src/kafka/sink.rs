@@ -4,6 +4,7 @@
 //! upstream commits only what the broker has durably taken (acks=all,
 //! implied by idempotence).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 use super::{client_config, millis, AckingProducer, KafkaError, Outgoing};
 use crate::ack::AckStatus;
 use crate::config::{KafkaSinkSpec, WireEncoding};
+use crate::health::ReadyFlag;
 use crate::runtime::{Envelope, NodeCounters};
 use crate::wire::{self, Encoding};
 
@@ -24,7 +26,7 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn open(spec: &KafkaSinkSpec) -> Result<KafkaSink, KafkaError> {
+    pub fn open(spec: &KafkaSinkSpec, ready: Arc<ReadyFlag>) -> Result<KafkaSink, KafkaError> {
         let defaults = [
             ("enable.idempotence", "true".to_string()),
             ("linger.ms", millis(spec.linger.value.0)),
@@ -34,7 +36,7 @@ impl KafkaSink {
         ];
         let config = client_config(&spec.brokers.value, &defaults, &spec.properties.value);
         Ok(KafkaSink {
-            producer: AckingProducer::new(&config)?,
+            producer: AckingProducer::new(&config, ready)?,
             topic: spec.topic.value.clone(),
             encoding: encoding(spec.encoding),
         })

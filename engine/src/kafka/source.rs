@@ -23,6 +23,7 @@ use super::sink::encoding;
 use super::{client_config, AckingProducer, KafkaError, Outgoing};
 use crate::ack::{AckCounter, AckReceiver, AckStatus, AckToken};
 use crate::config::{KafkaSourceSpec, StartFrom};
+use crate::health::{Readiness, ReadyFlag};
 use crate::runtime::{Envelope, Fanout, NodeCounters};
 use crate::wire::{self, Encoding};
 
@@ -39,8 +40,10 @@ fn lock(book: &Book) -> MutexGuard<'_, OffsetBook> {
 }
 
 /// Rebalance callbacks keep the book in step with the assignment.
+/// Their statistics and errors set the node's readiness.
 pub struct SourceContext {
     book: Book,
+    ready: Arc<ReadyFlag>,
 }
 
 impl ClientContext for SourceContext {
@@ -49,7 +52,11 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        super::log_client_error(&error, reason);
+        super::note_client_error(&error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::note_statistics(&self.ready, &statistics, true);
     }
 }
 
@@ -126,7 +133,13 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn open(spec: &KafkaSourceSpec) -> Result<KafkaSource, KafkaError> {
+    /// Creates the clients (no broker is contacted yet: a broker that is
+    /// down shows as not-ready, and librdkafka keeps retrying).
+    pub fn open(
+        spec: &KafkaSourceSpec,
+        name: &str,
+        readiness: &Readiness,
+    ) -> Result<KafkaSource, KafkaError> {
         let start = match spec.start {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
@@ -145,7 +158,10 @@ impl KafkaSource {
         let config = client_config(&spec.brokers.value, &defaults, &spec.properties.value);
         let book = Book::default();
         let consumer: StreamConsumer<SourceContext> = config
-            .create_with_context(SourceContext { book: book.clone() })
+            .create_with_context(SourceContext {
+                book: book.clone(),
+                ready: readiness.register(name),
+            })
             .map_err(KafkaError::Client)?;
         let producer_defaults = [
             ("enable.idempotence", "true".to_string()),
@@ -154,7 +170,10 @@ impl KafkaSource {
         let producer_config = client_config(&spec.brokers.value, &producer_defaults, &spec.properties.value);
         Ok(KafkaSource {
             consumer,
-            dead_letters: AckingProducer::new(&producer_config)?,
+            dead_letters: AckingProducer::new(
+                &producer_config,
+                readiness.register(&format!("{name}.dead_letters")),
+            )?,
             book,
             dead_letter_topic: spec.dead_letter_topic.value.clone(),
             topics: spec.topics.value.clone(),
@@ -174,6 +193,7 @@ impl KafkaSource {
         counters: Arc<NodeCounters>,
     ) -> Result<(), KafkaError> {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        tracing::info!(topics = %topics.join(","), "kafka source: joining its consumer group");
         self.consumer
             .subscribe(&topics)
             .map_err(|source| KafkaError::Subscribe {
@@ -199,6 +219,13 @@ impl KafkaSource {
                             tracing::warn!("every consumer of the kafka source has stopped; ending it");
                             break;
                         }
+                    }
+                    // A connection error is an event about librdkafka's own
+                    // reconnecting (readiness and its log lines report it):
+                    // take the next one without waiting, or stale events pile
+                    // up. Other errors back off, up to 5 s.
+                    Err(error) if super::is_connection_error(&error) => {
+                        tracing::debug!(%error, "kafka consume: connection event");
                     }
                     Err(error) => {
                         failures += 1;

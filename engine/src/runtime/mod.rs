@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 use crate::ack::{AckCounter, AckStatus, AckToken};
 use crate::config::graph::{Graph, Role};
 use crate::config::LoadedPipeline;
+use crate::health::Readiness;
+use crate::metrics::{server, EngineCollector};
 
 pub use crate::sinks::SinkError;
 pub use crate::sources::SourceError;
@@ -121,7 +123,7 @@ impl NodeCounters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn get(counter: &AtomicU64) -> u64 {
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
 }
@@ -133,6 +135,9 @@ pub struct RunOptions {
     pub run_for: Option<Duration>,
     /// Draw a progress bar for file replays when stderr is a terminal.
     pub progress: bool,
+    /// Serve /metrics, /ready and /live here (host:port; port 0 picks one);
+    /// overrides `settings.metrics_listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// One node's figures at the end of a run.
@@ -230,6 +235,8 @@ pub enum RuntimeError {
     Sink { node: String, error: SinkError },
     #[error("node '{node}' stopped unexpectedly: {detail}")]
     Task { node: String, detail: String },
+    #[error("cannot serve metrics on {address}: {detail}")]
+    Metrics { address: String, detail: String },
 }
 
 /// Runs a checked pipeline until its sources end (or a stop is asked for)
@@ -242,10 +249,15 @@ pub async fn run(
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let acks = Arc::new(AckCounter::default());
-    let mut plan = nodes::Plan::build(pipeline, graph, acks.clone(), stop_rx, options)?;
-    let watcher = tokio::spawn(watch_for_stop(stop_tx, options.run_for));
+    let readiness = Arc::new(Readiness::default());
+    let mut plan = nodes::Plan::build(pipeline, graph, acks.clone(), stop_rx, options, &readiness)?;
+    let metrics = serve_metrics(pipeline, options, &plan, &acks, &readiness).await?;
+    let watcher = tokio::spawn(watch_for_stop(stop_tx, options.run_for, readiness.clone()));
     let outcome = plan.join().await;
     watcher.abort();
+    if let Some(server) = metrics {
+        server.abort();
+    }
     let interrupted = watcher.await.ok().unwrap_or(false) || plan.stopped_early();
     outcome?;
     Ok(RunReport {
@@ -259,10 +271,42 @@ pub async fn run(
     })
 }
 
-/// Sets the stop flag on SIGINT, SIGTERM or when `run_for` has passed. A
-/// second SIGINT exits at once, for a user who does not want to wait for the
-/// drain.
-async fn watch_for_stop(stop: watch::Sender<bool>, run_for: Option<Duration>) -> bool {
+/// Starts the metrics listener when one is configured; the task serves
+/// until the run ends.
+async fn serve_metrics(
+    pipeline: &LoadedPipeline,
+    options: &RunOptions,
+    plan: &nodes::Plan,
+    acks: &Arc<AckCounter>,
+    readiness: &Arc<Readiness>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RuntimeError> {
+    let configured = pipeline.spec.settings.metrics_listen.as_ref().map(|l| &l.value);
+    let Some(address) = options.metrics_listen.as_ref().or(configured) else {
+        return Ok(None);
+    };
+    let failed = |detail: String| RuntimeError::Metrics {
+        address: address.clone(),
+        detail,
+    };
+    let (nodes, dead_letter) = plan.metric_sources();
+    let collector = EngineCollector::new(nodes, dead_letter, acks.clone(), readiness.clone());
+    let registry = collector.into_registry().map_err(|e| failed(e.to_string()))?;
+    let (listener, _) = server::bind(address).await.map_err(|e| failed(e.to_string()))?;
+    let endpoints = server::Endpoints {
+        registry: Arc::new(registry),
+        readiness: readiness.clone(),
+    };
+    Ok(Some(tokio::spawn(server::serve(listener, endpoints))))
+}
+
+/// Sets the stop flag on SIGINT, SIGTERM or when `run_for` has passed, and
+/// marks the run not ready while it drains. A second SIGINT exits at once,
+/// for a user who does not want to wait for the drain.
+async fn watch_for_stop(
+    stop: watch::Sender<bool>,
+    run_for: Option<Duration>,
+    readiness: Arc<Readiness>,
+) -> bool {
     let timer = async {
         match run_for {
             Some(d) => tokio::time::sleep(d).await,
@@ -280,6 +324,7 @@ async fn watch_for_stop(stop: watch::Sender<bool>, run_for: Option<Duration>) ->
             });
         }
     }
+    readiness.set_draining();
     let _ = stop.send(true);
     true
 }

@@ -12,6 +12,8 @@ use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, 
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::{LoadedPipeline, OperatorKind};
+use crate::health::Readiness;
+use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
 
@@ -45,6 +47,7 @@ impl Plan {
         acks: Arc<AckCounter>,
         stop: watch::Receiver<bool>,
         options: &RunOptions,
+        readiness: &Readiness,
     ) -> Result<Plan, RuntimeError> {
         let capacity = pipeline.spec.settings.queue_capacity.value;
         let mut senders: Vec<Option<mpsc::Sender<Envelope>>> = vec![None; graph.nodes.len()];
@@ -88,9 +91,11 @@ impl Plan {
                 Role::Sink => {
                     let rx = receivers[id].take();
                     let spec = &pipeline.spec.sinks.0[node.spec_index];
-                    let writer = sinks::open(pipeline, spec).map_err(|error| RuntimeError::Sink {
-                        node: node.name.clone(),
-                        error,
+                    let writer = sinks::open(pipeline, spec, &node.name, readiness).map_err(|error| {
+                        RuntimeError::Sink {
+                            node: node.name.clone(),
+                            error,
+                        }
                     })?;
                     running[id].target = Some(writer.target());
                     let name = node.name.clone();
@@ -115,11 +120,12 @@ impl Plan {
                 }
                 Role::Source => {
                     let spec = &pipeline.spec.sources.0[node.spec_index];
-                    let driver =
-                        sources::open(pipeline, spec, &node.name).map_err(|error| RuntimeError::Source {
+                    let driver = sources::open(pipeline, spec, &node.name, readiness).map_err(|error| {
+                        RuntimeError::Source {
                             node: node.name.clone(),
                             error,
-                        })?;
+                        }
+                    })?;
                     sources_to_start.push((id, driver, fanout_of(id), counters));
                 }
             }
@@ -191,6 +197,21 @@ impl Plan {
                 target: n.target.clone(),
             })
             .collect()
+    }
+
+    /// The counters the metrics collector reads: every node's, and the
+    /// dead-letter sink's.
+    pub(super) fn metric_sources(&self) -> (Vec<NodeSource>, Option<Arc<NodeCounters>>) {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| NodeSource {
+                name: n.name.clone(),
+                role: n.role.as_str(),
+                counters: n.counters.clone(),
+            })
+            .collect();
+        (nodes, self.dead_letter.as_ref().map(|d| d.counters.clone()))
     }
 
     pub(super) fn dead_letters(&self) -> u64 {

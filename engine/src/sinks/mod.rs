@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::ack::{AckStatus, AckToken};
 use crate::config::{LoadedPipeline, NodeSpec, SinkKind};
+use crate::health::Readiness;
 use crate::runtime::{Envelope, NodeCounters};
 
 pub use dead_letter::{run_dead_letter, DeadLetterWriter};
@@ -69,7 +70,14 @@ pub trait SinkWriter: Send {
 }
 
 /// Opens the sink a pipeline node describes (creating output folders).
-pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<SinkDriver, SinkError> {
+/// Opens a sink; one that depends on an outside service registers its
+/// readiness under `name`.
+pub fn open(
+    pipeline: &LoadedPipeline,
+    node: &NodeSpec<SinkKind>,
+    name: &str,
+    readiness: &Readiness,
+) -> Result<SinkDriver, SinkError> {
     let kind = node
         .kind
         .as_ref()
@@ -81,7 +89,10 @@ pub fn open(pipeline: &LoadedPipeline, node: &NodeSpec<SinkKind>) -> Result<Sink
             spec.fsync,
         )?))),
         SinkKind::Stdout(spec) => Ok(SinkDriver::Writer(Box::new(stdout::StdoutSink::new(spec.format)))),
-        SinkKind::Kafka(spec) => Ok(SinkDriver::Kafka(crate::kafka::sink::KafkaSink::open(spec)?)),
+        SinkKind::Kafka(spec) => Ok(SinkDriver::Kafka(crate::kafka::sink::KafkaSink::open(
+            spec,
+            readiness.register(name),
+        )?)),
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::ack::AckCounter;
 use crate::config::{LoadedPipeline, NodeSpec, Pace, SourceKind};
+use crate::health::Readiness;
 use crate::runtime::{Envelope, Fanout, NodeCounters};
 
 /// Why a source could not start or go on.
@@ -56,6 +57,7 @@ pub fn open(
     pipeline: &LoadedPipeline,
     node: &NodeSpec<SourceKind>,
     name: &str,
+    readiness: &Readiness,
 ) -> Result<SourceDriver, SourceError> {
     let kind = node
         .kind
@@ -70,7 +72,7 @@ pub fn open(
             spec,
         )?))),
         SourceKind::Kafka(spec) => Ok(SourceDriver::Kafka(crate::kafka::source::KafkaSource::open(
-            spec,
+            spec, name, readiness,
         )?)),
     }
 }

@@ -5,11 +5,13 @@
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod kafka;
 pub mod latency;
 pub mod readers;
 pub mod runtime;
 pub mod shared_data;
+pub mod shared_vectors;
 pub mod sinks;
 pub mod sources;
 pub mod wire;

@@ -14,5 +14,6 @@ pub mod aead;
 pub mod chunked;
 pub mod kdf;
 pub mod keys;
+pub mod xwing;
 
 pub use keys::{RandomError, SymmetricKey};

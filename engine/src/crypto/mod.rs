@@ -12,6 +12,7 @@
 
 pub mod aead;
 pub mod chunked;
+pub mod envelope;
 pub mod kdf;
 pub mod keys;
 pub mod xwing;

@@ -209,3 +209,26 @@ fn hmac_sha256_wycheproof_vectors() {
         assert_eq!(matches, test["result"] == "valid", "tc {id}");
     }
 }
+
+/// HKDF-SHA-512 (Extract by HMAC-SHA-512 here, then our Expand): checks the Expand that the
+/// C2SP key derivation uses, including the output-size limit.
+#[test]
+fn hkdf_sha512_wycheproof_vectors_through_our_expand() {
+    use sigfab_engine::crypto::kdf::hkdf_expand_sha512;
+    let file = load("wycheproof/hkdf_sha512_test.json");
+    let tests = wycheproof_tests(&file);
+    assert_eq!(tests.len(), 83);
+    for (_, test) in tests {
+        let id = tc_id(test);
+        let salt = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, &hex(&test["salt"]));
+        let prk = ring::hmac::sign(&salt, &hex(&test["ikm"]));
+        let mut okm = vec![0; test["size"].as_u64().expect("size") as usize];
+        let result = hkdf_expand_sha512(prk.as_ref(), &[&hex(&test["info"])], &mut okm);
+        if test["result"] == "valid" {
+            assert!(result.is_ok(), "tc {id}");
+            assert_eq!(okm, hex(&test["okm"]), "tc {id}");
+        } else {
+            assert!(result.is_err(), "tc {id} must be rejected");
+        }
+    }
+}

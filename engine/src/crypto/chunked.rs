@@ -368,6 +368,21 @@ mod tests {
     }
 
     #[test]
+    fn the_chunk_limit_is_enforced_on_both_sides() {
+        let mut writer = ChunkedWriter::new(Vec::new(), &key(), b"").expect("writer");
+        writer.next_index = MAX_CHUNKS - 1;
+        writer
+            .write_all(&[1; CHUNK_SIZE])
+            .expect("chunk 2^38 - 1 is the last allowed");
+        assert!(matches!(writer.finish(), Err(ChunkedError::TooManyChunks)));
+
+        let sealed = encrypt(b"x", &key(), b"").expect("encrypt");
+        let mut reader = ChunkedReader::new(&sealed[..], &key(), b"").expect("header");
+        reader.next_index = MAX_CHUNKS;
+        assert!(matches!(reader.next_chunk(), Err(ChunkedError::TooManyChunks)));
+    }
+
+    #[test]
     fn errors_never_show_secrets() {
         let sealed = encrypt(b"secret plaintext", &key(), b"").expect("encrypt");
         let wrong = SymmetricKey::from_slice(&[4; 32]).expect("32 bytes");

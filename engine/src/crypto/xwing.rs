@@ -186,9 +186,10 @@ impl EncapsulationKey {
         let (ct_m, mut ss_m) = self.ml_kem.encapsulate_deterministic(&m);
         m.as_mut_slice().zeroize();
 
-        let mut ephemeral = [0u8; X25519_LEN];
-        ephemeral.copy_from_slice(&eseed[32..]);
-        let ephemeral = StaticSecret::from(ephemeral);
+        let mut ephemeral_bytes = [0u8; X25519_LEN];
+        ephemeral_bytes.copy_from_slice(&eseed[32..]);
+        let ephemeral = StaticSecret::from(ephemeral_bytes);
+        ephemeral_bytes.zeroize();
         let ct_x = PublicKey::from(&ephemeral);
         let ss_x = ephemeral.diffie_hellman(&self.x25519);
 

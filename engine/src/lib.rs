@@ -5,6 +5,7 @@
 pub mod ack;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod health;
 pub mod kafka;
 pub mod latency;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod readers;
 pub mod runtime;
 pub mod shared_data;
+pub mod shared_vectors;
 pub mod sinks;
 pub mod sources;
 pub mod wire;

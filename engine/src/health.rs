@@ -21,6 +21,9 @@ pub enum NodeState {
     Unreachable = 2,
     /// Brokers reachable, but the consumer group is not (re)joined yet.
     Joining = 3,
+    /// A record failed in a sink and holds its partition's commit: nothing
+    /// past it commits until a restart reads it again.
+    Blocked = 4,
 }
 
 impl NodeState {
@@ -29,6 +32,7 @@ impl NodeState {
             1 => NodeState::Ready,
             2 => NodeState::Unreachable,
             3 => NodeState::Joining,
+            4 => NodeState::Blocked,
             _ => NodeState::Starting,
         }
     }
@@ -39,6 +43,9 @@ impl NodeState {
             NodeState::Ready => "ready",
             NodeState::Unreachable => "brokers unreachable; retrying with backoff",
             NodeState::Joining => "joining its consumer group",
+            NodeState::Blocked => {
+                "a record failed in a sink and holds its partition's commit; restart to read it again"
+            }
         }
     }
 }
@@ -74,6 +81,9 @@ impl ReadyFlag {
             return;
         }
         match (before, state) {
+            (NodeState::Blocked, NodeState::Ready) => {
+                tracing::info!(node = %self.node, "ready: no failed record holds a commit any more")
+            }
             (_, NodeState::Ready) => tracing::info!(node = %self.node, "ready: brokers reachable"),
             (_, NodeState::Unreachable) => tracing::warn!(
                 node = %self.node,
@@ -82,6 +92,10 @@ impl ReadyFlag {
             (_, NodeState::Joining) => {
                 tracing::info!(node = %self.node, "not ready: joining the consumer group")
             }
+            (_, NodeState::Blocked) => tracing::error!(
+                node = %self.node,
+                "not ready: a record failed in a sink and holds its partition's commit; restart to read it again"
+            ),
             (_, NodeState::Starting) => {}
         }
     }
@@ -104,6 +118,14 @@ impl Readiness {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(flag.clone());
+        flag
+    }
+
+    /// A new flag that starts ready (for a condition that is fine until
+    /// something goes wrong).
+    pub fn register_ready(&self, node: &str) -> Arc<ReadyFlag> {
+        let flag = self.register(node);
+        flag.state.store(NodeState::Ready as u8, Ordering::Release);
         flag
     }
 
@@ -164,6 +186,15 @@ mod tests {
             vec!["node 'out': brokers unreachable; retrying with backoff".to_string()]
         );
         sink.set(NodeState::Ready);
+        let commits = readiness.register_ready("in.commits");
+        assert_eq!(
+            readiness.check(),
+            Ok(()),
+            "a flag registered ready counts as ready"
+        );
+        commits.set(NodeState::Blocked);
+        assert!(readiness.check().unwrap_err()[0].contains("holds its partition's commit"));
+        commits.set(NodeState::Ready);
         readiness.set_draining();
         assert_eq!(
             readiness.check().unwrap_err(),

@@ -120,6 +120,11 @@ impl AckingProducer {
         }
     }
 
+    /// Whether the producer hit a fatal error and can deliver nothing more.
+    pub fn is_fatal(&self) -> bool {
+        self.producer.client().fatal_error().is_some()
+    }
+
     /// Waits until every queued record has a delivery report.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer

@@ -32,7 +32,10 @@ impl KafkaSink {
             ("linger.ms", millis(spec.linger.value.0)),
             // Bounds on the local queue: when full, the sink waits.
             ("queue.buffering.max.messages", "100000".to_string()),
-            ("message.timeout.ms", "30000".to_string()),
+            // Never give up on a record because of time: while the broker is
+            // away the queue fills and backpressure pauses the source; only
+            // permanent errors fail a record (docs/delivery.md).
+            ("message.timeout.ms", "0".to_string()),
         ];
         let config = client_config(&spec.brokers.value, &defaults, &spec.properties.value);
         Ok(KafkaSink {
@@ -63,9 +66,17 @@ impl KafkaSink {
                 payload: &buffer,
                 headers: &[],
             };
-            self.producer
-                .send(&outgoing, ack, AckStatus::Delivered, &mut backoff)?;
-            counters.latency.record(received.elapsed());
+            // A record the producer refuses (too large, unknown topic) is
+            // settled failed and holds its partition's commit; the sink goes
+            // on. A fatal producer error (idempotence broken) stops it.
+            match self
+                .producer
+                .send(&outgoing, ack, AckStatus::Delivered, &mut backoff)
+            {
+                Ok(()) => counters.latency.record(received.elapsed()),
+                Err(error) if self.producer.is_fatal() => return Err(error),
+                Err(error) => tracing::error!(%error, "kafka sink: record refused; it counts as failed"),
+            }
         }
         self.producer.flush(CLOSE_TIMEOUT)
     }

@@ -23,7 +23,7 @@ use super::sink::encoding;
 use super::{client_config, AckingProducer, KafkaError, Outgoing};
 use crate::ack::{AckCounter, AckReceiver, AckStatus, AckToken};
 use crate::config::{KafkaSourceSpec, StartFrom};
-use crate::health::{Readiness, ReadyFlag};
+use crate::health::{NodeState, Readiness, ReadyFlag};
 use crate::runtime::{Envelope, Fanout, NodeCounters};
 use crate::wire::{self, Encoding};
 
@@ -123,6 +123,8 @@ impl AckReceiver for KafkaAcks {
 
 pub struct KafkaSource {
     consumer: StreamConsumer<SourceContext>,
+    /// Not ready while a failed record holds a partition's commit.
+    commits: Arc<ReadyFlag>,
     dead_letters: AckingProducer,
     book: Book,
     dead_letter_topic: String,
@@ -168,8 +170,10 @@ impl KafkaSource {
             ("linger.ms", "5".to_string()),
         ];
         let producer_config = client_config(&spec.brokers.value, &producer_defaults, &spec.properties.value);
+        let commits = readiness.register_ready(&format!("{name}.commits"));
         Ok(KafkaSource {
             consumer,
+            commits,
             dead_letters: AckingProducer::new(
                 &producer_config,
                 readiness.register(&format!("{name}.dead_letters")),
@@ -346,10 +350,16 @@ impl KafkaSource {
     /// Commits every partition whose watermark moved, and pauses or resumes
     /// fetching by backlog.
     fn commit_and_flow(&self, mode: CommitMode) {
-        let (commits, flow) = {
+        let (commits, flow, blocked) = {
             let mut book = lock(&self.book);
-            (book.take_commits(), book.flow_changes(self.max_unacked))
+            let blocked = !book.blocked().is_empty();
+            (book.take_commits(), book.flow_changes(self.max_unacked), blocked)
         };
+        self.commits.set(if blocked {
+            NodeState::Blocked
+        } else {
+            NodeState::Ready
+        });
         if !commits.is_empty() {
             let mut list = TopicPartitionList::new();
             for (partition, offset) in &commits {

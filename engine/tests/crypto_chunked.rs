@@ -3,6 +3,8 @@
 //! flipped, a writer dropped without `finish`; each must be rejected without any plaintext of
 //! the tampered chunk (or later ones) coming out first.
 
+mod crypto_common;
+
 use std::io::{Read, Write};
 
 use proptest::prelude::*;
@@ -31,21 +33,7 @@ fn seal(plaintext: &[u8]) -> Vec<u8> {
 
 /// Plaintext released chunk by chunk before the outcome.
 fn open_streaming(ciphertext: &[u8]) -> (Vec<u8>, Result<(), ChunkedError>) {
-    let mut released = Vec::new();
-    let mut reader = match ChunkedReader::new(ciphertext, &key(), CONTEXT) {
-        Ok(reader) => reader,
-        Err(error) => return (released, Err(error)),
-    };
-    loop {
-        match reader.next_chunk() {
-            Ok(Some(chunk)) => released.extend_from_slice(chunk),
-            Ok(None) => return (released, Ok(())),
-            Err(error) => {
-                assert!(matches!(reader.next_chunk(), Err(ChunkedError::AlreadyFailed)));
-                return (released, Err(error));
-            }
-        }
-    }
+    crypto_common::stream_decrypt(ciphertext, &key(), CONTEXT)
 }
 
 /// The tampered file is rejected, and what came out first is exactly the plaintext of the

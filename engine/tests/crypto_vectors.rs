@@ -6,37 +6,11 @@ mod crypto_common;
 
 use std::io::{Read, Write};
 
-use crypto_common::{has_flag, hex, load, sha512, tc_id, wycheproof_tests};
+use crypto_common::{has_flag, hex, load, sha512, stream_decrypt, tc_id, wycheproof_tests};
 use sigfab_engine::crypto::aead::{AeadError, Aes256Gcm, NONCE_LEN};
-use sigfab_engine::crypto::chunked::{ChunkedError, ChunkedReader, ChunkedWriter, HEADER_LEN, SALT_LEN};
+use sigfab_engine::crypto::chunked::{ChunkedReader, ChunkedWriter, HEADER_LEN, SALT_LEN};
 use sigfab_engine::crypto::kdf::{hkdf_sha256, hmac_sha256};
 use sigfab_engine::crypto::SymmetricKey;
-
-/// Decrypts chunk by chunk and returns the plaintext released before the outcome.
-fn stream_decrypt(
-    ciphertext: &[u8],
-    key: &SymmetricKey,
-    context: &[u8],
-) -> (Vec<u8>, Result<(), ChunkedError>) {
-    let mut released = Vec::new();
-    let mut reader = match ChunkedReader::new(ciphertext, key, context) {
-        Ok(reader) => reader,
-        Err(error) => return (released, Err(error)),
-    };
-    loop {
-        match reader.next_chunk() {
-            Ok(Some(chunk)) => released.extend_from_slice(chunk),
-            Ok(None) => return (released, Ok(())),
-            Err(error) => {
-                assert!(
-                    matches!(reader.next_chunk(), Err(ChunkedError::AlreadyFailed)),
-                    "a failed stream keeps failing"
-                );
-                return (released, Err(error));
-            }
-        }
-    }
-}
 
 fn zlib_decompress(compressed: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

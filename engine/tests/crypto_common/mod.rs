@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+use sigfab_engine::crypto::chunked::{ChunkedError, ChunkedReader};
+use sigfab_engine::crypto::SymmetricKey;
 
 /// Loads a vector file under `SIGFAB_SHARED_VECTORS` (fails loudly when missing).
 pub fn load(relative: &str) -> Value {
@@ -56,4 +58,30 @@ pub fn has_flag(test: &Value, flag: &str) -> bool {
 
 pub fn tc_id(test: &Value) -> u64 {
     test["tcId"].as_u64().expect("tcId")
+}
+
+/// Decrypts chunk by chunk and returns the plaintext released before the outcome.
+pub fn stream_decrypt(
+    ciphertext: &[u8],
+    key: &SymmetricKey,
+    context: &[u8],
+) -> (Vec<u8>, Result<(), ChunkedError>) {
+    let mut released = Vec::new();
+    let mut reader = match ChunkedReader::new(ciphertext, key, context) {
+        Ok(reader) => reader,
+        Err(error) => return (released, Err(error)),
+    };
+    loop {
+        match reader.next_chunk() {
+            Ok(Some(chunk)) => released.extend_from_slice(chunk),
+            Ok(None) => return (released, Ok(())),
+            Err(error) => {
+                assert!(
+                    matches!(reader.next_chunk(), Err(ChunkedError::AlreadyFailed)),
+                    "a failed stream keeps failing"
+                );
+                return (released, Err(error));
+            }
+        }
+    }
 }

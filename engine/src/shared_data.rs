@@ -11,9 +11,14 @@ pub const ENV_VAR: &str = "SIGFAB_SHARED_DATA";
 
 /// The shared data folder (it may not exist).
 pub fn dir() -> PathBuf {
-    match std::env::var_os(ENV_VAR) {
+    shared_folder(ENV_VAR, "data")
+}
+
+/// `$env_var` if set, else `../shared/NAME` beside the repository root.
+pub(crate) fn shared_folder(env_var: &str, name: &str) -> PathBuf {
+    match std::env::var_os(env_var) {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(name),
     }
 }
 

@@ -11,10 +11,7 @@ pub const ENV_VAR: &str = "SIGFAB_SHARED_VECTORS";
 
 /// The shared vectors folder (it may not exist).
 pub fn dir() -> PathBuf {
-    match std::env::var_os(ENV_VAR) {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
-    }
+    crate::shared_data::shared_folder(ENV_VAR, "vectors")
 }
 
 /// Path of a file under the shared vectors folder; panics with a clear message

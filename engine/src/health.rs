@@ -129,6 +129,21 @@ impl Readiness {
         flag
     }
 
+    /// Makes sure `node` has a flag: one that starts ready when the node
+    /// registered none (it depends on nothing outside the process), so every
+    /// node shows in `sigfab_node_ready`.
+    pub fn cover(&self, node: &str) {
+        let known = self
+            .flags
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|f| &*f.node == node);
+        if !known {
+            self.register_ready(node);
+        }
+    }
+
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }

@@ -18,7 +18,9 @@ pub fn dir() -> PathBuf {
 pub(crate) fn shared_folder(env_var: &str, name: &str) -> PathBuf {
     match std::env::var_os(env_var) {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(name),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared")
+            .join(name),
     }
 }
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,10 @@ from kafkautil import poll_until
 from outage import free_port
 from test_kafka_outage import base_url, get
 from test_kafka_pipeline import stop
+
+REPO = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = REPO / "docker" / "prometheus"
+DASHBOARD = REPO / "docker" / "grafana" / "dashboards" / "sigfab.json"
 
 LIVE_PIPELINE = """\
 settings:
@@ -52,6 +57,7 @@ def prometheus(tmp_path):
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global: { scrape_interval: 1s, evaluation_interval: 1s }\n"
+            f"rule_files: ['{PROMETHEUS_DIR / 'sigfab-alerts.yml'}']\n"
             "scrape_configs:\n"
             f"  - job_name: sigfab\n    static_configs: [{{ targets: ['{target}'] }}]\n"
         )
@@ -69,14 +75,18 @@ def prometheus(tmp_path):
             )
         )
 
-        def query(promql: str) -> list:
-            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        def api(path: str, **params) -> dict:
+            url = f"http://127.0.0.1:{port}/api/v1/{path}?" + urllib.parse.urlencode(params)
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
-                    return json.load(response)["data"]["result"]
+                    return json.load(response)["data"]
             except OSError:
-                return []  # not up yet
+                return {}  # not up yet
 
+        def query(promql: str) -> list:
+            return api("query", query=promql).get("result", [])
+
+        query.api = api
         return query
 
     yield start
@@ -111,4 +121,32 @@ def test_prometheus_scrapes_the_engine(run_engine, prometheus):
         60,
     )
     assert 0 < float(p99[0]["value"][1]) < 0.05, p99  # inside the latency budget
+
+    # The shipped alert rules load and stay quiet; every dashboard query returns data.
+    rules = poll_until(lambda: query.api("rules").get("groups"), "the alert rules to load")
+    alerts = [rule for group in rules for rule in group["rules"]]
+    assert {rule["name"] for rule in alerts} >= {"SigfabNotReady", "SigfabDown", "SigfabLatencyBudget"}
+    poll_until(lambda: all(rule.get("health") == "ok" for group in query.api("rules").get("groups", []) for rule in group["rules"]), "every rule evaluated without error")
+    assert not [rule["name"] for rule in alerts if rule["state"] != "inactive"], alerts
+    for expr in dashboard_queries():
+        poll_until(lambda: query(expr), f"data for the dashboard query {expr}", 60)
     stop(engine)
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_shipped_prometheus_config_and_alert_rules(tmp_path):
+    """docker/prometheus passes promtool's checks, and the alert rules' unit tests pass."""
+    config = subprocess.run([tool("promtool"), "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")], capture_output=True, text=True)
+    assert config.returncode == 0, config.stdout + config.stderr
+    tests = subprocess.run([tool("promtool"), "test", "rules", "sigfab-alerts.test.yml"], cwd=PROMETHEUS_DIR, capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    # Every dashboard query is valid PromQL: promtool checks them as recording rules.
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(dashboard_queries())]}]}
+    rules_file = tmp_path / "dashboard-rules.yml"
+    rules_file.write_text(json.dumps(rules))  # JSON is YAML
+    checked = subprocess.run([tool("promtool"), "check", "rules", str(rules_file)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -130,6 +130,9 @@ impl Plan {
                 }
             }
         }
+        for node in &graph.nodes {
+            readiness.cover(&node.name);
+        }
         drop(senders);
         drop(dead_letter_tx);
         for (id, driver, out, counters) in sources_to_start {

@@ -4,19 +4,25 @@
 //! **Precision.** Coefficients, state and the values between sections are
 //! f64; samples are f32 only on the way in and out. A low cut-off puts poles
 //! within `2π·fc/fs` of z = 1 (6·10⁻⁴ for 0.1 Hz at 1 kHz), where f32 state
-//! rounding is amplified by roughly the inverse square of that distance: the
-//! output error would reach the signal's own size. In f64 the same 1-hour
-//! 0.1 Hz high-pass stays within 1e-9 of an exact reference (tested).
+//! rounding is amplified by roughly the inverse square of that distance and
+//! the output error would approach the signal's own size; in f64 a one-hour
+//! 0.1 Hz high-pass at 1 kHz stays within 1e-9 (relative RMS) of an exact
+//! reference (tested in `engine/tests/filters_reference.rs`).
 //!
 //! **SIMD.** Channels sharing one design are filtered in groups of
-//! [`LANES`] = 4: a frame's planar samples are interleaved into
-//! `[time][lane]` f64 rows, each AVX2 instruction then advances four channels
-//! by one step, and the rows are written back. [`Kernel::detect`] picks
-//! AVX2+FMA at run time when the CPU has it, otherwise a portable scalar loop
-//! (one channel at a time, no FMA). Both run the same operations in the same
-//! order; under AVX2 the gap path uses scalar FMA, so a channel's output is
-//! bitwise the same whichever path (SIMD group or per-channel gap path) and
-//! whatever framing it went through.
+//! [`LANES`] = 4 f64 lanes, up to four groups side by side. The AVX2 kernel
+//! reads 4 samples of each of 4 channels, widens them to f64 and transposes
+//! them in registers, so each FMA advances four channels by one step; it then
+//! transposes back and writes f32. No buffer in between, no allocation.
+//! [`Kernel::detect`] picks AVX2+FMA at run time when the CPU has it,
+//! otherwise a portable scalar loop (one channel at a time, no FMA).
+//!
+//! **Bitwise framing independence.** A channel's output does not depend on
+//! how its samples were cut into frames. Under AVX2 the leftovers (the last
+//! `len % 4` samples of a frame), gaps, ragged groups and cascades longer
+//! than [`MAX_SIMD_SECTIONS`] go through a scalar loop that uses the same
+//! fused multiply-adds in the same order, so whichever path a sample takes
+//! the result is the same bits.
 //!
 //! **Gaps.** A non-finite input sample (NaN marks a gap) comes out as NaN and
 //! marks its channel for restart: the next valid sample starts from a fresh
@@ -26,9 +32,12 @@ use super::design::{steady_state, Biquad, DesignError};
 
 /// Channels per SIMD group (f64 lanes of an AVX2 register).
 pub const LANES: usize = 4;
-/// Sections run per pass over a block; longer cascades take several passes
-/// (each section only needs its input, so passes change nothing numerically).
-const MAX_SECTIONS_PER_PASS: usize = 8;
+/// Groups that share one pass over the samples: a row of channels.
+const GROUPS_PER_ROW: usize = 4;
+const CHANNELS_PER_ROW: usize = LANES * GROUPS_PER_ROW;
+/// Longest cascade the SIMD kernel runs (order 24 low-pass, 12 band-pass);
+/// longer ones use the scalar loop.
+pub const MAX_SIMD_SECTIONS: usize = 12;
 
 /// Which instructions filter the channels. Only [`Kernel::detect`] can choose
 /// AVX2, and only when the CPU has it: that is what makes the SIMD calls sound.
@@ -105,9 +114,9 @@ pub struct ChannelBank {
     state: Vec<f64>,
     /// Per channel: the next valid sample starts the filter afresh.
     restart: Vec<bool>,
-    /// `[time][lane]` rows of the group being filtered; grows to the longest
-    /// frame seen, then stays.
-    rows: Vec<f64>,
+    /// Zeros read by the absent lanes of a partly filled group (and written
+    /// to, then zeroed again); grows to the longest frame, then stays.
+    padding: Vec<f32>,
     /// One channel's state while the scalar path runs it.
     channel_state: Vec<[f64; 2]>,
 }
@@ -132,7 +141,7 @@ impl ChannelBank {
             channels,
             state: vec![0.0; groups * biquads.len() * 2 * LANES],
             restart: vec![true; channels],
-            rows: Vec::new(),
+            padding: Vec::new(),
             channel_state: vec![[0.0; 2]; biquads.len()],
         })
     }
@@ -147,30 +156,35 @@ impl ChannelBank {
     }
 
     /// Filters the channels in place; `spans[i]` locates channel i in
-    /// `samples`. Panics if a span lies outside `samples` or `spans` does not
-    /// have one entry per channel.
+    /// `samples`. Panics if a span lies outside `samples`, two spans overlap,
+    /// or `spans` does not have one entry per channel.
     pub fn process(&mut self, samples: &mut [f32], spans: &[Span]) {
         assert_eq!(spans.len(), self.channels, "one span per channel");
-        for (group, lanes) in spans.chunks(LANES).enumerate() {
-            if self.group_fits_simd(samples, lanes) {
-                self.process_group_simd(group, samples, lanes);
+        for (row, row_spans) in spans.chunks(CHANNELS_PER_ROW).enumerate() {
+            let first_group = row * GROUPS_PER_ROW;
+            let simd_len = if self.row_fits_simd(samples, row_spans) {
+                self.process_row_simd(first_group, samples, row_spans)
             } else {
-                for (lane, &(start, len)) in lanes.iter().enumerate() {
-                    self.process_channel(group, lane, &mut samples[start..start + len]);
-                }
+                0
+            };
+            for (i, &(start, len)) in row_spans.iter().enumerate() {
+                let rest = &mut samples[start + simd_len..start + len];
+                self.process_channel(first_group + i / LANES, i % LANES, rest);
             }
         }
     }
 
-    /// SIMD needs an AVX2 kernel, equal lengths and no gap in the group.
-    fn group_fits_simd(&self, samples: &[f32], lanes: &[Span]) -> bool {
-        if self.kernel == Kernel::portable() {
+    /// SIMD needs an AVX2 kernel, a cascade it takes, equal lengths and no
+    /// gap in the row.
+    fn row_fits_simd(&self, samples: &[f32], spans: &[Span]) -> bool {
+        if self.kernel == Kernel::portable() || self.sections.len() > MAX_SIMD_SECTIONS {
             return false;
         }
-        let len = lanes[0].1;
-        lanes
+        let len = spans[0].1;
+        let all_finite = |x: &[f32]| x.iter().fold(true, |ok, x| ok & x.is_finite());
+        spans
             .iter()
-            .all(|&(start, n)| n == len && samples[start..start + n].iter().all(|x| x.is_finite()))
+            .all(|&(start, n)| n == len && all_finite(&samples[start..start + n]))
     }
 
     /// Sets a channel's state for a restart at input `x`.
@@ -187,32 +201,46 @@ impl ChannelBank {
         }
     }
 
-    fn process_group_simd(&mut self, group: usize, samples: &mut [f32], lanes: &[Span]) {
-        let len = lanes[0].1;
-        if len == 0 {
-            return;
+    /// Filters the first multiple of 4 samples of up to [`CHANNELS_PER_ROW`]
+    /// gap-free channels of equal length; returns how many it filtered.
+    fn process_row_simd(&mut self, first_group: usize, samples: &mut [f32], spans: &[Span]) -> usize {
+        let len = spans[0].1;
+        let simd_len = len - len % LANES;
+        if simd_len == 0 {
+            return 0;
         }
-        let channel0 = group * LANES;
-        for (lane, &(start, _)) in lanes.iter().enumerate() {
-            if self.restart[channel0 + lane] {
-                self.restart_lane(group, lane, f64::from(samples[start]));
-                self.restart[channel0 + lane] = false;
+        for (i, &(start, _)) in spans.iter().enumerate() {
+            let channel = first_group * LANES + i;
+            if self.restart[channel] {
+                self.restart_lane(first_group + i / LANES, i % LANES, f64::from(samples[start]));
+                self.restart[channel] = false;
             }
         }
-        self.rows.resize(len * LANES, 0.0);
-        let rows = &mut self.rows[..len * LANES];
-        interleave(samples, lanes, rows);
-        let size = self.sections.len() * 2 * LANES;
-        let state = &mut self.state[group * size..(group + 1) * size];
-        let passes = self.sections.chunks(MAX_SECTIONS_PER_PASS);
-        for (sections, pass_state) in passes.zip(state.chunks_mut(MAX_SECTIONS_PER_PASS * 2 * LANES)) {
-            run_pass(self.kernel, sections, pass_state, rows);
+        let groups = spans.len().div_ceil(LANES);
+        let group_size = self.sections.len() * 2 * LANES;
+        let state = &mut self.state[first_group * group_size..(first_group + groups) * group_size];
+        let absent = groups * LANES - spans.len();
+        self.padding.clear();
+        self.padding.resize(absent * simd_len, 0.0);
+        let mut channels = disjoint_channels(samples, spans, simd_len);
+        for (i, lane) in self.padding.chunks_exact_mut(simd_len).enumerate() {
+            channels[spans.len() + i] = lane;
         }
-        deinterleave(rows, samples, lanes);
+        run_simd(
+            self.kernel,
+            &self.sections,
+            state,
+            &mut channels[..groups * LANES],
+        );
+        simd_len
     }
 
-    /// The per-channel path: gaps, ragged groups, and the portable kernel.
+    /// The per-channel path: leftovers, gaps, ragged groups, long cascades
+    /// and the portable kernel.
     fn process_channel(&mut self, group: usize, lane: usize, samples: &mut [f32]) {
+        if samples.is_empty() {
+            return;
+        }
         let size = self.sections.len() * 2 * LANES;
         let group_state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in group_state.chunks_exact(2 * LANES).enumerate() {
@@ -237,31 +265,36 @@ impl ChannelBank {
     }
 }
 
-/// Copies a group's channels into `[time][lane]` rows (absent lanes: 0).
-fn interleave(samples: &[f32], lanes: &[Span], rows: &mut [f64]) {
-    for (lane, &(start, len)) in lanes.iter().enumerate() {
-        for (row, &x) in rows.chunks_exact_mut(LANES).zip(&samples[start..start + len]) {
-            row[lane] = f64::from(x);
-        }
+/// The first `len` samples of each span as separate mutable slices, in span
+/// order (found by splitting the buffer in address order; panics on overlap).
+fn disjoint_channels<'a>(
+    samples: &'a mut [f32],
+    spans: &[Span],
+    len: usize,
+) -> [&'a mut [f32]; CHANNELS_PER_ROW] {
+    let mut channels: [&mut [f32]; CHANNELS_PER_ROW] = std::array::from_fn(|_| &mut [][..]);
+    let mut order: [usize; CHANNELS_PER_ROW] = std::array::from_fn(|i| i);
+    let order = &mut order[..spans.len()];
+    order.sort_unstable_by_key(|&i| spans[i].0);
+    let mut rest = samples;
+    let mut consumed = 0;
+    for &i in order.iter() {
+        let (start, span_len) = spans[i];
+        let skip = start.checked_sub(consumed).expect("channel spans overlap");
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+        let (channel, tail) = tail.split_at_mut(span_len);
+        channels[i] = &mut channel[..len];
+        rest = tail;
+        consumed = start + span_len;
     }
-    for lane in lanes.len()..LANES {
-        rows.chunks_exact_mut(LANES).for_each(|row| row[lane] = 0.0);
-    }
+    channels
 }
 
-fn deinterleave(rows: &[f64], samples: &mut [f32], lanes: &[Span]) {
-    for (lane, &(start, len)) in lanes.iter().enumerate() {
-        for (row, y) in rows.chunks_exact(LANES).zip(&mut samples[start..start + len]) {
-            *y = row[lane] as f32;
-        }
-    }
-}
-
-fn run_pass(kernel: Kernel, sections: &[Section], state: &mut [f64], rows: &mut [f64]) {
+fn run_simd(kernel: Kernel, sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
     match kernel.0 {
         KernelKind::Portable => unreachable!("the portable kernel filters channel by channel"),
         #[cfg(target_arch = "x86_64")]
-        KernelKind::Avx2Fma => avx2::run_pass(sections, state, rows),
+        KernelKind::Avx2Fma => avx2::filter_row(sections, state, channels),
     }
 }
 
@@ -325,59 +358,146 @@ unsafe fn run_channel_fma(channel: ChannelRun<'_>, samples: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Section, LANES, MAX_SECTIONS_PER_PASS};
+    use super::{Section, LANES, MAX_SIMD_SECTIONS};
 
-    /// Runs up to [`MAX_SECTIONS_PER_PASS`] sections over `rows`, with the
-    /// section count a constant so the state stays in registers.
-    pub(super) fn run_pass(sections: &[Section], state: &mut [f64], rows: &mut [f64]) {
-        assert!(sections.len() <= MAX_SECTIONS_PER_PASS);
-        assert_eq!(state.len(), sections.len() * 2 * LANES);
-        assert_eq!(rows.len() % LANES, 0);
-        // SAFETY (all arms): this module is reached only through a Kernel
-        // that `Kernel::detect` made after finding AVX2 and FMA.
-        unsafe {
-            match sections.len() {
-                1 => run::<1>(sections, state, rows),
-                2 => run::<2>(sections, state, rows),
-                3 => run::<3>(sections, state, rows),
-                4 => run::<4>(sections, state, rows),
-                5 => run::<5>(sections, state, rows),
-                6 => run::<6>(sections, state, rows),
-                7 => run::<7>(sections, state, rows),
-                8 => run::<8>(sections, state, rows),
-                _ => {}
+    /// Groups run side by side: enough independent recurrences to hide the
+    /// feedback latency (two dependent FMAs per section and sample), few
+    /// enough that their state fits the 16 vector registers.
+    fn groups_side_by_side(sections: usize) -> usize {
+        match sections {
+            1 => 4,
+            2 => 3,
+            3 | 4 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Filters `channels` (4 per group, equal lengths, a multiple of 4);
+    /// `state` holds their groups one after the other.
+    pub(super) fn filter_row(sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
+        let groups = channels.len() / LANES;
+        let len = channels[0].len();
+        assert!(channels.len().is_multiple_of(LANES) && len.is_multiple_of(LANES));
+        assert!(channels.iter().all(|c| c.len() == len));
+        assert!(sections.len() <= MAX_SIMD_SECTIONS && state.len() == groups * sections.len() * 2 * LANES);
+        let group_size = sections.len() * 2 * LANES;
+        let step = groups_side_by_side(sections.len());
+        for first in (0..groups).step_by(step) {
+            let count = step.min(groups - first);
+            let state = &mut state[first * group_size..(first + count) * group_size];
+            let channels = &mut channels[first * LANES..(first + count) * LANES];
+            match count {
+                1 => by_sections::<1>(sections, state, channels),
+                2 => by_sections::<2>(sections, state, channels),
+                3 => by_sections::<3>(sections, state, channels),
+                _ => by_sections::<4>(sections, state, channels),
             }
         }
     }
 
+    fn by_sections<const G: usize>(sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
+        assert!(channels.len() == G * LANES);
+        // SAFETY (all arms): this module is reached only through a Kernel
+        // that `Kernel::detect` made after finding AVX2 and FMA.
+        unsafe {
+            match sections.len() {
+                1 => run::<1, G>(sections, state, channels),
+                2 => run::<2, G>(sections, state, channels),
+                3 => run::<3, G>(sections, state, channels),
+                4 => run::<4, G>(sections, state, channels),
+                5 => run::<5, G>(sections, state, channels),
+                6 => run::<6, G>(sections, state, channels),
+                7 => run::<7, G>(sections, state, channels),
+                8 => run::<8, G>(sections, state, channels),
+                9 => run::<9, G>(sections, state, channels),
+                10 => run::<10, G>(sections, state, channels),
+                11 => run::<11, G>(sections, state, channels),
+                12 => run::<12, G>(sections, state, channels),
+                _ => unreachable!("filter_row checks the section count"),
+            }
+        }
+    }
+
+    /// Four samples of four channels (one per vector) become four time
+    /// steps (one per vector, a channel per lane), and back.
+    #[inline(always)]
+    unsafe fn transpose(v: [__m256d; 4]) -> [__m256d; 4] {
+        let t0 = _mm256_unpacklo_pd(v[0], v[1]);
+        let t1 = _mm256_unpackhi_pd(v[0], v[1]);
+        let t2 = _mm256_unpacklo_pd(v[2], v[3]);
+        let t3 = _mm256_unpackhi_pd(v[2], v[3]);
+        [
+            _mm256_permute2f128_pd::<0x20>(t0, t2),
+            _mm256_permute2f128_pd::<0x20>(t1, t3),
+            _mm256_permute2f128_pd::<0x31>(t0, t2),
+            _mm256_permute2f128_pd::<0x31>(t1, t3),
+        ]
+    }
+
+    /// S sections over G groups of 4 channels, 4 samples at a time.
+    ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA. Every load and store below reads
-    /// or writes exactly `LANES` = 4 f64 through a pointer to a chunk of
-    /// `chunks_exact(4)`, or to `state[8s..8s+8]` with `s < S` and
-    /// `state.len() == 8·S` (asserted by the caller), so all are in bounds.
+    /// The CPU must support AVX2 and FMA. Every load and store moves exactly
+    /// 4 values through the pointer of a slice of 4 (`channel[t..t + 4]`,
+    /// `state[i..i + 4]`), each bounds-checked when sliced.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run<const S: usize>(sections: &[Section], state: &mut [f64], rows: &mut [f64]) {
+    unsafe fn run<const S: usize, const G: usize>(
+        sections: &[Section],
+        state: &mut [f64],
+        channels: &mut [&mut [f32]],
+    ) {
+        let group_size = state.len() / G;
+        let z1_at = |s: usize, g: usize| g * group_size + 2 * LANES * s;
         let splat = |s: usize, f: fn(&Section) -> f64| _mm256_set1_pd(f(&sections[s]));
         let b0: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.b0));
         let b1: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.b1));
         let b2: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.b2));
         let na1: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.neg_a1));
         let na2: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.neg_a2));
-        let mut z1: [__m256d; S] = std::array::from_fn(|s| _mm256_loadu_pd(state[8 * s..].as_ptr()));
-        let mut z2: [__m256d; S] = std::array::from_fn(|s| _mm256_loadu_pd(state[8 * s + 4..].as_ptr()));
-        for row in rows.chunks_exact_mut(LANES) {
-            let mut x = _mm256_loadu_pd(row.as_ptr());
-            for s in 0..S {
-                let y = _mm256_fmadd_pd(b0[s], x, z1[s]);
-                z1[s] = _mm256_fmadd_pd(na1[s], y, _mm256_fmadd_pd(b1[s], x, z2[s]));
-                z2[s] = _mm256_fmadd_pd(na2[s], y, _mm256_mul_pd(b2[s], x));
-                x = y;
+        let load = |i: usize| _mm256_loadu_pd(state[i..i + LANES].as_ptr());
+        let mut z1: [[__m256d; G]; S] = std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g))));
+        let mut z2: [[__m256d; G]; S] =
+            std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g) + LANES)));
+        let len = channels[0].len();
+        for t in (0..len).step_by(LANES) {
+            // Plain loops, not closures: a closure is a function of its own,
+            // without this function's target features, and was not inlined.
+            // x[step][group]: time t + step of the group's four channels.
+            let mut x = [[_mm256_setzero_pd(); G]; 4];
+            for g in 0..G {
+                let mut columns = [_mm256_setzero_pd(); 4];
+                for (lane, column) in columns.iter_mut().enumerate() {
+                    let input = &channels[LANES * g + lane][t..t + 4];
+                    *column = _mm256_cvtps_pd(_mm_loadu_ps(input.as_ptr()));
+                }
+                for (step, row) in transpose(columns).into_iter().enumerate() {
+                    x[step][g] = row;
+                }
             }
-            _mm256_storeu_pd(row.as_mut_ptr(), x);
+            for row in x.iter_mut() {
+                for s in 0..S {
+                    for (g, value) in row.iter_mut().enumerate() {
+                        let y = _mm256_fmadd_pd(b0[s], *value, z1[s][g]);
+                        z1[s][g] = _mm256_fmadd_pd(na1[s], y, _mm256_fmadd_pd(b1[s], *value, z2[s][g]));
+                        z2[s][g] = _mm256_fmadd_pd(na2[s], y, _mm256_mul_pd(b2[s], *value));
+                        *value = y;
+                    }
+                }
+            }
+            for g in 0..G {
+                let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
+                for (lane, column) in columns.into_iter().enumerate() {
+                    let output = &mut channels[LANES * g + lane][t..t + 4];
+                    _mm_storeu_ps(output.as_mut_ptr(), _mm256_cvtpd_ps(column));
+                }
+            }
         }
         for s in 0..S {
-            _mm256_storeu_pd(state[8 * s..].as_mut_ptr(), z1[s]);
-            _mm256_storeu_pd(state[8 * s + 4..].as_mut_ptr(), z2[s]);
+            for g in 0..G {
+                let i = z1_at(s, g);
+                _mm256_storeu_pd(state[i..i + LANES].as_mut_ptr(), z1[s][g]);
+                _mm256_storeu_pd(state[i + LANES..i + 2 * LANES].as_mut_ptr(), z2[s][g]);
+            }
         }
     }
 }
@@ -421,9 +541,9 @@ mod tests {
 
     #[test]
     fn simd_and_gap_paths_agree_bitwise() {
-        // 9 sections (two passes), 6 channels (a partial group).
-        let biquads = butterworth(18, Band::Bandpass(1.0, 30.0), 250.0).unwrap();
-        assert_eq!(biquads.len(), 18);
+        // 10 sections, 6 channels (a partial group).
+        let biquads = butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap();
+        assert_eq!(biquads.len(), 10);
         let data = noise(6 * 500, 7);
         let whole = filter(Kernel::detect(), &biquads, 6, &data, 500);
         let mut gappy = data.clone();

@@ -61,7 +61,10 @@ enum Signature {
 fn signature(kind: &OperatorKind) -> Signature {
     match kind {
         OperatorKind::Passthrough(_) => Signature::Any,
-        OperatorKind::SelectChannels(_) | OperatorKind::Validate(_) => Signature::FramesTo(ItemKind::Frame),
+        OperatorKind::SelectChannels(_)
+        | OperatorKind::Validate(_)
+        | OperatorKind::Butterworth(_)
+        | OperatorKind::Notch(_) => Signature::FramesTo(ItemKind::Frame),
         OperatorKind::FrameStats(_) => Signature::FramesTo(ItemKind::Record),
     }
 }
@@ -415,7 +418,100 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                     }
                 }
             }
+            OperatorKind::Butterworth(b) => check_butterworth(b, &mut fail),
+            OperatorKind::Notch(n) => check_notch(n, &mut fail),
             _ => {}
+        }
+    }
+}
+
+/// Highest Butterworth order accepted: beyond it the design is numerically
+/// meaningless long before it is useful.
+const MAX_BUTTERWORTH_ORDER: u32 = 32;
+const MAX_NOTCH_HARMONICS: u32 = 20;
+
+fn check_butterworth(spec: &ButterworthSpec, fail: &mut impl FnMut(Pos, String)) {
+    let order = &spec.order;
+    if order.value == 0 || order.value > MAX_BUTTERWORTH_ORDER {
+        let message = format!(
+            "butterworth.order must be between 1 and {MAX_BUTTERWORTH_ORDER}, not {}",
+            order.value
+        );
+        fail(order.pos, message);
+    }
+    let cutoff = &spec.cutoff_hz;
+    let frequencies = cutoff.value.frequencies();
+    let kind = spec.kind;
+    if frequencies.len() != kind.edges() {
+        let expected = if kind.edges() == 1 {
+            "one frequency"
+        } else {
+            "two frequencies, [low, high]"
+        };
+        fail(
+            cutoff.pos,
+            format!(
+                "butterworth.cutoff_hz of a {} filter takes {expected}",
+                kind.as_str()
+            ),
+        );
+    } else if let Some(bad) = frequencies.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        fail(
+            cutoff.pos,
+            format!("butterworth.cutoff_hz must be positive numbers of Hz, not {bad}"),
+        );
+    } else if let [low, high] = frequencies {
+        if low >= high {
+            fail(
+                cutoff.pos,
+                format!("butterworth.cutoff_hz must be [low, high] with low < high, not [{low}, {high}]"),
+            );
+        }
+    }
+    check_filter_channels(&spec.channels, "butterworth", fail);
+}
+
+fn check_notch(spec: &NotchSpec, fail: &mut impl FnMut(Pos, String)) {
+    let frequency = &spec.frequency_hz;
+    if frequency.value != 50.0 && frequency.value != 60.0 {
+        fail(
+            frequency.pos,
+            format!(
+                "notch.frequency_hz is the mains frequency, 50 or 60, not {}",
+                frequency.value
+            ),
+        );
+    }
+    let q = &spec.q;
+    if !(q.value.is_finite() && q.value > 0.0) {
+        fail(
+            q.pos,
+            format!("notch.q must be a positive number, not {}", q.value),
+        );
+    }
+    if spec.harmonics.value > MAX_NOTCH_HARMONICS {
+        fail(
+            spec.harmonics.pos,
+            format!(
+                "notch.harmonics must be at most {MAX_NOTCH_HARMONICS}, not {}",
+                spec.harmonics.value
+            ),
+        );
+    }
+    check_filter_channels(&spec.channels, "notch", fail);
+}
+
+fn check_filter_channels(
+    channels: &Option<super::Located<Vec<String>>>,
+    operator: &str,
+    fail: &mut impl FnMut(Pos, String),
+) {
+    if let Some(channels) = channels {
+        if channels.value.is_empty() {
+            fail(
+                channels.pos,
+                format!("{operator}.channels lists no channel; leave it out to filter all channels"),
+            );
         }
     }
 }

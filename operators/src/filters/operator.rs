@@ -205,3 +205,209 @@ impl Operator for IirFilter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::f64::consts::PI;
+
+    use super::*;
+    use crate::filters::design::magnitude_response;
+    use crate::filters::sos::ChannelBank;
+    use crate::{ChannelSpec, Modality};
+
+    fn layout(rates: &[f64]) -> Arc<ChannelLayout> {
+        Arc::new(ChannelLayout::new(
+            rates
+                .iter()
+                .enumerate()
+                .map(|(i, &sample_rate)| ChannelSpec {
+                    name: format!("ch{i}"),
+                    unit: "uV".into(),
+                    sample_rate,
+                })
+                .collect(),
+        ))
+    }
+
+    fn frame(layout: &Arc<ChannelLayout>, channels: &[Vec<f32>]) -> Frame {
+        let counts = channels.iter().map(|c| c.len() as u32).collect();
+        let samples = channels.iter().flatten().copied().collect();
+        Frame::new("s".into(), Modality::Eeg, layout.clone(), 0, 0, counts, samples).unwrap()
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    fn filter_frame(filter: &mut IirFilter, frame: Frame) -> Result<Frame, Box<Rejected>> {
+        let mut out = Output::default();
+        filter.process(Item::Frame(frame), &mut out)?;
+        let produced = out.drain().next();
+        match produced {
+            Some(Item::Frame(frame)) => Ok(frame),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    fn lowpass_40() -> IirDesign {
+        IirDesign::Butterworth {
+            order: 4,
+            band: Band::Lowpass(40.0),
+        }
+    }
+
+    /// One channel through a fresh bank designed for `rate`.
+    fn alone(design: &IirDesign, rate: f64, samples: &[f32]) -> Vec<f32> {
+        let sections = design.sections(rate).unwrap();
+        let mut bank = ChannelBank::new(&sections, 1, false, Kernel::detect()).unwrap();
+        let mut samples = samples.to_vec();
+        let len = samples.len();
+        bank.process(&mut samples, &[(0, len)]);
+        samples
+    }
+
+    #[test]
+    fn each_sample_rate_gets_its_own_design() {
+        let rates = [250.0, 125.0, 250.0];
+        let inputs = [noise(100, 1), noise(50, 2), noise(100, 3)];
+        let mut filter = IirFilter::new(lowpass_40(), ChannelSelection::All, false);
+        let out = filter_frame(&mut filter, frame(&layout(&rates), &inputs)).unwrap();
+        for (c, (&rate, input)) in rates.iter().zip(&inputs).enumerate() {
+            assert_eq!(
+                out.channel(c),
+                alone(&lowpass_40(), rate, input).as_slice(),
+                "channel {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn unselected_channels_pass_unchanged_and_missing_ones_are_rejected() {
+        let inputs = [noise(64, 1), noise(64, 2)];
+        let selection = ChannelSelection::Named(vec!["ch1".into()]);
+        let mut filter = IirFilter::new(lowpass_40(), selection, false);
+        let out = filter_frame(&mut filter, frame(&layout(&[250.0, 250.0]), &inputs)).unwrap();
+        assert_eq!(out.channel(0), inputs[0].as_slice());
+        assert_eq!(out.channel(1), alone(&lowpass_40(), 250.0, &inputs[1]).as_slice());
+        let only_ch0 = frame(&layout(&[250.0]), &inputs[..1]);
+        let rejected = filter_frame(&mut filter, only_ch0).unwrap_err();
+        assert_eq!(
+            rejected.reason,
+            "frame lacks a channel named in butterworth.channels"
+        );
+    }
+
+    #[test]
+    fn a_cut_off_above_nyquist_rejects_the_frame() {
+        let mut filter = IirFilter::new(lowpass_40(), ChannelSelection::All, false);
+        let rejected = filter_frame(&mut filter, frame(&layout(&[64.0]), &[noise(8, 1)])).unwrap_err();
+        assert!(
+            rejected.reason.contains("cannot be designed for 64 Hz"),
+            "{}",
+            rejected.reason
+        );
+        assert!(matches!(rejected.item, Item::Frame(_)));
+    }
+
+    #[test]
+    fn a_discontinuity_or_a_new_layout_restarts_the_filter() {
+        let input = noise(80, 5);
+        let fresh = alone(&lowpass_40(), 250.0, &input[40..]);
+        let mut filter = IirFilter::new(lowpass_40(), ChannelSelection::All, false);
+        let one = layout(&[250.0]);
+        filter_frame(&mut filter, frame(&one, &[input[..40].to_vec()])).unwrap();
+        let mut second = frame(&one, &[input[40..].to_vec()]);
+        second.discontinuity = true;
+        assert_eq!(
+            filter_frame(&mut filter, second).unwrap().channel(0),
+            fresh.as_slice()
+        );
+        let two = layout(&[250.0, 250.0]);
+        let out = filter_frame(
+            &mut filter,
+            frame(&two, &[input[40..].to_vec(), input[40..].to_vec()]),
+        )
+        .unwrap();
+        assert_eq!(out.channel(0), fresh.as_slice());
+    }
+
+    /// |H| estimated from white noise, Welch-averaged H1 = ΣY·X̄ / Σ|X|² with
+    /// Hann windows of 8192 samples, at chosen frequencies by direct DFT.
+    fn measured_response(input: &[f32], output: &[f32], frequencies: &[f64], rate: f64) -> Vec<f64> {
+        const SEGMENT: usize = 8192;
+        let window: Vec<f64> = (0..SEGMENT)
+            .map(|n| 0.5 - 0.5 * (2.0 * PI * n as f64 / SEGMENT as f64).cos())
+            .collect();
+        frequencies
+            .iter()
+            .map(|&f| {
+                let twiddle: Vec<(f64, f64)> = (0..SEGMENT)
+                    .map(|n| {
+                        let phase = -2.0 * PI * f / rate * n as f64;
+                        (phase.cos() * window[n], phase.sin() * window[n])
+                    })
+                    .collect();
+                let (mut cross_re, mut cross_im, mut power) = (0.0, 0.0, 0.0);
+                for start in (0..input.len() - SEGMENT).step_by(SEGMENT / 2) {
+                    let dft = |x: &[f32]| {
+                        twiddle
+                            .iter()
+                            .zip(&x[start..start + SEGMENT])
+                            .fold((0.0, 0.0), |(re, im), (t, &v)| {
+                                (re + t.0 * f64::from(v), im + t.1 * f64::from(v))
+                            })
+                    };
+                    let (xr, xi) = dft(input);
+                    let (yr, yi) = dft(output);
+                    cross_re += yr * xr + yi * xi;
+                    cross_im += yi * xr - yr * xi;
+                    power += xr * xr + xi * xi;
+                }
+                cross_re.hypot(cross_im) / power
+            })
+            .collect()
+    }
+
+    #[test]
+    fn response_measured_on_white_noise_matches_the_design() {
+        let rate = 128.0;
+        let bandpass = IirDesign::Butterworth {
+            order: 4,
+            band: Band::Bandpass(0.5, 45.0),
+        };
+        let notch = IirDesign::Notch {
+            frequency: 50.0,
+            q: 30.0,
+            harmonics: 0,
+        };
+        let input = noise(1 << 18, 11);
+        let mut filters =
+            [bandpass.clone(), notch.clone()].map(|d| IirFilter::new(d, ChannelSelection::All, false));
+        let mut current = frame(&layout(&[rate]), std::slice::from_ref(&input));
+        for filter in &mut filters {
+            current = filter_frame(filter, current).unwrap();
+        }
+        let skip = 4096; // the start-up transient
+        let frequencies = [
+            0.25, 0.5, 1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 45.0, 48.0, 49.5, 50.0, 52.0, 55.0, 60.0,
+        ];
+        let measured = measured_response(&input[skip..], &current.channel(0)[skip..], &frequencies, rate);
+        let mut sections = bandpass.sections(rate).unwrap();
+        sections.extend(notch.sections(rate).unwrap());
+        for (&f, &estimate) in frequencies.iter().zip(&measured) {
+            let design = magnitude_response(&sections, f, rate);
+            assert!(
+                (estimate - design).abs() <= 0.01,
+                "{f} Hz: measured {estimate:.4}, designed {design:.4}"
+            );
+        }
+    }
+}

@@ -18,8 +18,9 @@
 //! otherwise a portable scalar loop (one channel at a time, no FMA).
 //!
 //! **Bitwise framing independence.** A channel's output does not depend on
-//! how its samples were cut into frames. Under AVX2 the leftovers (the last
-//! `len % 4` samples of a frame), gaps, ragged groups and cascades longer
+//! how its samples were cut into frames. The AVX2 kernel advances the state
+//! only by the samples present (a frame's last step may hold fewer than 4);
+//! gaps, ragged groups and cascades longer
 //! than [`MAX_SIMD_SECTIONS`] go through a scalar loop that uses the same
 //! fused multiply-adds in the same order, so whichever path a sample takes
 //! the result is the same bits.
@@ -201,11 +202,10 @@ impl ChannelBank {
         }
     }
 
-    /// Filters the first multiple of 4 samples of up to [`CHANNELS_PER_ROW`]
-    /// gap-free channels of equal length; returns how many it filtered.
+    /// Filters up to [`CHANNELS_PER_ROW`] gap-free channels of equal length;
+    /// returns how many samples of each it filtered (all of them).
     fn process_row_simd(&mut self, first_group: usize, samples: &mut [f32], spans: &[Span]) -> usize {
-        let len = spans[0].1;
-        let simd_len = len - len % LANES;
+        let simd_len = spans[0].1;
         if simd_len == 0 {
             return 0;
         }
@@ -235,7 +235,7 @@ impl ChannelBank {
         simd_len
     }
 
-    /// The per-channel path: leftovers, gaps, ragged groups, long cascades
+    /// The per-channel path: gaps, ragged groups, long cascades
     /// and the portable kernel.
     fn process_channel(&mut self, group: usize, lane: usize, samples: &mut [f32]) {
         if samples.is_empty() {
@@ -372,12 +372,12 @@ mod avx2 {
         }
     }
 
-    /// Filters `channels` (4 per group, equal lengths, a multiple of 4);
+    /// Filters `channels` (4 per group, equal lengths);
     /// `state` holds their groups one after the other.
     pub(super) fn filter_row(sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
         let groups = channels.len() / LANES;
         let len = channels[0].len();
-        assert!(channels.len().is_multiple_of(LANES) && len.is_multiple_of(LANES));
+        assert!(channels.len().is_multiple_of(LANES));
         assert!(channels.iter().all(|c| c.len() == len));
         assert!(sections.len() <= MAX_SIMD_SECTIONS && state.len() == groups * sections.len() * 2 * LANES);
         let group_size = sections.len() * 2 * LANES;
@@ -434,12 +434,28 @@ mod avx2 {
         ]
     }
 
+    /// The broadcast coefficients of S sections.
+    struct Coefficients<const S: usize> {
+        b0: [__m256d; S],
+        b1: [__m256d; S],
+        b2: [__m256d; S],
+        neg_a1: [__m256d; S],
+        neg_a2: [__m256d; S],
+    }
+
+    /// State of S sections for G groups (z1 and z2, a vector per group).
+    struct State<const S: usize, const G: usize> {
+        z1: [[__m256d; G]; S],
+        z2: [[__m256d; G]; S],
+    }
+
     /// S sections over G groups of 4 channels, 4 samples at a time.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA. Every load and store moves exactly
-    /// 4 values through the pointer of a slice of 4 (`channel[t..t + 4]`,
-    /// `state[i..i + 4]`), each bounds-checked when sliced.
+    /// 4 values through the pointer of a slice of 4 (`channel[t..t + 4]`, a
+    /// 4-long padded copy, `state[i..i + 4]`), each bounds-checked when
+    /// sliced.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run<const S: usize, const G: usize>(
         sections: &[Section],
@@ -449,54 +465,93 @@ mod avx2 {
         let group_size = state.len() / G;
         let z1_at = |s: usize, g: usize| g * group_size + 2 * LANES * s;
         let splat = |s: usize, f: fn(&Section) -> f64| _mm256_set1_pd(f(&sections[s]));
-        let b0: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.b0));
-        let b1: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.b1));
-        let b2: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.b2));
-        let na1: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.neg_a1));
-        let na2: [__m256d; S] = std::array::from_fn(|s| splat(s, |c| c.neg_a2));
+        let coefficients = Coefficients::<S> {
+            b0: std::array::from_fn(|s| splat(s, |c| c.b0)),
+            b1: std::array::from_fn(|s| splat(s, |c| c.b1)),
+            b2: std::array::from_fn(|s| splat(s, |c| c.b2)),
+            neg_a1: std::array::from_fn(|s| splat(s, |c| c.neg_a1)),
+            neg_a2: std::array::from_fn(|s| splat(s, |c| c.neg_a2)),
+        };
         let load = |i: usize| _mm256_loadu_pd(state[i..i + LANES].as_ptr());
-        let mut z1: [[__m256d; G]; S] = std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g))));
-        let mut z2: [[__m256d; G]; S] =
-            std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g) + LANES)));
+        let mut z = State::<S, G> {
+            z1: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g)))),
+            z2: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g) + LANES))),
+        };
         let len = channels[0].len();
-        for t in (0..len).step_by(LANES) {
-            // Plain loops, not closures: a closure is a function of its own,
-            // without this function's target features, and was not inlined.
-            // x[step][group]: time t + step of the group's four channels.
-            let mut x = [[_mm256_setzero_pd(); G]; 4];
-            for g in 0..G {
-                let mut columns = [_mm256_setzero_pd(); 4];
-                for (lane, column) in columns.iter_mut().enumerate() {
-                    let input = &channels[LANES * g + lane][t..t + 4];
-                    *column = _mm256_cvtps_pd(_mm_loadu_ps(input.as_ptr()));
-                }
-                for (step, row) in transpose(columns).into_iter().enumerate() {
-                    x[step][g] = row;
-                }
-            }
-            for row in x.iter_mut() {
-                for s in 0..S {
-                    for (g, value) in row.iter_mut().enumerate() {
-                        let y = _mm256_fmadd_pd(b0[s], *value, z1[s][g]);
-                        z1[s][g] = _mm256_fmadd_pd(na1[s], y, _mm256_fmadd_pd(b1[s], *value, z2[s][g]));
-                        z2[s][g] = _mm256_fmadd_pd(na2[s], y, _mm256_mul_pd(b2[s], *value));
-                        *value = y;
-                    }
-                }
-            }
-            for g in 0..G {
-                let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
-                for (lane, column) in columns.into_iter().enumerate() {
-                    let output = &mut channels[LANES * g + lane][t..t + 4];
-                    _mm_storeu_ps(output.as_mut_ptr(), _mm256_cvtpd_ps(column));
-                }
-            }
+        let full = len - len % LANES;
+        for t in (0..full).step_by(LANES) {
+            step(&coefficients, &mut z, channels, t, LANES);
+        }
+        if full < len {
+            // The last samples of a frame: only they advance the state.
+            step(&coefficients, &mut z, channels, full, len - full);
         }
         for s in 0..S {
             for g in 0..G {
                 let i = z1_at(s, g);
-                _mm256_storeu_pd(state[i..i + LANES].as_mut_ptr(), z1[s][g]);
-                _mm256_storeu_pd(state[i + LANES..i + 2 * LANES].as_mut_ptr(), z2[s][g]);
+                _mm256_storeu_pd(state[i..i + LANES].as_mut_ptr(), z.z1[s][g]);
+                _mm256_storeu_pd(state[i + LANES..i + 2 * LANES].as_mut_ptr(), z.z2[s][g]);
+            }
+        }
+    }
+
+    /// `valid` (1 to 4) samples of each channel from `t`: load, transpose,
+    /// run the sections, transpose back, store. Inlined into `run`, where
+    /// the main loop's constant `valid` = 4 removes the padding branches.
+    ///
+    /// # Safety
+    /// As [`run`], whose target features it needs (it is always inlined).
+    #[inline(always)]
+    unsafe fn step<const S: usize, const G: usize>(
+        c: &Coefficients<S>,
+        z: &mut State<S, G>,
+        channels: &mut [&mut [f32]],
+        t: usize,
+        valid: usize,
+    ) {
+        // Plain loops, not closures: a closure is a function of its own,
+        // without the caller's target features, and was not inlined.
+        // x[step][group]: time t + step of the group's four channels.
+        let mut x = [[_mm256_setzero_pd(); G]; 4];
+        for g in 0..G {
+            let mut columns = [_mm256_setzero_pd(); 4];
+            for (lane, column) in columns.iter_mut().enumerate() {
+                let input = &channels[LANES * g + lane][t..t + valid];
+                let mut padded = [0.0f32; LANES];
+                let four = if valid == LANES {
+                    input
+                } else {
+                    padded[..valid].copy_from_slice(input);
+                    &padded[..]
+                };
+                *column = _mm256_cvtps_pd(_mm_loadu_ps(four.as_ptr()));
+            }
+            for (step, row) in transpose(columns).into_iter().enumerate() {
+                x[step][g] = row;
+            }
+        }
+        for row in x.iter_mut().take(valid) {
+            for s in 0..S {
+                for (g, value) in row.iter_mut().enumerate() {
+                    let y = _mm256_fmadd_pd(c.b0[s], *value, z.z1[s][g]);
+                    let partial = _mm256_fmadd_pd(c.b1[s], *value, z.z2[s][g]);
+                    z.z1[s][g] = _mm256_fmadd_pd(c.neg_a1[s], y, partial);
+                    z.z2[s][g] = _mm256_fmadd_pd(c.neg_a2[s], y, _mm256_mul_pd(c.b2[s], *value));
+                    *value = y;
+                }
+            }
+        }
+        for g in 0..G {
+            let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
+            for (lane, column) in columns.into_iter().enumerate() {
+                let output = &mut channels[LANES * g + lane][t..t + valid];
+                if valid == LANES {
+                    _mm_storeu_ps(output.as_mut_ptr(), _mm256_cvtpd_ps(column));
+                } else {
+                    let mut padded = [0.0f32; LANES];
+                    _mm_storeu_ps(padded.as_mut_ptr(), _mm256_cvtpd_ps(column));
+                    output.copy_from_slice(&padded[..valid]);
+                }
             }
         }
     }

@@ -76,6 +76,7 @@ impl Graph {
         builder.add_section(Role::Operator, &spec.operators.0);
         builder.add_section(Role::Sink, &spec.sinks.0);
         builder.resolve_inputs(spec);
+        check_filter_rates(spec, &builder.nodes, &mut builder.errors);
         let operator_order = builder.order_operators(spec);
         builder.infer_types(spec, &operator_order);
         builder.check_used(spec);
@@ -514,6 +515,66 @@ fn check_filter_channels(
             );
         }
     }
+}
+
+/// Filter frequencies at or above the Nyquist frequency of a synthetic
+/// source upstream: the only rates known before running. Frames of other
+/// sources are checked when they arrive, and rejected.
+fn check_filter_rates(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec<ConfigError>) {
+    let first_operator = spec.sources.0.len();
+    for (index, node) in spec.operators.0.iter().enumerate() {
+        let Ok(kind) = &node.kind else { continue };
+        let (field, frequencies, pos) = match &kind.value {
+            OperatorKind::Butterworth(b) => (
+                "butterworth.cutoff_hz",
+                b.cutoff_hz.value.frequencies(),
+                b.cutoff_hz.pos,
+            ),
+            OperatorKind::Notch(n) => (
+                "notch.frequency_hz",
+                std::slice::from_ref(&n.frequency_hz.value),
+                n.frequency_hz.pos,
+            ),
+            _ => continue,
+        };
+        let Some(highest) = frequencies.iter().copied().reduce(f64::max) else {
+            continue;
+        };
+        for source in upstream_sources(nodes, first_operator + index) {
+            let Ok(kind) = &spec.sources.0[nodes[source].spec_index].kind else {
+                continue;
+            };
+            let SourceKind::Synthetic(synthetic) = &kind.value else {
+                continue;
+            };
+            let nyquist = synthetic.rate() / 2.0;
+            if highest >= nyquist {
+                let message = format!(
+                    "{field} {highest} Hz is not below the Nyquist frequency ({nyquist} Hz) of source '{}'",
+                    nodes[source].name
+                );
+                errors.push(ConfigError::new(pos, message));
+            }
+        }
+    }
+}
+
+/// The sources a node reads from, directly or through operators.
+fn upstream_sources(nodes: &[GraphNode], id: usize) -> Vec<usize> {
+    let mut seen = vec![false; nodes.len()];
+    let mut stack = vec![id];
+    let mut sources = Vec::new();
+    while let Some(node) = stack.pop() {
+        if std::mem::replace(&mut seen[node], true) {
+            continue;
+        }
+        if nodes[node].role == Role::Source {
+            sources.push(node);
+        }
+        stack.extend(&nodes[node].inputs);
+    }
+    sources.sort_unstable();
+    sources
 }
 
 /// Consumer properties the engine sets itself: overriding them would break

@@ -101,7 +101,7 @@ pub struct SyntheticSpec {
     /// Channels per stream (default: 8 for EEG, 3 for ECG).
     #[serde(default)]
     pub channels: Option<Located<u16>>,
-    /// Sample rate in Hz (default: 256 for EEG, 500 for ECG).
+    /// Sample rate in Hz (default: 256 for EEG, 500 for ECG; see `rate`).
     #[serde(default)]
     pub sample_rate: Option<Located<f64>>,
     /// Frame duration, e.g. 40ms.
@@ -126,6 +126,17 @@ pub struct SyntheticSpec {
     /// Time of the first sample, ns since the Unix epoch; default: now.
     #[serde(default)]
     pub start_ns: Option<i64>,
+}
+
+impl SyntheticSpec {
+    /// The sample rate in Hz: `sample_rate`, or 256 for EEG and 500 for ECG.
+    pub fn rate(&self) -> f64 {
+        let default = match self.signal {
+            SyntheticSignal::Eeg => 256.0,
+            SyntheticSignal::Ecg => 500.0,
+        };
+        self.sample_rate.as_ref().map_or(default, |r| r.value)
+    }
 }
 
 fn default_frame() -> Located<DurationSpec> {

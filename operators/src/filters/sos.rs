@@ -358,7 +358,7 @@ unsafe fn run_channel_fma(channel: ChannelRun<'_>, samples: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Section, LANES, MAX_SIMD_SECTIONS};
+    use super::{Section, CHANNELS_PER_ROW, LANES, MAX_SIMD_SECTIONS};
 
     /// Groups run side by side: enough independent recurrences to hide the
     /// feedback latency (two dependent FMAs per section and sample), few
@@ -453,9 +453,10 @@ mod avx2 {
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA. Every load and store moves exactly
-    /// 4 values through the pointer of a slice of 4 (`channel[t..t + 4]`, a
-    /// 4-long padded copy, `state[i..i + 4]`), each bounds-checked when
-    /// sliced.
+    /// 4 values through the pointer of a slice of 4: `state[i..i + 4]`
+    /// (bounds-checked), a 4-long padded copy, or 4 samples of a channel at
+    /// `t + 4 <= len`, where the channels are distinct `&mut` slices of `len`
+    /// samples (asserted by `filter_row`) borrowed for the whole call.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run<const S: usize, const G: usize>(
         sections: &[Section],
@@ -478,13 +479,19 @@ mod avx2 {
             z2: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g) + LANES))),
         };
         let len = channels[0].len();
+        // Raw pointers read once, so the loop neither reloads the slices nor
+        // checks bounds: `filter_row` asserted every channel is `len` long.
+        let mut pointers = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
+        for (pointer, channel) in pointers.iter_mut().zip(channels.iter_mut()) {
+            *pointer = channel.as_mut_ptr();
+        }
         let full = len - len % LANES;
         for t in (0..full).step_by(LANES) {
-            step(&coefficients, &mut z, channels, t, LANES);
+            step(&coefficients, &mut z, &pointers, t, LANES);
         }
         if full < len {
             // The last samples of a frame: only they advance the state.
-            step(&coefficients, &mut z, channels, full, len - full);
+            step(&coefficients, &mut z, &pointers, full, len - full);
         }
         for s in 0..S {
             for g in 0..G {
@@ -500,12 +507,14 @@ mod avx2 {
     /// the main loop's constant `valid` = 4 removes the padding branches.
     ///
     /// # Safety
-    /// As [`run`], whose target features it needs (it is always inlined).
+    /// As [`run`], whose target features it needs (it is always inlined);
+    /// `channels[..4G]` point to distinct live buffers holding at least
+    /// `t + valid` samples.
     #[inline(always)]
     unsafe fn step<const S: usize, const G: usize>(
         c: &Coefficients<S>,
         z: &mut State<S, G>,
-        channels: &mut [&mut [f32]],
+        channels: &[*mut f32; CHANNELS_PER_ROW],
         t: usize,
         valid: usize,
     ) {
@@ -516,7 +525,7 @@ mod avx2 {
         for g in 0..G {
             let mut columns = [_mm256_setzero_pd(); 4];
             for (lane, column) in columns.iter_mut().enumerate() {
-                let input = &channels[LANES * g + lane][t..t + valid];
+                let input = std::slice::from_raw_parts(channels[LANES * g + lane].add(t), valid);
                 let mut padded = [0.0f32; LANES];
                 let four = if valid == LANES {
                     input
@@ -544,7 +553,7 @@ mod avx2 {
         for g in 0..G {
             let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
             for (lane, column) in columns.into_iter().enumerate() {
-                let output = &mut channels[LANES * g + lane][t..t + valid];
+                let output = std::slice::from_raw_parts_mut(channels[LANES * g + lane].add(t), valid);
                 if valid == LANES {
                     _mm_storeu_ps(output.as_mut_ptr(), _mm256_cvtpd_ps(column));
                 } else {

@@ -306,6 +306,28 @@ mod tests {
     }
 
     #[test]
+    fn channels_selected_out_of_storage_order_are_filtered_in_place() {
+        let inputs: Vec<Vec<f32>> = (0..5).map(|c| noise(33, c)).collect();
+        let selection = ChannelSelection::Named(vec!["ch4".into(), "ch0".into(), "ch2".into()]);
+        let mut filter = IirFilter::new(lowpass_40(), selection, true);
+        let out = filter_frame(&mut filter, frame(&layout(&[250.0; 5]), &inputs)).unwrap();
+        for c in [1, 3] {
+            assert_eq!(
+                out.channel(c),
+                inputs[c].as_slice(),
+                "channel {c} is not selected"
+            );
+        }
+        for c in [0, 2, 4] {
+            let sections = lowpass_40().sections(250.0).unwrap();
+            let mut bank = ChannelBank::new(&sections, 1, true, Kernel::detect()).unwrap();
+            let mut expected = inputs[c].clone();
+            bank.process(&mut expected, &[(0, 33)]);
+            assert_eq!(out.channel(c), expected.as_slice(), "channel {c}");
+        }
+    }
+
+    #[test]
     fn a_cut_off_above_nyquist_rejects_the_frame() {
         let mut filter = IirFilter::new(lowpass_40(), ChannelSelection::All, false);
         let rejected = filter_frame(&mut filter, frame(&layout(&[64.0]), &[noise(8, 1)])).unwrap_err();

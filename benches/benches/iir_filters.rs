@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sigfab_benches::{median_time, pin_to_one_core, python_seconds};
+use sigfab_benches::{median_and_best_time, pin_to_one_core, python_numbers};
 use sigfab_engine::shared_data;
 use sigfab_operators::filters::design::Band;
 use sigfab_operators::filters::sos::Kernel;
@@ -80,12 +80,12 @@ fn chain(kernel: Kernel) -> [IirFilter; 2] {
     ]
 }
 
-/// Median seconds to run every frame through the chain (the frames are
-/// filtered in place again on each run; only the time matters here).
-fn time_chain(kernel: Kernel, frames: &mut [Option<Frame>]) -> f64 {
+/// Median and best seconds to run every frame through the chain (the
+/// frames are filtered in place again on each run; only the time matters).
+fn time_chain(kernel: Kernel, frames: &mut [Option<Frame>]) -> (f64, f64) {
     let mut operators = chain(kernel);
     let mut out = Output::default();
-    median_time(RUNS, || {
+    let (median, best) = median_and_best_time(RUNS, || {
         for slot in frames.iter_mut() {
             let mut item = Item::Frame(slot.take().expect("frame in its slot"));
             for operator in operators.iter_mut() {
@@ -99,11 +99,12 @@ fn time_chain(kernel: Kernel, frames: &mut [Option<Frame>]) -> f64 {
             };
             *slot = Some(frame);
         }
-    })
-    .as_secs_f64()
+    });
+    (median.as_secs_f64(), best.as_secs_f64())
 }
 
-fn scipy_seconds(raw: &Path, channels: usize) -> Option<f64> {
+/// Median and best seconds of `sosfilt` on the same samples.
+fn scipy_seconds(raw: &Path, channels: usize) -> Option<(f64, f64)> {
     let script = format!(
         "import os, time\nimport numpy as np\nfrom scipy import signal\n\
          x = np.fromfile('{raw}', dtype='<f4').reshape({channels}, -1).astype(np.float64)\n\
@@ -112,14 +113,17 @@ fn scipy_seconds(raw: &Path, channels: usize) -> Option<f64> {
          signal.sosfilt(sos, x, axis=-1)\n\
          ts = []\n\
          for _ in range({RUNS}):\n    t = time.perf_counter(); signal.sosfilt(sos, x, axis=-1); ts.append(time.perf_counter() - t)\n\
-         ts.sort(); print(ts[len(ts) // 2])",
+         ts.sort(); print(ts[len(ts) // 2], ts[0])",
         raw = raw.display()
     );
     // One thread for SciPy and anything it links.
     for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
         std::env::set_var(var, "1");
     }
-    python_seconds(&script)
+    match python_numbers(&script)?[..] {
+        [median, best] => Some((median, best)),
+        _ => None,
+    }
 }
 
 fn main() {
@@ -160,23 +164,32 @@ fn main() {
         if pinned { "pinned to one core" } else { "NOT pinned (sched_setaffinity failed)" },
         Kernel::detect().name()
     );
-    println!("| case | median ms | M channel-samples/s | vs scipy.signal.sosfilt |");
-    println!("|---|---:|---:|---:|");
-    let scipy_rate = scipy.map(|s| channel_samples / s);
+    println!("| case | median ms | M channel-samples/s (median) | (best run) | vs scipy.signal.sosfilt (median) | (best) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let per_second = |seconds: f64| channel_samples / seconds;
     let only = std::env::var("SIGFAB_BENCH_ONLY").unwrap_or_default();
     for (name, kernel, frame_len) in cases.iter().filter(|(name, ..)| name.contains(&only)) {
         let mut frames = frames(&specs, &channels, *frame_len);
-        let seconds = time_chain(*kernel, &mut frames);
-        let rate = channel_samples / seconds;
-        let ratio = scipy_rate.map_or("n/a".to_string(), |p| format!("{:.1}x", rate / p));
-        println!("| {name} | {:.3} | {:.0} | {ratio} |", seconds * 1e3, rate / 1e6);
+        let (median, best) = time_chain(*kernel, &mut frames);
+        let ratio = |ours: f64, theirs: Option<f64>| {
+            theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours))
+        };
+        println!(
+            "| {name} | {:.3} | {:.0} | {:.0} | {} | {} |",
+            median * 1e3,
+            per_second(median) / 1e6,
+            per_second(best) / 1e6,
+            ratio(median, scipy.map(|s| s.0)),
+            ratio(best, scipy.map(|s| s.1)),
+        );
     }
-    match (scipy, scipy_rate) {
-        (Some(s), Some(rate)) => println!(
-            "| peer: scipy.signal.sosfilt (f64, one thread) | {:.3} | {:.0} | 1.0x |",
-            s * 1e3,
-            rate / 1e6
+    match scipy {
+        Some((median, best)) => println!(
+            "| peer: scipy.signal.sosfilt (f64, one thread) | {:.3} | {:.0} | {:.0} | 1.0x | 1.0x |",
+            median * 1e3,
+            per_second(median) / 1e6,
+            per_second(best) / 1e6
         ),
-        _ => println!("| peer: scipy.signal.sosfilt | n/a (pip install numpy scipy) | | |"),
+        None => println!("| peer: scipy.signal.sosfilt | n/a (pip install numpy scipy) | | | | |"),
     }
 }

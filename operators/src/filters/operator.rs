@@ -2,6 +2,7 @@
 //! selected channels and carries each channel's state across frames.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::design::{butterworth, notch, Band, Biquad, DesignError};
@@ -74,21 +75,34 @@ struct RateBank {
     spans: Vec<Span>,
 }
 
-/// A causal IIR filter operator. Per-channel state carries across frames;
-/// a frame with `discontinuity` set, or a changed channel layout, starts
-/// every channel afresh, and a NaN sample restarts its channel (see
-/// [`super::sos`]).
+/// A causal IIR filter operator. Each stream (frames with one
+/// `stream_id`) has its own per-channel state, carried across its frames; a
+/// frame with `discontinuity` set, or a changed channel layout, starts every
+/// channel of its stream afresh, and a NaN sample restarts its channel (see
+/// [`super::sos`]). A stream's state is kept for the operator's lifetime.
 #[derive(Debug)]
 pub struct IirFilter {
+    config: FilterConfig,
+    streams: HashMap<Arc<str>, StreamFilter>,
+    /// Start of each channel in the planar buffer of the current frame.
+    offsets: Vec<usize>,
+}
+
+/// What the operator was asked for.
+#[derive(Debug)]
+struct FilterConfig {
     design: IirDesign,
     selection: ChannelSelection,
     warm_start: bool,
     kernel: Kernel,
-    /// The layout the banks were built for and the banks, or why that
-    /// layout cannot be filtered (every frame of it is then rejected).
-    built: Option<(Arc<ChannelLayout>, Banks)>,
-    /// Start of each channel in the planar buffer of the current frame.
-    offsets: Vec<usize>,
+}
+
+/// One stream's layout and its banks, or why that layout cannot be filtered
+/// (every frame of it is then rejected).
+#[derive(Debug)]
+struct StreamFilter {
+    layout: Arc<ChannelLayout>,
+    banks: Banks,
 }
 
 impl IirFilter {
@@ -105,15 +119,44 @@ impl IirFilter {
         kernel: Kernel,
     ) -> Self {
         Self {
-            design,
-            selection,
-            warm_start,
-            kernel,
-            built: None,
+            config: FilterConfig {
+                design,
+                selection,
+                warm_start,
+                kernel,
+            },
+            streams: HashMap::new(),
             offsets: Vec::new(),
         }
     }
 
+    /// The frame's stream's banks, built for a new stream or layout, reset
+    /// on a discontinuity.
+    fn banks_for(&mut self, frame: &Frame) -> &mut Banks {
+        let same_layout =
+            |s: &StreamFilter| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
+        let known = self.streams.get(&*frame.stream_id).is_some_and(same_layout);
+        if !known {
+            self.streams.remove(&*frame.stream_id);
+        }
+        let config = &self.config;
+        let stream = self
+            .streams
+            .entry(frame.stream_id.clone())
+            .or_insert_with(|| StreamFilter {
+                layout: frame.layout.clone(),
+                banks: config.build(&frame.layout),
+            });
+        if known && frame.discontinuity {
+            if let Ok(banks) = &mut stream.banks {
+                banks.iter_mut().for_each(|b| b.bank.reset());
+            }
+        }
+        &mut stream.banks
+    }
+}
+
+impl FilterConfig {
     fn build(&self, layout: &ChannelLayout) -> Banks {
         let name = self.design.operator_name();
         let selected: Vec<usize> = match &self.selection {
@@ -147,24 +190,6 @@ impl IirFilter {
                 })
             })
             .collect()
-    }
-
-    fn banks_for(&mut self, frame: &Frame) -> &mut Banks {
-        let layout = &frame.layout;
-        let same =
-            matches!(&self.built, Some((built, _)) if Arc::ptr_eq(built, layout) || **built == **layout);
-        if !same {
-            let banks = self.build(layout);
-            self.built = Some((layout.clone(), banks));
-        } else if frame.discontinuity {
-            if let Some((_, Ok(banks))) = &mut self.built {
-                banks.iter_mut().for_each(|b| b.bank.reset());
-            }
-        }
-        match &mut self.built {
-            Some((_, banks)) => banks,
-            None => unreachable!("built just above"),
-        }
     }
 }
 
@@ -325,6 +350,23 @@ mod tests {
             bank.process(&mut expected, &[(0, 33)]);
             assert_eq!(out.channel(c), expected.as_slice(), "channel {c}");
         }
+    }
+
+    #[test]
+    fn interleaved_streams_keep_their_own_state() {
+        let (a, b) = (noise(60, 1), noise(60, 2));
+        let one = layout(&[250.0]);
+        let mut filter = IirFilter::new(lowpass_40(), ChannelSelection::All, false);
+        let mut outputs: [Vec<f32>; 2] = Default::default();
+        for start in (0..60).step_by(20) {
+            for (stream, input) in [&a, &b].into_iter().enumerate() {
+                let mut piece = frame(&one, &[input[start..start + 20].to_vec()]);
+                piece.stream_id = ["bed-a", "bed-b"][stream].into();
+                outputs[stream].extend_from_slice(filter_frame(&mut filter, piece).unwrap().channel(0));
+            }
+        }
+        assert_eq!(outputs[0], alone(&lowpass_40(), 250.0, &a));
+        assert_eq!(outputs[1], alone(&lowpass_40(), 250.0, &b));
     }
 
     #[test]

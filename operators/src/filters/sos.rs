@@ -525,6 +525,8 @@ mod avx2 {
         for g in 0..G {
             let mut columns = [_mm256_setzero_pd(); 4];
             for (lane, column) in columns.iter_mut().enumerate() {
+                // SAFETY: t + valid <= the channel's length (see # Safety),
+                // and no `&mut` to these samples is alive while this is read.
                 let input = std::slice::from_raw_parts(channels[LANES * g + lane].add(t), valid);
                 let mut padded = [0.0f32; LANES];
                 let four = if valid == LANES {
@@ -553,6 +555,8 @@ mod avx2 {
         for g in 0..G {
             let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
             for (lane, column) in columns.into_iter().enumerate() {
+                // SAFETY: as for `input`; the channels are distinct buffers,
+                // so this is the only reference to these samples.
                 let output = std::slice::from_raw_parts_mut(channels[LANES * g + lane].add(t), valid);
                 if valid == LANES {
                     _mm_storeu_ps(output.as_mut_ptr(), _mm256_cvtpd_ps(column));

@@ -275,7 +275,9 @@ fn disjoint_channels<'a>(
     let mut channels: [&mut [f32]; CHANNELS_PER_ROW] = std::array::from_fn(|_| &mut [][..]);
     let mut order: [usize; CHANNELS_PER_ROW] = std::array::from_fn(|i| i);
     let order = &mut order[..spans.len()];
-    order.sort_unstable_by_key(|&i| spans[i].0);
+    if !order.is_sorted_by_key(|&i| spans[i].0) {
+        order.sort_unstable_by_key(|&i| spans[i].0);
+    }
     let mut rest = samples;
     let mut consumed = 0;
     for &i in order.iter() {
@@ -532,7 +534,8 @@ mod avx2 {
                 let four = if valid == LANES {
                     input
                 } else {
-                    padded[..valid].copy_from_slice(input);
+                    // A loop, not copy_from_slice: no memcpy call for 1-3 values.
+                    padded.iter_mut().zip(input).for_each(|(p, x)| *p = *x);
                     &padded[..]
                 };
                 *column = _mm256_cvtps_pd(_mm_loadu_ps(four.as_ptr()));
@@ -563,7 +566,7 @@ mod avx2 {
                 } else {
                     let mut padded = [0.0f32; LANES];
                     _mm_storeu_ps(padded.as_mut_ptr(), _mm256_cvtpd_ps(column));
-                    output.copy_from_slice(&padded[..valid]);
+                    output.iter_mut().zip(padded).for_each(|(y, p)| *y = p);
                 }
             }
         }

@@ -22,7 +22,13 @@ pub fn pin_to_cpu(cpu: usize) -> bool {
 }
 
 /// Median of `runs` timings of `f` (after one warm-up run).
-pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
+pub fn median_time(runs: usize, f: impl FnMut()) -> Duration {
+    median_and_best_time(runs, f).0
+}
+
+/// Median and fastest of `runs` timings of `f` (after one warm-up run). On
+/// a shared machine the fastest run is the one least disturbed by others.
+pub fn median_and_best_time(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
     f();
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
@@ -32,13 +38,19 @@ pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
         })
         .collect();
     times.sort();
-    times[times.len() / 2]
+    (times[times.len() / 2], times[0])
 }
 
 /// Runs a Python snippet that prints one number (seconds); `None` when
 /// Python or its packages are missing, so the table says so instead of
 /// failing.
 pub fn python_seconds(script: &str) -> Option<f64> {
+    python_numbers(script)?.first().copied()
+}
+
+/// Runs a Python snippet that prints numbers separated by spaces; `None`
+/// when Python or its packages are missing or the output is not numbers.
+pub fn python_numbers(script: &str) -> Option<Vec<f64>> {
     let output = Command::new("python3").arg("-c").arg(script).output().ok()?;
     if !output.status.success() {
         eprintln!(
@@ -50,5 +62,8 @@ pub fn python_seconds(script: &str) -> Option<f64> {
         );
         return None;
     }
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().ok())
+        .collect()
 }

@@ -61,7 +61,10 @@ enum Signature {
 fn signature(kind: &OperatorKind) -> Signature {
     match kind {
         OperatorKind::Passthrough(_) => Signature::Any,
-        OperatorKind::SelectChannels(_) | OperatorKind::Validate(_) => Signature::FramesTo(ItemKind::Frame),
+        OperatorKind::SelectChannels(_)
+        | OperatorKind::Validate(_)
+        | OperatorKind::Butterworth(_)
+        | OperatorKind::Notch(_) => Signature::FramesTo(ItemKind::Frame),
         OperatorKind::FrameStats(_) => Signature::FramesTo(ItemKind::Record),
     }
 }
@@ -73,6 +76,7 @@ impl Graph {
         builder.add_section(Role::Operator, &spec.operators.0);
         builder.add_section(Role::Sink, &spec.sinks.0);
         builder.resolve_inputs(spec);
+        check_filter_rates(spec, &builder.nodes, &mut builder.errors);
         let operator_order = builder.order_operators(spec);
         builder.infer_types(spec, &operator_order);
         builder.check_used(spec);
@@ -425,9 +429,162 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                     }
                 }
             }
+            OperatorKind::Butterworth(b) => check_butterworth(b, &mut fail),
+            OperatorKind::Notch(n) => check_notch(n, &mut fail),
             _ => {}
         }
     }
+}
+
+/// Highest Butterworth order accepted: beyond it the design is numerically
+/// meaningless long before it is useful.
+const MAX_BUTTERWORTH_ORDER: u32 = 32;
+const MAX_NOTCH_HARMONICS: u32 = 20;
+
+fn check_butterworth(spec: &ButterworthSpec, fail: &mut impl FnMut(Pos, String)) {
+    let order = &spec.order;
+    if order.value == 0 || order.value > MAX_BUTTERWORTH_ORDER {
+        let message = format!(
+            "butterworth.order must be between 1 and {MAX_BUTTERWORTH_ORDER}, not {}",
+            order.value
+        );
+        fail(order.pos, message);
+    }
+    let cutoff = &spec.cutoff_hz;
+    let frequencies = cutoff.value.frequencies();
+    let kind = spec.kind;
+    if frequencies.len() != kind.edges() {
+        let expected = if kind.edges() == 1 {
+            "one frequency"
+        } else {
+            "two frequencies, [low, high]"
+        };
+        fail(
+            cutoff.pos,
+            format!(
+                "butterworth.cutoff_hz of a {} filter takes {expected}",
+                kind.as_str()
+            ),
+        );
+    } else if let Some(bad) = frequencies.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        fail(
+            cutoff.pos,
+            format!("butterworth.cutoff_hz must be positive numbers of Hz, not {bad}"),
+        );
+    } else if let [low, high] = frequencies {
+        if low >= high {
+            fail(
+                cutoff.pos,
+                format!("butterworth.cutoff_hz must be [low, high] with low < high, not [{low}, {high}]"),
+            );
+        }
+    }
+    check_filter_channels(&spec.channels, "butterworth", fail);
+}
+
+fn check_notch(spec: &NotchSpec, fail: &mut impl FnMut(Pos, String)) {
+    let frequency = &spec.frequency_hz;
+    if frequency.value != 50.0 && frequency.value != 60.0 {
+        fail(
+            frequency.pos,
+            format!(
+                "notch.frequency_hz is the mains frequency, 50 or 60, not {}",
+                frequency.value
+            ),
+        );
+    }
+    let q = &spec.q;
+    if !(q.value.is_finite() && q.value > 0.0) {
+        fail(
+            q.pos,
+            format!("notch.q must be a positive number, not {}", q.value),
+        );
+    }
+    if spec.harmonics.value > MAX_NOTCH_HARMONICS {
+        fail(
+            spec.harmonics.pos,
+            format!(
+                "notch.harmonics must be at most {MAX_NOTCH_HARMONICS}, not {}",
+                spec.harmonics.value
+            ),
+        );
+    }
+    check_filter_channels(&spec.channels, "notch", fail);
+}
+
+fn check_filter_channels(
+    channels: &Option<super::Located<Vec<String>>>,
+    operator: &str,
+    fail: &mut impl FnMut(Pos, String),
+) {
+    if let Some(channels) = channels {
+        if channels.value.is_empty() {
+            fail(
+                channels.pos,
+                format!("{operator}.channels lists no channel; leave it out to filter all channels"),
+            );
+        }
+    }
+}
+
+/// Filter frequencies at or above the Nyquist frequency of a synthetic
+/// source upstream: the only rates known before running. Frames of other
+/// sources are checked when they arrive, and rejected.
+fn check_filter_rates(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec<ConfigError>) {
+    let first_operator = spec.sources.0.len();
+    for (index, node) in spec.operators.0.iter().enumerate() {
+        let Ok(kind) = &node.kind else { continue };
+        let (field, frequencies, pos) = match &kind.value {
+            OperatorKind::Butterworth(b) => (
+                "butterworth.cutoff_hz",
+                b.cutoff_hz.value.frequencies(),
+                b.cutoff_hz.pos,
+            ),
+            OperatorKind::Notch(n) => (
+                "notch.frequency_hz",
+                std::slice::from_ref(&n.frequency_hz.value),
+                n.frequency_hz.pos,
+            ),
+            _ => continue,
+        };
+        let Some(highest) = frequencies.iter().copied().reduce(f64::max) else {
+            continue;
+        };
+        for source in upstream_sources(nodes, first_operator + index) {
+            let Ok(kind) = &spec.sources.0[nodes[source].spec_index].kind else {
+                continue;
+            };
+            let SourceKind::Synthetic(synthetic) = &kind.value else {
+                continue;
+            };
+            let nyquist = synthetic.rate() / 2.0;
+            if highest >= nyquist {
+                let message = format!(
+                    "{field} {highest} Hz is not below the Nyquist frequency ({nyquist} Hz) of source '{}'",
+                    nodes[source].name
+                );
+                errors.push(ConfigError::new(pos, message));
+            }
+        }
+    }
+}
+
+/// The sources a node reads from, directly or through operators.
+fn upstream_sources(nodes: &[GraphNode], id: usize) -> Vec<usize> {
+    let mut seen = vec![false; nodes.len()];
+    let mut stack = vec![id];
+    let mut sources = Vec::new();
+    while let Some(node) = stack.pop() {
+        if std::mem::replace(&mut seen[node], true) {
+            continue;
+        }
+        if nodes[node].role == Role::Source {
+            sources.push(node);
+        }
+        stack.extend(&nodes[node].inputs);
+    }
+    sources.sort_unstable();
+    sources
 }
 
 /// Consumer properties the engine sets itself: overriding them would break

@@ -107,7 +107,7 @@ pub struct SyntheticSpec {
     /// Channels per stream (default: 8 for EEG, 3 for ECG).
     #[serde(default)]
     pub channels: Option<Located<u16>>,
-    /// Sample rate in Hz (default: 256 for EEG, 500 for ECG).
+    /// Sample rate in Hz (default: 256 for EEG, 500 for ECG; see `rate`).
     #[serde(default)]
     pub sample_rate: Option<Located<f64>>,
     /// Frame duration, e.g. 40ms.
@@ -132,6 +132,17 @@ pub struct SyntheticSpec {
     /// Time of the first sample, ns since the Unix epoch; default: now.
     #[serde(default)]
     pub start_ns: Option<i64>,
+}
+
+impl SyntheticSpec {
+    /// The sample rate in Hz: `sample_rate`, or 256 for EEG and 500 for ECG.
+    pub fn rate(&self) -> f64 {
+        let default = match self.signal {
+            SyntheticSignal::Eeg => 256.0,
+            SyntheticSignal::Ecg => 500.0,
+        };
+        self.sample_rate.as_ref().map_or(default, |r| r.value)
+    }
 }
 
 fn default_frame() -> Located<DurationSpec> {
@@ -215,13 +226,29 @@ pub enum OperatorKind {
     FrameStats(NoParams),
     /// Rejects frames that break a limit (they go to the dead letters).
     Validate(ValidateSpec),
+    /// Causal Butterworth IIR filter (low-, high-, band-pass or band-stop)
+    /// as second-order sections, designed per channel sample rate exactly as
+    /// `scipy.signal.butter(..., output='sos')`. State carries across frames;
+    /// a NaN sample passes through as NaN and restarts its channel; a frame
+    /// marked `discontinuity` restarts every channel. See docs/filters.md.
+    Butterworth(ButterworthSpec),
+    /// Causal mains notch (`scipy.signal.iirnotch`) at 50 or 60 Hz, with
+    /// optional harmonics; same state and gap rules as `butterworth`.
+    Notch(NotchSpec),
 }
 
 impl NodeKinds for OperatorKind {
     const ROLE: &'static str = "operator";
     const HAS_INPUTS: bool = true;
     fn names() -> &'static [&'static str] {
-        &["passthrough", "select_channels", "frame_stats", "validate"]
+        &[
+            "passthrough",
+            "select_channels",
+            "frame_stats",
+            "validate",
+            "butterworth",
+            "notch",
+        ]
     }
 }
 
@@ -249,6 +276,104 @@ pub struct ValidateSpec {
     /// Required number of channels.
     #[serde(default)]
     pub channels: Option<usize>,
+}
+
+/// The band a Butterworth filter keeps or removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterKind {
+    /// Keeps frequencies below `cutoff_hz`.
+    Lowpass,
+    /// Keeps frequencies above `cutoff_hz`.
+    Highpass,
+    /// Keeps frequencies between the two `cutoff_hz` edges.
+    Bandpass,
+    /// Removes frequencies between the two `cutoff_hz` edges.
+    Bandstop,
+}
+
+impl FilterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterKind::Lowpass => "lowpass",
+            FilterKind::Highpass => "highpass",
+            FilterKind::Bandpass => "bandpass",
+            FilterKind::Bandstop => "bandstop",
+        }
+    }
+
+    /// How many edge frequencies the kind takes.
+    pub fn edges(self) -> usize {
+        match self {
+            FilterKind::Lowpass | FilterKind::Highpass => 1,
+            FilterKind::Bandpass | FilterKind::Bandstop => 2,
+        }
+    }
+}
+
+/// One frequency in Hz, or a `[low, high]` pair.
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Cutoff {
+    One(f64),
+    Several(Vec<f64>),
+}
+
+impl Cutoff {
+    pub fn frequencies(&self) -> &[f64] {
+        match self {
+            Cutoff::One(f) => std::slice::from_ref(f),
+            Cutoff::Several(fs) => fs,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ButterworthSpec {
+    /// lowpass, highpass, bandpass or bandstop.
+    pub kind: FilterKind,
+    /// Filter order, 1 to 32. As in SciPy, band-pass and band-stop filters
+    /// of order N have 2N poles (N second-order sections).
+    pub order: Located<u32>,
+    /// Edge frequency in Hz (-3 dB): one number for lowpass and highpass,
+    /// `[low, high]` for bandpass and bandstop. Each must lie below the
+    /// Nyquist frequency of every filtered channel, or its frames are
+    /// rejected.
+    pub cutoff_hz: Located<Cutoff>,
+    /// Start each channel (and restart it after a gap) from the steady state
+    /// for its first sample, as `scipy.signal.sosfilt_zi` does, instead of
+    /// from zero: no start-up transient on a signal with an offset.
+    #[serde(default)]
+    pub warm_start: bool,
+    /// Channels to filter (default: all); the others pass unchanged.
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotchSpec {
+    /// Mains frequency: 50 or 60.
+    pub frequency_hz: Located<f64>,
+    /// Quality factor: the -3 dB bandwidth is frequency / q (default 30).
+    #[serde(default = "default_notch_q")]
+    pub q: Located<f64>,
+    /// Harmonics notched as well (2f, 3f, ...), each with the same q;
+    /// those at or above a channel's Nyquist frequency are left out
+    /// (default 0, at most 20).
+    #[serde(default)]
+    pub harmonics: Located<u32>,
+    /// Start from the steady state for the first sample (see butterworth).
+    #[serde(default)]
+    pub warm_start: bool,
+    /// Channels to filter (default: all); the others pass unchanged.
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+}
+
+fn default_notch_q() -> Located<f64> {
+    Located::new(30.0, Default::default())
 }
 
 /// Sink types.

@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use sigfab_operators::basic::{FrameStats, Passthrough, SelectChannels, Validate, ValidateLimits};
+use sigfab_operators::filters::design::Band;
+use sigfab_operators::filters::{ChannelSelection, IirDesign, IirFilter};
 use sigfab_operators::{Item, Operator, Output, Rejected};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -11,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, RuntimeError};
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
+use crate::config::spec::{ButterworthSpec, FilterKind};
 use crate::config::{LoadedPipeline, OperatorKind};
 use crate::health::Readiness;
 use crate::metrics::NodeSource;
@@ -309,6 +312,44 @@ fn build_operator(kind: &OperatorKind) -> Box<dyn Operator> {
             max_nan_fraction: v.max_nan_fraction.as_ref().map(|m| m.value),
             channels: v.channels,
         })),
+        OperatorKind::Butterworth(b) => Box::new(IirFilter::new(
+            butterworth_design(b),
+            selection(&b.channels),
+            b.warm_start,
+        )),
+        OperatorKind::Notch(n) => Box::new(IirFilter::new(
+            IirDesign::Notch {
+                frequency: n.frequency_hz.value,
+                q: n.q.value,
+                harmonics: n.harmonics.value,
+            },
+            selection(&n.channels),
+            n.warm_start,
+        )),
+    }
+}
+
+/// The checked spec as a design (graph.rs made sure the edges fit the kind).
+fn butterworth_design(spec: &ButterworthSpec) -> IirDesign {
+    let edges = spec.cutoff_hz.value.frequencies();
+    let low = edges.first().copied().unwrap_or(f64::NAN);
+    let high = edges.get(1).copied().unwrap_or(f64::NAN);
+    let band = match spec.kind {
+        FilterKind::Lowpass => Band::Lowpass(low),
+        FilterKind::Highpass => Band::Highpass(low),
+        FilterKind::Bandpass => Band::Bandpass(low, high),
+        FilterKind::Bandstop => Band::Bandstop(low, high),
+    };
+    IirDesign::Butterworth {
+        order: spec.order.value as usize,
+        band,
+    }
+}
+
+fn selection(channels: &Option<crate::config::Located<Vec<String>>>) -> ChannelSelection {
+    match channels {
+        Some(names) => ChannelSelection::Named(names.value.clone()),
+        None => ChannelSelection::All,
     }
 }
 

@@ -125,12 +125,12 @@ pub struct SyntheticSource {
 
 impl SyntheticSource {
     pub fn new(spec: &SyntheticSpec, node_name: &str) -> Result<SyntheticSource, SourceError> {
-        let (modality, default_channels, default_rate) = match spec.signal {
-            SyntheticSignal::Eeg => (Modality::Eeg, 8, 256.0),
-            SyntheticSignal::Ecg => (Modality::Ecg, 3, 500.0),
+        let (modality, default_channels) = match spec.signal {
+            SyntheticSignal::Eeg => (Modality::Eeg, 8),
+            SyntheticSignal::Ecg => (Modality::Ecg, 3),
         };
         let channels = spec.channels.as_ref().map_or(default_channels, |c| c.value);
-        let rate = spec.sample_rate.as_ref().map_or(default_rate, |r| r.value);
+        let rate = spec.rate();
         let layout = Arc::new(layout_for(modality, channels, rate));
         let base_id = spec.stream_id.clone().unwrap_or_else(|| node_name.to_string());
         let count = spec.streams.value;

@@ -1,0 +1,195 @@
+//! Channel-samples/s of the EEG cleaning chain — 4th-order Butterworth
+//! band-pass 0.5–45 Hz then a 50 Hz notch (Q 30), five second-order sections
+//! — on the real 64-channel EDF, on one core; the peer is
+//! `scipy.signal.sosfilt` on the same samples in the same run.
+//!
+//!     cargo bench -p sigfab-benches --bench iir_filters
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sigfab_benches::{median_and_best_time, pin_to_one_core, python_numbers};
+use sigfab_engine::shared_data;
+use sigfab_operators::filters::design::Band;
+use sigfab_operators::filters::sos::Kernel;
+use sigfab_operators::filters::{ChannelSelection, IirDesign, IirFilter};
+use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output};
+
+const RUNS: usize = 15;
+const RECORDING: &str = "edf/eegmmidb-style-64ch-128hz.edf";
+
+/// The recording's channels, whole, as the readers give them.
+fn read_channels(path: &Path) -> (Vec<ChannelSpec>, Vec<Vec<f32>>) {
+    let mut reader = sigfab_engine::readers::open(path).expect("open EDF");
+    let specs: Vec<ChannelSpec> = reader
+        .header()
+        .signals
+        .iter()
+        .map(|s| ChannelSpec {
+            name: s.name.clone(),
+            unit: s.unit.clone(),
+            sample_rate: s.sample_rate,
+        })
+        .collect();
+    let mut channels = vec![Vec::new(); specs.len()];
+    while reader.read_blocks(64, &mut channels).expect("read EDF") > 0 {}
+    (specs, channels)
+}
+
+/// The record cut into frames of `frame_len` samples per channel.
+fn frames(specs: &[ChannelSpec], channels: &[Vec<f32>], frame_len: usize) -> Vec<Option<Frame>> {
+    let layout = Arc::new(ChannelLayout::new(specs.to_vec()));
+    let len = channels[0].len();
+    (0..len)
+        .step_by(frame_len)
+        .enumerate()
+        .map(|(sequence, start)| {
+            let end = (start + frame_len).min(len);
+            let samples: Vec<f32> = channels
+                .iter()
+                .flat_map(|c| c[start..end].iter().copied())
+                .collect();
+            let counts = vec![(end - start) as u32; channels.len()];
+            let frame = Frame::new(
+                "bench".into(),
+                Modality::Eeg,
+                layout.clone(),
+                0,
+                sequence as u64,
+                counts,
+                samples,
+            );
+            Some(frame.expect("consistent frame"))
+        })
+        .collect()
+}
+
+fn chain(kernel: Kernel) -> [IirFilter; 2] {
+    let bandpass = IirDesign::Butterworth {
+        order: 4,
+        band: Band::Bandpass(0.5, 45.0),
+    };
+    let notch = IirDesign::Notch {
+        frequency: 50.0,
+        q: 30.0,
+        harmonics: 0,
+    };
+    [
+        IirFilter::with_kernel(bandpass, ChannelSelection::All, false, kernel),
+        IirFilter::with_kernel(notch, ChannelSelection::All, false, kernel),
+    ]
+}
+
+/// Median and best seconds to run every frame through the chain (the
+/// frames are filtered in place again on each run; only the time matters).
+fn time_chain(kernel: Kernel, frames: &mut [Option<Frame>]) -> (f64, f64) {
+    let mut operators = chain(kernel);
+    let mut out = Output::default();
+    let (median, best) = median_and_best_time(RUNS, || {
+        for slot in frames.iter_mut() {
+            let mut item = Item::Frame(slot.take().expect("frame in its slot"));
+            for operator in operators.iter_mut() {
+                operator
+                    .process(item, &mut out)
+                    .expect("filter accepts the frame");
+                item = out.drain().next().expect("one frame out");
+            }
+            let Item::Frame(frame) = item else {
+                unreachable!("filters emit frames")
+            };
+            *slot = Some(frame);
+        }
+    });
+    (median.as_secs_f64(), best.as_secs_f64())
+}
+
+/// Median and best seconds of `sosfilt` on the same samples.
+fn scipy_seconds(raw: &Path, channels: usize) -> Option<(f64, f64)> {
+    let script = format!(
+        "import os, time\nimport numpy as np\nfrom scipy import signal\n\
+         x = np.fromfile('{raw}', dtype='<f4').reshape({channels}, -1).astype(np.float64)\n\
+         sos = np.vstack([signal.butter(4, [0.5, 45], 'bandpass', fs=128, output='sos'),\n\
+                          np.hstack(signal.iirnotch(50, 30, fs=128))])\n\
+         signal.sosfilt(sos, x, axis=-1)\n\
+         ts = []\n\
+         for _ in range({RUNS}):\n    t = time.perf_counter(); signal.sosfilt(sos, x, axis=-1); ts.append(time.perf_counter() - t)\n\
+         ts.sort(); print(ts[len(ts) // 2], ts[0])",
+        raw = raw.display()
+    );
+    // One thread for SciPy and anything it links.
+    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+        std::env::set_var(var, "1");
+    }
+    match python_numbers(&script)?[..] {
+        [median, best] => Some((median, best)),
+        _ => None,
+    }
+}
+
+fn main() {
+    let pinned = pin_to_one_core();
+    let path = shared_data::require(RECORDING);
+    let (specs, channels) = read_channels(&path);
+    let rate = specs[0].sample_rate;
+    assert!(
+        specs.iter().all(|s| s.sample_rate == rate),
+        "one rate across channels"
+    );
+    let channel_samples = (channels.len() * channels[0].len()) as f64;
+    let raw = std::env::temp_dir().join(format!("sigfab-iir-bench-{}.f32", std::process::id()));
+    let bytes: Vec<u8> = channels.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(&raw, bytes).expect("write samples for the SciPy peer");
+    let scipy = scipy_seconds(&raw, channels.len());
+    let _ = std::fs::remove_file(&raw);
+    let whole = channels[0].len();
+    let frame_40ms = (rate * 0.040).round() as usize;
+    let cases = [
+        (
+            "ours, SIMD (AVX2+FMA if present), whole record as one frame",
+            Kernel::detect(),
+            whole,
+        ),
+        ("ours, SIMD, 1 s frames", Kernel::detect(), rate as usize),
+        ("ours, SIMD, 40 ms frames", Kernel::detect(), frame_40ms),
+        (
+            "ours, portable scalar fallback, whole record",
+            Kernel::portable(),
+            whole,
+        ),
+    ];
+    println!(
+        "\nband-pass 0.5-45 Hz (order 4) + 50 Hz notch (Q 30), 5 sections: {RECORDING}, {} channels x {} samples at {rate} Hz, median of {RUNS} runs, {}; detected kernel: {}",
+        channels.len(),
+        channels[0].len(),
+        if pinned { "pinned to one core" } else { "NOT pinned (sched_setaffinity failed)" },
+        Kernel::detect().name()
+    );
+    println!("| case | median ms | M channel-samples/s (median) | (best run) | vs scipy.signal.sosfilt (median) | (best) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let per_second = |seconds: f64| channel_samples / seconds;
+    let only = std::env::var("SIGFAB_BENCH_ONLY").unwrap_or_default();
+    for (name, kernel, frame_len) in cases.iter().filter(|(name, ..)| name.contains(&only)) {
+        let mut frames = frames(&specs, &channels, *frame_len);
+        let (median, best) = time_chain(*kernel, &mut frames);
+        let ratio = |ours: f64, theirs: Option<f64>| {
+            theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours))
+        };
+        println!(
+            "| {name} | {:.3} | {:.0} | {:.0} | {} | {} |",
+            median * 1e3,
+            per_second(median) / 1e6,
+            per_second(best) / 1e6,
+            ratio(median, scipy.map(|s| s.0)),
+            ratio(best, scipy.map(|s| s.1)),
+        );
+    }
+    match scipy {
+        Some((median, best)) => println!(
+            "| peer: scipy.signal.sosfilt (f64, one thread) | {:.3} | {:.0} | {:.0} | 1.0x | 1.0x |",
+            median * 1e3,
+            per_second(median) / 1e6,
+            per_second(best) / 1e6
+        ),
+        None => println!("| peer: scipy.signal.sosfilt | n/a (pip install numpy scipy) | | | | |"),
+    }
+}

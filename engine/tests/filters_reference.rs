@@ -1,0 +1,492 @@
+//! The IIR filters against SciPy, on real recordings.
+//!
+//! References come from `scripts/make_filter_references.py` (numpy + scipy,
+//! not run in CI) under `tests/reference/filters/`:
+//! - designs: our second-order sections and steady states equal
+//!   `scipy.signal.butter(..., output='sos')`, `iirnotch` and `sosfilt_zi`
+//!   to 1e-9;
+//! - outputs: our operators on real EEG and ECG excerpts (read by our
+//!   readers, as the script did) equal `scipy.signal.sosfilt` in float64 to
+//!   a relative RMS error of at most 1e-5 per channel, with the SIMD kernel
+//!   and with the portable fallback;
+//! - framing: the output is bitwise the same whatever the frames (1, 7 and
+//!   40 ms frames from the file source, the whole record, random cuts);
+//! - stability: one hour of a 0.1 Hz high-pass at 1 kHz stays bounded and
+//!   within 1e-5 of SciPy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::Value;
+use sigfab_engine::config::{DurationSpec, FileSourceSpec, Located, Pace};
+use sigfab_engine::sources::file::FileSource;
+use sigfab_engine::sources::FrameSource;
+use sigfab_engine::{readers, shared_data};
+use sigfab_operators::filters::design::{steady_state, Band};
+use sigfab_operators::filters::sos::Kernel;
+use sigfab_operators::filters::{ChannelSelection, IirDesign, IirFilter};
+use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output};
+
+/// Largest relative RMS error allowed against SciPy (f32 samples in and out).
+const MAX_RELATIVE_RMS_ERROR: f64 = 1e-5;
+/// Largest difference allowed between our coefficients and SciPy's, both
+/// absolute and relative to SciPy's value.
+const MAX_COEFFICIENT_ERROR: f64 = 1e-9;
+
+fn reference_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/filters")
+}
+
+fn load_json(name: &str) -> Value {
+    let path = reference_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("reference JSON")
+}
+
+fn number(value: &Value) -> f64 {
+    value.as_f64().expect("a number")
+}
+
+fn numbers(value: &Value) -> Vec<f64> {
+    value.as_array().expect("an array").iter().map(number).collect()
+}
+
+/// A stage of the reference table as our design.
+fn design_of(stage: &Value) -> IirDesign {
+    match stage["type"].as_str() {
+        Some("butterworth") => {
+            let edges = numbers(&stage["cutoff_hz"]);
+            let band = match stage["kind"].as_str() {
+                Some("lowpass") => Band::Lowpass(edges[0]),
+                Some("highpass") => Band::Highpass(edges[0]),
+                Some("bandpass") => Band::Bandpass(edges[0], edges[1]),
+                Some("bandstop") => Band::Bandstop(edges[0], edges[1]),
+                other => panic!("unknown kind {other:?}"),
+            };
+            let order = stage["order"].as_u64().expect("order") as usize;
+            IirDesign::Butterworth { order, band }
+        }
+        Some("notch") => IirDesign::Notch {
+            frequency: number(&stage["frequency_hz"]),
+            q: number(&stage["q"]),
+            harmonics: stage["harmonics"].as_u64().expect("harmonics") as u32,
+        },
+        other => panic!("unknown stage type {other:?}"),
+    }
+}
+
+#[test]
+fn designs_equal_scipy_butter_iirnotch_and_sosfilt_zi() {
+    let designs = load_json("designs.json");
+    let designs = designs.as_array().expect("a list of designs");
+    assert!(designs.len() > 200);
+    for entry in designs {
+        let rate = number(&entry["sample_rate"]);
+        let sections = design_of(entry).sections(rate).expect("a valid design");
+        let sos = entry["sos"].as_array().expect("sos rows");
+        assert_eq!(sections.len(), sos.len(), "section count of {entry}");
+        for (section, row) in sections.iter().zip(sos) {
+            for (ours, theirs) in section.as_sos_row().iter().zip(numbers(row)) {
+                let error = (ours - theirs).abs();
+                assert!(error <= MAX_COEFFICIENT_ERROR, "{ours} vs {theirs} in {entry}");
+                // Tiny coefficients (1e-20 in a 0.1 Hz 8th-order low-pass)
+                // must agree too, relatively (measured: 1.1e-14 at most).
+                let relative = error / theirs.abs().max(f64::MIN_POSITIVE);
+                assert!(
+                    theirs == 0.0 || relative <= MAX_COEFFICIENT_ERROR,
+                    "{ours} vs {theirs}"
+                );
+            }
+        }
+        let zi = steady_state(&sections).expect("steady state");
+        for (ours, theirs) in zi.iter().zip(entry["zi"].as_array().expect("zi rows")) {
+            for (a, b) in ours.iter().zip(numbers(theirs)) {
+                assert!((a - b).abs() <= MAX_COEFFICIENT_ERROR, "zi {a} vs {b} in {entry}");
+            }
+        }
+    }
+}
+
+/// A real excerpt: named channels from the start of a recording.
+struct Excerpt {
+    specs: Vec<ChannelSpec>,
+    channels: Vec<Vec<f32>>,
+}
+
+/// Reads the excerpt with our readers and checks it is what SciPy was fed.
+fn read_excerpt(meta: &Value) -> Excerpt {
+    let path = shared_data::require(meta["recording"].as_str().expect("recording"));
+    let mut reader = readers::open(&path).expect("open recording");
+    let header = reader.header().clone();
+    let mut all = vec![Vec::new(); header.signals.len()];
+    while reader.read_blocks(256, &mut all).expect("read") > 0 {}
+    let len = meta["samples_per_channel"].as_u64().expect("length") as usize;
+    let mut specs = Vec::new();
+    let mut channels = Vec::new();
+    for name in meta["channels"].as_array().expect("channels") {
+        let name = name.as_str().expect("channel name");
+        let index = header
+            .signals
+            .iter()
+            .position(|s| s.name == name)
+            .expect("channel");
+        let signal = &header.signals[index];
+        specs.push(ChannelSpec {
+            name: signal.name.clone(),
+            unit: signal.unit.clone(),
+            sample_rate: signal.sample_rate,
+        });
+        channels.push(all[index][..len].to_vec());
+    }
+    for (channel, first) in channels
+        .iter()
+        .zip(meta["first_samples"].as_array().expect("first"))
+    {
+        let expected: Vec<f32> = numbers(first).iter().map(|&x| x as f32).collect();
+        assert_eq!(
+            channel[..expected.len()],
+            expected[..],
+            "input differs from the script's"
+        );
+    }
+    let sum: f64 = channels.iter().flatten().map(|&x| f64::from(x)).sum();
+    let expected_sum = number(&meta["sum"]);
+    assert!((sum - expected_sum).abs() <= 1e-9 * expected_sum.abs().max(1.0));
+    Excerpt { specs, channels }
+}
+
+/// The excerpt cut into frames of `sizes` samples (cycled), all channels.
+fn frames(excerpt: &Excerpt, sizes: &[usize]) -> Vec<Frame> {
+    let layout = Arc::new(ChannelLayout::new(excerpt.specs.clone()));
+    let len = excerpt.channels[0].len();
+    let mut frames = Vec::new();
+    let mut start = 0;
+    for &size in sizes.iter().cycle() {
+        if start >= len {
+            break;
+        }
+        let end = (start + size).min(len);
+        let samples: Vec<f32> = excerpt
+            .channels
+            .iter()
+            .flat_map(|c| c[start..end].to_vec())
+            .collect();
+        let counts = vec![(end - start) as u32; excerpt.channels.len()];
+        let sequence = frames.len() as u64;
+        let frame = Frame::new(
+            "ref".into(),
+            Modality::Other,
+            layout.clone(),
+            0,
+            sequence,
+            counts,
+            samples,
+        );
+        frames.push(frame.expect("consistent frame"));
+        start = end;
+    }
+    frames
+}
+
+/// Runs frames through a chain of operators and joins each channel's output.
+fn run_chain(operators: &mut [IirFilter], frames: Vec<Frame>, channels: usize) -> Vec<Vec<f32>> {
+    let mut joined = vec![Vec::new(); channels];
+    let mut out = Output::default();
+    for frame in frames {
+        let mut item = Item::Frame(frame);
+        for operator in operators.iter_mut() {
+            operator
+                .process(item, &mut out)
+                .expect("the filter accepts the frame");
+            item = out.drain().next().expect("one frame out");
+        }
+        let Item::Frame(frame) = item else {
+            panic!("a frame")
+        };
+        for (c, samples) in joined.iter_mut().enumerate() {
+            samples.extend_from_slice(frame.channel(c));
+        }
+    }
+    joined
+}
+
+fn chain(stages: &[Value], warm_start: bool, kernel: Kernel) -> Vec<IirFilter> {
+    stages
+        .iter()
+        .map(|stage| IirFilter::with_kernel(design_of(stage), ChannelSelection::All, warm_start, kernel))
+        .collect()
+}
+
+fn relative_rms_error(ours: &[f32], reference: &[f32]) -> f64 {
+    let (error, power) = ours.iter().zip(reference).fold((0.0, 0.0), |(e, p), (&y, &r)| {
+        let (y, r) = (f64::from(y), f64::from(r));
+        (e + (y - r) * (y - r), p + r * r)
+    });
+    (error / power).sqrt()
+}
+
+fn reference_outputs() -> Vec<f32> {
+    let bytes = std::fs::read(reference_dir().join("outputs.f32")).expect("outputs.f32");
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn outputs_equal_scipy_sosfilt_on_real_eeg_and_ecg() {
+    let meta = load_json("outputs.json");
+    let all_outputs = reference_outputs();
+    let excerpts: Vec<(String, Excerpt)> = meta["excerpts"]
+        .as_object()
+        .expect("excerpts")
+        .iter()
+        .map(|(name, m)| (name.clone(), read_excerpt(m)))
+        .collect();
+    let cases = meta["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let excerpt = &excerpts
+            .iter()
+            .find(|(n, _)| n == case["excerpt"].as_str().expect("excerpt"))
+            .expect("excerpt")
+            .1;
+        let offset = case["offset"].as_u64().expect("offset") as usize;
+        let len = excerpt.channels[0].len();
+        let stages = case["stages"].as_array().expect("stages");
+        let warm = case["warm_start"].as_bool().expect("warm_start");
+        for kernel in [Kernel::detect(), Kernel::portable()] {
+            // 40 ms frames at the excerpt's rate, as a live pipeline cuts them.
+            let frame_len = (excerpt.specs[0].sample_rate * 0.040).round() as usize;
+            let ours = run_chain(
+                &mut chain(stages, warm, kernel),
+                frames(excerpt, &[frame_len]),
+                excerpt.channels.len(),
+            );
+            for (c, channel) in ours.iter().enumerate() {
+                let reference = &all_outputs[offset + c * len..offset + (c + 1) * len];
+                let error = relative_rms_error(channel, reference);
+                assert!(
+                    error <= MAX_RELATIVE_RMS_ERROR,
+                    "{name}, channel {c}, {}: relative RMS error {error:e}",
+                    kernel.name()
+                );
+            }
+        }
+    }
+}
+
+fn eeg_excerpt() -> Excerpt {
+    read_excerpt(&load_json("outputs.json")["excerpts"]["eeg"])
+}
+
+/// Band-pass then notch, and a warm-started high-pass: the SIMD kernel, its
+/// scalar leftovers and the gap path all take part.
+fn framing_chain() -> Vec<IirFilter> {
+    let bandpass = IirDesign::Butterworth {
+        order: 4,
+        band: Band::Bandpass(0.5, 45.0),
+    };
+    let notch = IirDesign::Notch {
+        frequency: 50.0,
+        q: 30.0,
+        harmonics: 0,
+    };
+    let highpass = IirDesign::Butterworth {
+        order: 2,
+        band: Band::Highpass(1.0),
+    };
+    vec![
+        IirFilter::new(bandpass, ChannelSelection::All, false),
+        IirFilter::new(notch, ChannelSelection::All, false),
+        IirFilter::new(highpass, ChannelSelection::All, true),
+    ]
+}
+
+fn same_bits(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()))
+}
+
+#[test]
+fn output_is_bitwise_identical_for_1_7_40_ms_frames_and_the_whole_record() {
+    let path = shared_data::require("edf/eegmmidb-style-64ch-128hz.edf");
+    let whole_record = {
+        let mut reader = readers::open(&path).expect("open");
+        let header = reader.header().clone();
+        let mut channels = vec![Vec::new(); header.signals.len()];
+        while reader.read_blocks(256, &mut channels).expect("read") > 0 {}
+        let specs = header
+            .signals
+            .iter()
+            .map(|s| ChannelSpec {
+                name: s.name.clone(),
+                unit: s.unit.clone(),
+                sample_rate: s.sample_rate,
+            })
+            .collect();
+        let excerpt = Excerpt { specs, channels };
+        let len = excerpt.channels[0].len();
+        run_chain(
+            &mut framing_chain(),
+            frames(&excerpt, &[len]),
+            excerpt.channels.len(),
+        )
+    };
+    for frame_ms in [1, 7, 40] {
+        let spec = FileSourceSpec {
+            path: Located::new(path.to_string_lossy().into_owned(), Default::default()),
+            frame: Located::new(DurationSpec(Duration::from_millis(frame_ms)), Default::default()),
+            pace: Pace::Fast,
+            stream_id: None,
+            modality: None,
+        };
+        let mut source = FileSource::open(&path, &spec).expect("file source");
+        let mut frames = Vec::new();
+        while let Some(frame) = source.next_frame().expect("frame") {
+            frames.push(frame);
+        }
+        let framed = run_chain(&mut framing_chain(), frames, whole_record.len());
+        assert!(
+            same_bits(&framed, &whole_record),
+            "{frame_ms} ms frames change the output"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random frame sizes and a random gap (NaN) give the same bits as the
+    /// whole excerpt in one frame with the same gap.
+    #[test]
+    fn output_is_bitwise_identical_for_random_cuts_and_gaps(
+        sizes in prop::collection::vec(1usize..300, 1..40),
+        gap in prop::option::of((0usize..4, 0usize..3840)),
+    ) {
+        let mut excerpt = eeg_excerpt();
+        if let Some((channel, at)) = gap {
+            excerpt.channels[channel][at] = f32::NAN;
+        }
+        let channels = excerpt.channels.len();
+        let len = excerpt.channels[0].len();
+        let whole = run_chain(&mut framing_chain(), frames(&excerpt, &[len]), channels);
+        let cut = run_chain(&mut framing_chain(), frames(&excerpt, &sizes), channels);
+        prop_assert!(same_bits(&cut, &whole));
+        if let Some((channel, at)) = gap {
+            prop_assert!(whole[channel][at].is_nan());
+            prop_assert!(whole[channel].iter().filter(|y| y.is_nan()).count() == 1, "only the gap is NaN");
+        }
+    }
+}
+
+/// The generator of the script: uniform in [-0.5, 0.5), as f32.
+fn splitmix64(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E3779B97F4A7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+            z ^= z >> 31;
+            ((z >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32
+        })
+        .collect()
+}
+
+/// The same high-pass with f32 coefficients and state (the choice we did not
+/// make), for comparison.
+fn f32_state_highpass(sections: &[[f64; 6]], input: &[f32]) -> Vec<f32> {
+    let mut state = vec![[0.0f32; 2]; sections.len()];
+    input
+        .iter()
+        .map(|&x| {
+            let mut x = x;
+            for (s, z) in sections.iter().zip(state.iter_mut()) {
+                let [b0, b1, b2, _, a1, a2] = s.map(|c| c as f32);
+                let y = b0 * x + z[0];
+                z[0] = b1 * x - a1 * y + z[1];
+                z[1] = b2 * x - a2 * y;
+                x = y;
+            }
+            x
+        })
+        .collect()
+}
+
+#[test]
+fn one_hour_of_a_0_1_hz_high_pass_at_1_khz_stays_on_scipy() {
+    let meta = load_json("outputs.json");
+    let case = &meta["stability"];
+    let n = case["samples"].as_u64().expect("samples") as usize;
+    let (offset, scale) = (number(&case["offset"]) as f32, number(&case["scale"]) as f32);
+    let input: Vec<f32> = splitmix64(case["seed"].as_u64().expect("seed"), n)
+        .into_iter()
+        .map(|u| offset + scale * u)
+        .collect();
+    let sum: f64 = input.iter().map(|&x| f64::from(x)).sum();
+    assert!(
+        (sum - number(&case["input_sum"])).abs() <= 1e-9 * sum.abs(),
+        "input differs from the script's"
+    );
+    let rate = number(&case["sample_rate"]);
+    let layout = Arc::new(ChannelLayout::new(vec![ChannelSpec {
+        name: "x".into(),
+        unit: "uV".into(),
+        sample_rate: rate,
+    }]));
+    let excerpt = Excerpt {
+        specs: layout.channels.clone(),
+        channels: vec![input.clone()],
+    };
+    let mut filter = vec![IirFilter::new(
+        design_of(&case["stage"]),
+        ChannelSelection::All,
+        false,
+    )];
+    let ours = run_chain(&mut filter, frames(&excerpt, &[40]), 1).remove(0);
+
+    let every = case["every"].as_u64().expect("every") as usize;
+    let sampled: Vec<f32> = ours.iter().step_by(every).copied().collect();
+    let expected_sampled: Vec<f32> = numbers(&case["sampled_outputs"])
+        .iter()
+        .map(|&y| y as f32)
+        .collect();
+    let error = relative_rms_error(&sampled, &expected_sampled);
+    assert!(
+        error <= MAX_RELATIVE_RMS_ERROR,
+        "sampled outputs: relative RMS error {error:e}"
+    );
+    let expected_last: Vec<f32> = numbers(&case["last_outputs"]).iter().map(|&y| y as f32).collect();
+    let last_error = relative_rms_error(&ours[n - 1000..], &expected_last);
+    assert!(
+        last_error <= MAX_RELATIVE_RMS_ERROR,
+        "after one hour: relative RMS error {last_error:e}"
+    );
+    let max_abs = ours.iter().fold(0.0f32, |m, y| m.max(y.abs()));
+    assert!(
+        f64::from(max_abs) <= number(&case["max_abs_output"]) * (1.0 + 1e-4),
+        "bounded"
+    );
+
+    // Why f64: the same filter with f32 state is far off.
+    let sections: Vec<[f64; 6]> = design_of(&case["stage"])
+        .sections(rate)
+        .expect("design")
+        .iter()
+        .map(|s| s.as_sos_row())
+        .collect();
+    let single = f32_state_highpass(&sections, &input);
+    let single_error = relative_rms_error(&single[n - 1000..], &expected_last);
+    eprintln!("f64 state: relative RMS error {last_error:e}; f32 state: {single_error:e}");
+    assert!(
+        single_error > 100.0 * last_error.max(1e-9),
+        "f32 state error {single_error:e}"
+    );
+}

@@ -266,10 +266,7 @@ impl Deidentify {
     /// source's form) or bare text. Allowed texts pass; any other text is
     /// redacted or dropped. `keep` passes everything; `drop` removes all.
     fn filter_annotation(&self, key: &str, value: &str, counts: &mut AuditCounts) -> Option<String> {
-        let (timing, text) = match value.rsplit_once('\t') {
-            Some((timing, text)) => (Some(timing), text),
-            None => (None, value),
-        };
+        let (timing, text) = split_timing(value);
         let allowed = match self.settings.policy.action(key) {
             Action::Keep => true,
             Action::Drop => false,
@@ -343,6 +340,23 @@ impl Deidentify {
             end_ns: 0,
             values: values.iter().map(|&(k, v)| (Arc::from(k), v)).collect(),
         }
+    }
+}
+
+/// Splits `onset<TAB>duration<TAB>text` into the timing (kept even when
+/// the text is redacted) and the text; anything else is all text, so no
+/// free text can hide in a "timing" part.
+fn split_timing(value: &str) -> (Option<&str>, &str) {
+    let mut parts = value.splitn(3, '\t');
+    let (Some(onset), Some(duration), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
+        return (None, value);
+    };
+    let is_seconds = |t: &str| t.parse::<f64>().is_ok_and(f64::is_finite);
+    let timed =
+        onset.starts_with(['+', '-']) && is_seconds(onset) && (duration.is_empty() || is_seconds(duration));
+    match timed {
+        true => (Some(&value[..onset.len() + 1 + duration.len()]), text),
+        false => (None, value),
     }
 }
 

@@ -214,6 +214,19 @@ fn ages_over_89_become_90_plus_and_unknown_keys_fail_closed() {
 }
 
 #[test]
+fn annotation_timing_is_only_numbers_and_text_with_tabs_is_redacted_whole() {
+    let mut op = Deidentify::new(key(1, 1), settings());
+    let entries = [
+        ("annotation", "+1\t\tCanary\tT1"),
+        ("annotation", "Canary\tx\tT1"),
+        ("annotation", "+2.5\t0.5\tT1"),
+    ];
+    let out = run(&mut op, frame("s", &entries));
+    let values: Vec<&str> = out.metadata.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["+1\t\t[redacted]", "[redacted]", "+2.5\t0.5\tT1"]);
+}
+
+#[test]
 fn unlisted_annotations_can_be_dropped() {
     let drop = DeidSettings {
         unlisted_annotation: UnlistedAnnotation::Drop,

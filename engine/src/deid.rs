@@ -56,7 +56,13 @@ fn read_secret(
     let origin = match (&spec.key_file, &spec.key_env) {
         (Some(file), _) => {
             let path = pipeline.resolve(&file.value);
-            let read = std::fs::File::open(&path).and_then(|mut f| f.read_to_end(&mut secret));
+            let read = std::fs::File::open(&path).and_then(|mut file| {
+                // Room for the whole file up front: a reallocation would leave
+                // an unzeroized copy of the key behind.
+                let len = file.metadata()?.len();
+                secret.reserve(usize::try_from(len).unwrap_or(0).saturating_add(64));
+                file.read_to_end(&mut secret)
+            });
             read.map_err(|source| KeyError::File {
                 path: path.clone(),
                 source,

@@ -203,8 +203,12 @@ impl Deidentify {
     /// (if any) gives the date offset; without one the stream's id does, so
     /// a stream's times still move consistently.
     fn scrub(&mut self, frame: &Frame) -> StreamState {
-        let reference_year = year_of(frame.start_ns);
-        let identity = self.patient_identity(&frame.metadata);
+        let format = frame.metadata.get("format").unwrap_or_default();
+        let context = Context {
+            reference_year: year_of(frame.start_ns),
+            edf_plus: format.eq_ignore_ascii_case("edf+") || format.eq_ignore_ascii_case("bdf+"),
+        };
+        let identity = self.patient_identity(&frame.metadata, context.edf_plus);
         let offset_ns = match &identity {
             Some(id) => self.settings.date_shift.offset_ns(&self.key, "patient", id),
             None => self
@@ -218,7 +222,7 @@ impl Deidentify {
         let mut counts = AuditCounts::default();
         let mut output = Vec::with_capacity(frame.metadata.len());
         for (key, value) in &frame.metadata {
-            if let Some(value) = self.scrub_entry(key, value, reference_year, &mut counts) {
+            if let Some(value) = self.scrub_entry(key, value, context, &mut counts) {
                 output.push((key.clone(), value));
             }
         }
@@ -231,7 +235,13 @@ impl Deidentify {
         }
     }
 
-    fn scrub_entry(&self, key: &str, value: &str, year: i64, counts: &mut AuditCounts) -> Option<String> {
+    fn scrub_entry(
+        &self,
+        key: &str,
+        value: &str,
+        context: Context,
+        counts: &mut AuditCounts,
+    ) -> Option<String> {
         if key.eq_ignore_ascii_case(ANNOTATION_KEY) {
             return self.filter_annotation(key, value, counts);
         }
@@ -246,13 +256,13 @@ impl Deidentify {
             }
             Action::Pseudonymise => {
                 counts.fields_pseudonymised += 1;
-                Some(
-                    self.key
-                        .pseudonym(&self.pseudonym_kind(key), &identity_of(key, value)),
-                )
+                Some(self.key.pseudonym(
+                    &self.pseudonym_kind(key),
+                    &identity_of(key, value, context.edf_plus),
+                ))
             }
             Action::Generalise => {
-                let coarse = Generaliser::for_key(key).apply(value, year);
+                let coarse = Generaliser::for_key(key).apply(value, context.reference_year);
                 match coarse {
                     Some(_) => counts.fields_generalised += 1,
                     None => counts.fields_dropped += 1,
@@ -301,10 +311,10 @@ impl Deidentify {
     }
 
     /// The value of the first patient key present, as an identity.
-    fn patient_identity(&self, metadata: &Metadata) -> Option<String> {
+    fn patient_identity(&self, metadata: &Metadata, edf_plus: bool) -> Option<String> {
         self.settings.policy.patient_keys.iter().find_map(|key| {
             let value = metadata.get(key)?;
-            let identity = identity_of(key, value);
+            let identity = identity_of(key, value, edf_plus);
             (!identity.is_empty()).then_some(identity)
         })
     }
@@ -360,12 +370,22 @@ fn split_timing(value: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// The part of a value that identifies the patient: for the EDF+ header's
+/// What scrubbing a value may depend on besides the value.
+#[derive(Clone, Copy)]
+struct Context {
+    /// The (unshifted) year of the frame, for ages implied by birth years.
+    reference_year: i64,
+    /// The header fields follow EDF+ (`format` is edf+ or bdf+).
+    edf_plus: bool,
+}
+
+/// The part of a value that identifies the patient: for an EDF+ header's
 /// patient field (`code sex birthdate name`), the hospital code when it is
-/// given (not `X`); otherwise the whole trimmed value.
-fn identity_of(key: &str, value: &str) -> String {
+/// given (not `X`); otherwise the whole trimmed value (plain EDF free text,
+/// WFDB header comments, which may start with the age).
+fn identity_of(key: &str, value: &str, edf_plus: bool) -> String {
     let value = value.trim();
-    if key.eq_ignore_ascii_case(HEADER_PATIENT_KEY) {
+    if edf_plus && key.eq_ignore_ascii_case(HEADER_PATIENT_KEY) {
         if let Some(code) = value.split_whitespace().next().filter(|c| *c != "X") {
             return code.to_string();
         }

@@ -100,12 +100,28 @@ fn no_canary_value_survives_the_default_policy() {
 #[test]
 fn patient_keys_share_one_pseudonym_and_drive_one_date_shift_across_streams() {
     let mut op = Deidentify::new(key(9, 1), settings());
-    let header = run(&mut op, frame("bed-1", &[("patient", "MCH-0234567 F X X")]));
+    let header = run(
+        &mut op,
+        frame("bed-1", &[("format", "edf+"), ("patient", "MCH-0234567 F X X")]),
+    );
     let monitor = run(&mut op, frame("bed-2", &[("mrn", "MCH-0234567")]));
     assert_eq!(header.meta("patient"), monitor.meta("mrn"));
     assert!(header.meta("patient").is_some_and(|p| p.starts_with("p1-")));
     assert_eq!(header.start_ns, monitor.start_ns);
     assert_ne!(header.stream_id, monitor.stream_id);
+}
+
+#[test]
+fn only_edf_plus_headers_are_split_into_subfields() {
+    let mut op = Deidentify::new(key(9, 1), settings());
+    let wfdb = |comments: &str| frame("bed", &[("format", "wfdb"), ("patient", comments)]);
+    let a = run(&mut op, wfdb("69 M 1085 1629 x1 Aldomet"));
+    let b = run(&mut op, wfdb("69 F 1090 1700 x1 Digoxin"));
+    assert_ne!(
+        a.meta("patient"),
+        b.meta("patient"),
+        "two 69-year-olds are not one patient"
+    );
 }
 
 #[test]

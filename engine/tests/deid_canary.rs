@@ -431,3 +431,85 @@ fn a_missing_or_short_key_stops_the_run_without_showing_it() {
         .expect("validate");
     assert!(validated.status.success(), "validating needs no key");
 }
+
+/// Metadata keys no file header has (a monitor's or an integration's, as a
+/// Kafka producer would send them): through the operator as the engine
+/// builds it from YAML, then both wire encodings.
+#[test]
+fn metadata_canaries_from_any_producer_are_scrubbed_before_encoding() {
+    use sigfab_engine::config::{self, OperatorKind};
+    use sigfab_engine::wire::{self, Encoding};
+    use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output};
+
+    let dir = tempdir("metadata");
+    std::fs::write(dir.join("deid.key"), format!("{KEY_A}\n")).expect("write key file");
+    let yaml = "sources:
+  s: { synthetic: { signal: ecg } }
+operators:
+  deid:
+    inputs: [s]
+    deidentify: { key_file: deid.key, key_version: 4 }
+sinks:
+  out: { inputs: [deid], stdout: {} }
+";
+    let (pipeline, _) = config::load_str(&dir.join("p.yaml"), yaml.to_string()).expect("valid pipeline");
+    let Ok(kind) = &pipeline.spec.operators.0[0].kind else {
+        panic!("deidentify node")
+    };
+    let OperatorKind::Deidentify(spec) = &kind.value else {
+        panic!("deidentify node")
+    };
+    let mut operator = sigfab_engine::deid::build(&pipeline, spec).expect("key file read");
+
+    let layout = ChannelLayout::new(vec![ChannelSpec {
+        name: "II".into(),
+        unit: "mV".into(),
+        sample_rate: 250.0,
+    }]);
+    let mut frame = Frame::new(
+        format!("bed-{MRN}").into(),
+        Modality::Ecg,
+        layout.into(),
+        TRUE_START_NS.parse().expect("ns"),
+        0,
+        vec![1],
+        vec![0.1],
+    )
+    .expect("frame");
+    let entries = [
+        ("patient_name", format!("{FIRST_NAME} {LAST_NAME}")),
+        ("mrn", MRN.to_string()),
+        ("birth_date", BIRTH_DATE.to_string()),
+        ("device_serial", DEVICE_SERIAL.to_string()),
+        ("ip_address", IP_ADDRESS.to_string()),
+        ("attending", format!("Dr {DOCTOR}")),
+        ("encounter_note", format!("{ADMISSION} admitted")),
+        ("annotation", format!("+1\t\tcalled {FIRST_NAME}")),
+    ];
+    for (key, value) in entries {
+        frame.metadata.push(key, value);
+    }
+    let mut out = Output::default();
+    operator
+        .process(Item::Frame(frame), &mut out)
+        .expect("never rejects");
+    operator.finish(&mut out);
+    let mut bytes = Vec::new();
+    for item in out.drain() {
+        wire::encode(&item, Encoding::Binary, &mut bytes);
+        wire::encode(&item, Encoding::Json, &mut bytes);
+        bytes.extend_from_slice(format!("{item:?}").as_bytes());
+    }
+    for canary in CANARIES.iter().chain([&KEY_A]) {
+        assert_eq!(leaks(canary, &bytes), None, "{canary} leaked");
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("\"mrn\":\"p4-"),
+        "the MRN is pseudonymised under key version 4"
+    );
+    assert!(
+        text.contains("\"birth_date\":\"1931\""),
+        "the birth date keeps its year"
+    );
+}

@@ -67,6 +67,7 @@ fn read_secret(
                 path: path.clone(),
                 source,
             })?;
+            warn_if_shared(&path);
             format!("file {}", path.display())
         }
         (None, Some(env)) => {
@@ -84,6 +85,24 @@ fn read_secret(
     }
     Ok((secret, origin))
 }
+
+/// A key file others can read defeats the key; say so (the run goes on:
+/// the operator may have other controls, e.g. an encrypted volume).
+#[cfg(unix)]
+fn warn_if_shared(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        if metadata.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the deidentify key file is readable by group or others; chmod 600 it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &std::path::Path) {}
 
 fn settings(spec: &DeidentifySpec) -> DeidSettings {
     DeidSettings {

@@ -185,16 +185,17 @@ impl Deidentify {
     }
 
     fn deidentify_record(&mut self, mut record: Record) -> Record {
-        let offset_ns = match self.streams.get(&record.stream_id) {
-            Some(state) => state.offset_ns,
-            None => self
-                .settings
-                .date_shift
-                .offset_ns(&self.key, "stream", &record.stream_id),
+        let shift = &self.settings.date_shift;
+        let (offset_ns, pseudonym) = match self.streams.get(&record.stream_id) {
+            Some(state) => (state.offset_ns, state.pseudonym.clone()),
+            None => (
+                shift.offset_ns(&self.key, "stream", &record.stream_id),
+                Arc::from(self.key.pseudonym("stream", &record.stream_id)),
+            ),
         };
         record.start_ns = record.start_ns.saturating_add(offset_ns);
         record.end_ns = record.end_ns.saturating_add(offset_ns);
-        record.stream_id = Arc::from(self.key.pseudonym("stream", &record.stream_id));
+        record.stream_id = pseudonym;
         self.totals.records += 1;
         record
     }

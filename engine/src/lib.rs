@@ -6,6 +6,7 @@ pub mod ack;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod deid;
 pub mod health;
 pub mod kafka;
 pub mod latency;

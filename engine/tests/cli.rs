@@ -54,6 +54,7 @@ fn schema_describes_every_node_type() {
         "select_channels",
         "frame_stats",
         "validate",
+        "deidentify",
         "stdout",
     ] {
         assert!(listed.contains(&format!("\"{name}\"")), "schema lacks {name}");

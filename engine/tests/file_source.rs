@@ -95,3 +95,39 @@ fn header_identification_travels_as_metadata_for_de_identification() {
         "Debug output must not show PHI"
     );
 }
+
+/// Every EDF+ annotation with text travels once, on the frame whose span
+/// reaches its onset, with its onset relative to the recording start.
+#[test]
+fn annotations_travel_once_on_the_frame_that_reaches_their_onset() {
+    let path = shared_data::require("edf/19ch-125hz-annotations.bdf");
+    let mut expected = Vec::new();
+    let mut reader = readers::open(&path).expect("open reader");
+    let mut out = vec![Vec::new(); reader.header().signals.len()];
+    while reader.read_blocks(1, &mut out).expect("read") > 0 {
+        expected.extend(
+            reader
+                .take_annotations()
+                .into_iter()
+                .filter(|a| !a.text.trim().is_empty()),
+        );
+    }
+    let frame_ns = 250_000_000;
+    let mut source = FileSource::open(&path, &spec(&path, Duration::from_nanos(frame_ns))).expect("open");
+    let mut carried = Vec::new();
+    while let Some(frame) = source.next_frame().expect("read") {
+        let end_ns = (frame.sequence as i64 + 1) * frame_ns as i64;
+        for (_, value) in frame.metadata.iter().filter(|(k, _)| k == "annotation") {
+            let (onset, rest) = value.split_once('\t').expect("onset\tduration\ttext");
+            let onset_ns = (onset.parse::<f64>().expect("seconds") * 1e9).round() as i64;
+            assert!(
+                onset_ns < end_ns,
+                "annotation at {onset} carried before its frame"
+            );
+            carried.push(rest.split_once('\t').expect("duration\ttext").1.to_string());
+        }
+    }
+    let texts: Vec<String> = expected.iter().map(|a| a.text.clone()).collect();
+    assert!(!texts.is_empty(), "the recording has annotations");
+    assert_eq!(carried, texts);
+}

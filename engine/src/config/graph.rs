@@ -60,7 +60,7 @@ enum Signature {
 
 fn signature(kind: &OperatorKind) -> Signature {
     match kind {
-        OperatorKind::Passthrough(_) => Signature::Any,
+        OperatorKind::Passthrough(_) | OperatorKind::Deidentify(_) => Signature::Any,
         OperatorKind::SelectChannels(_)
         | OperatorKind::Validate(_)
         | OperatorKind::Butterworth(_)
@@ -410,10 +410,22 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
     }
     for node in &spec.operators.0 {
         let Ok(kind) = &node.kind else { continue };
+        if let OperatorKind::Deidentify(d) = &kind.value {
+            if let Some(inline) = &d.key {
+                let message =
+                    "deidentify: a key must not be written in the pipeline file; use key_file or key_env";
+                errors.push(ConfigError::on_secret(inline.pos, message));
+            }
+        }
+    }
+    let mut fail = |pos: Pos, message: String| errors.push(ConfigError::new(pos, message));
+    for node in &spec.operators.0 {
+        let Ok(kind) = &node.kind else { continue };
         match &kind.value {
             OperatorKind::SelectChannels(s) if s.channels.value.is_empty() => {
                 fail(s.channels.pos, "select_channels.channels lists no channel".into());
             }
+            OperatorKind::Deidentify(d) => check_deidentify(d, kind.pos, &mut fail),
             OperatorKind::Validate(v) => {
                 if let Some(f) = &v.max_nan_fraction {
                     if !(0.0..=1.0).contains(&f.value) {
@@ -585,6 +597,51 @@ fn upstream_sources(nodes: &[GraphNode], id: usize) -> Vec<usize> {
     }
     sources.sort_unstable();
     sources
+}
+
+/// Longest date shift accepted: ten years either way.
+const MAX_SHIFT_DAYS: u32 = 3650;
+
+/// The key must come from outside the pipeline file, from exactly one
+/// place; whether it exists is checked when the pipeline runs, so that
+/// validating a pipeline needs no secret.
+fn check_deidentify(spec: &DeidentifySpec, at: Pos, fail: &mut impl FnMut(Pos, String)) {
+    match (&spec.key_file, &spec.key_env) {
+        // An inline key has its own error (which never quotes the line).
+        (None, None) if spec.key.is_some() => {}
+        (None, None) => fail(
+            at,
+            "deidentify needs its secret key from key_file or key_env".into(),
+        ),
+        (Some(_), Some(env)) => fail(env.pos, "deidentify takes key_file or key_env, not both".into()),
+        (Some(file), None) if file.value.trim().is_empty() => {
+            fail(file.pos, "deidentify.key_file is empty".into())
+        }
+        (None, Some(env)) if env.value.trim().is_empty() || env.value.contains('=') => fail(
+            env.pos,
+            "deidentify.key_env must name an environment variable".into(),
+        ),
+        _ => {}
+    }
+    if spec.key_version.value == 0 {
+        fail(
+            spec.key_version.pos,
+            "deidentify.key_version must be at least 1".into(),
+        );
+    }
+    let shift = &spec.date_shift;
+    let shortest = if shift.unit == ShiftUnit::Weeks { 7 } else { 1 };
+    if !(shortest..=MAX_SHIFT_DAYS).contains(&shift.max_days.value) {
+        fail(
+            shift.max_days.pos,
+            format!("date_shift.max_days must be between {shortest} and {MAX_SHIFT_DAYS}"),
+        );
+    }
+    if let Some(keys) = &spec.policy.patient_keys {
+        if keys.value.is_empty() {
+            fail(keys.pos, "policy.patient_keys lists no key".into());
+        }
+    }
 }
 
 /// Consumer properties the engine sets itself: overriding them would break

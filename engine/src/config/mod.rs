@@ -38,6 +38,8 @@ pub use spec::*;
 pub struct ConfigError {
     pub pos: Pos,
     pub message: String,
+    /// The line holds a secret: messages show its position, not its text.
+    pub hide_line: bool,
 }
 
 impl ConfigError {
@@ -45,6 +47,15 @@ impl ConfigError {
         Self {
             pos,
             message: message.into(),
+            hide_line: false,
+        }
+    }
+
+    /// An error on a line that holds a secret, which is never quoted.
+    pub fn on_secret(pos: Pos, message: impl Into<String>) -> Self {
+        Self {
+            hide_line: true,
+            ..Self::new(pos, message)
         }
     }
 }
@@ -73,7 +84,10 @@ impl fmt::Display for ConfigErrors {
                 error.message
             )?;
             if let Some(text) = self.source.lines().nth((line as usize).saturating_sub(1)) {
-                if line > 0 {
+                if line > 0 && error.hide_line {
+                    let gutter = " ".repeat(line.to_string().len());
+                    write!(f, "\n{gutter} |\n{line} | (not shown: this line holds a secret)")?;
+                } else if line > 0 {
                     let gutter = " ".repeat(line.to_string().len());
                     let caret_pad = " ".repeat((column as usize).saturating_sub(1));
                     write!(f, "\n{gutter} |\n{line} | {text}\n{gutter} | {caret_pad}^")?;

@@ -235,6 +235,13 @@ pub enum OperatorKind {
     /// Causal mains notch (`scipy.signal.iirnotch`) at 50 or 60 Hz, with
     /// optional harmonics; same state and gap rules as `butterworth`.
     Notch(NotchSpec),
+    /// De-identifies frames and records: metadata scrubbed by a policy
+    /// (HIPAA Safe Harbor by default; unknown keys dropped), stream and
+    /// patient ids replaced by keyed HMAC-SHA-256 pseudonyms, timestamps
+    /// shifted per patient, annotations reduced to allowed terms; emits one
+    /// `deid_audit` record (counts only) when the run ends. See
+    /// docs/privacy.md.
+    Deidentify(DeidentifySpec),
 }
 
 impl NodeKinds for OperatorKind {
@@ -248,6 +255,7 @@ impl NodeKinds for OperatorKind {
             "validate",
             "butterworth",
             "notch",
+            "deidentify",
         ]
     }
 }
@@ -374,6 +382,150 @@ pub struct NotchSpec {
 
 fn default_notch_q() -> Located<f64> {
     Located::new(30.0, Default::default())
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeidentifySpec {
+    /// File holding the secret pseudonymisation key (at least 32 bytes; a
+    /// final newline is ignored), e.g. made by
+    /// `head -c 32 /dev/urandom | base64 > deid.key`. Relative to the
+    /// pipeline file's folder. Read when the pipeline runs, not when it is
+    /// validated. Give exactly one of key_file and key_env.
+    #[serde(default)]
+    pub key_file: Option<Located<String>>,
+    /// Environment variable holding the secret key (at least 32 bytes).
+    #[serde(default)]
+    pub key_env: Option<Located<String>>,
+    /// Version of the key, written into every pseudonym (`p<version>-…`)
+    /// so keys can rotate; pseudonyms of different versions never match.
+    pub key_version: Located<u32>,
+    /// A key written into the pipeline itself is refused: pipeline files
+    /// are shared and versioned. Its value is never kept.
+    #[serde(default, alias = "secret")]
+    #[schemars(skip)]
+    pub key: Option<Located<InlineSecret>>,
+    /// What happens to each metadata key and to annotations.
+    #[serde(default)]
+    pub policy: PolicySpec,
+    /// How timestamps are shifted.
+    #[serde(default)]
+    pub date_shift: DateShiftSpec,
+}
+
+/// Whatever was written as an inline key, thrown away unread.
+#[derive(Debug, Default)]
+pub struct InlineSecret;
+
+impl<'de> Deserialize<'de> for InlineSecret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| InlineSecret)
+    }
+}
+
+/// A de-identification policy: a base list of keys plus overrides.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Rules to start from: safe_harbor (default) or none.
+    #[serde(default)]
+    pub base: PolicyBase,
+    /// Version of this policy, reported in the audit record (default 1).
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// Metadata keys and their action (keep, drop, generalise,
+    /// pseudonymise), added to or overriding the base. Keys named nowhere
+    /// are dropped.
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, KeyAction>,
+    #[serde(default)]
+    pub annotations: AnnotationsSpec,
+    /// Keys whose value identifies the patient, first present wins: it
+    /// drives the patient pseudonym and the date shift (default: patient_id,
+    /// mrn, medical_record_number, subject_id, patient).
+    #[serde(default)]
+    pub patient_keys: Option<Located<Vec<String>>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyBase {
+    /// HIPAA Safe Harbor's 18 identifier kinds under common key names.
+    #[default]
+    SafeHarbor,
+    /// No rules: every key must be listed in `keys` or it is dropped.
+    None,
+}
+
+/// The treatment of one metadata key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    /// Pass through unchanged.
+    Keep,
+    /// Remove.
+    Drop,
+    /// Coarsen: ages (over 89 → "90+"), dates (year), ZIP (3 digits);
+    /// annotations: allow-list. Values without a known coarse form are dropped.
+    #[serde(alias = "generalize")]
+    Generalise,
+    /// Replace by a keyed pseudonym.
+    #[serde(alias = "pseudonymize")]
+    Pseudonymise,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationsSpec {
+    /// Annotation texts kept verbatim (whole text, case-insensitive), in
+    /// addition to the base's event terms (Sleep stage W, Seizure, T0, ...).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// What happens to any other annotation text: redact (default; the
+    /// onset stays, the text becomes "[redacted]") or drop.
+    #[serde(default)]
+    pub unlisted: UnlistedAnnotationSpec,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlistedAnnotationSpec {
+    #[default]
+    Redact,
+    Drop,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DateShiftSpec {
+    /// Largest shift either way, in days (default 364).
+    #[serde(default = "default_max_shift_days")]
+    pub max_days: Located<u32>,
+    /// weeks (default: keeps weekday and time of day) or days (keeps time
+    /// of day only).
+    #[serde(default)]
+    pub unit: ShiftUnit,
+}
+
+impl Default for DateShiftSpec {
+    fn default() -> Self {
+        Self {
+            max_days: default_max_shift_days(),
+            unit: ShiftUnit::default(),
+        }
+    }
+}
+
+fn default_max_shift_days() -> Located<u32> {
+    Located::new(364, Default::default())
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftUnit {
+    #[default]
+    Weeks,
+    Days,
 }
 
 /// Sink types.

@@ -233,6 +233,11 @@ pub enum RuntimeError {
     Source { node: String, error: SourceError },
     #[error("sink '{node}': {error}")]
     Sink { node: String, error: SinkError },
+    #[error("operator '{node}': {error}")]
+    Operator {
+        node: String,
+        error: crate::deid::KeyError,
+    },
     #[error("node '{node}' stopped unexpectedly: {detail}")]
     Task { node: String, detail: String },
     #[error("cannot serve metrics on {address}: {detail}")]

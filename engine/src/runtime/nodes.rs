@@ -109,9 +109,14 @@ impl Plan {
                     let Ok(kind) = &pipeline.spec.operators.0[node.spec_index].kind else {
                         continue;
                     };
-                    let operator = build_operator(&kind.value);
+                    let operator =
+                        build_operator(pipeline, &kind.value).map_err(|error| RuntimeError::Operator {
+                            node: node.name.clone(),
+                            error,
+                        })?;
                     let task = OperatorTask {
                         operator,
+                        acks: acks.clone(),
                         outlet: Outlet {
                             name: Arc::from(node.name.as_str()),
                             out: fanout_of(id),
@@ -302,8 +307,11 @@ fn spawn_source(
     }
 }
 
-fn build_operator(kind: &OperatorKind) -> Box<dyn Operator> {
-    match kind {
+fn build_operator(
+    pipeline: &LoadedPipeline,
+    kind: &OperatorKind,
+) -> Result<Box<dyn Operator>, crate::deid::KeyError> {
+    Ok(match kind {
         OperatorKind::Passthrough(_) => Box::new(Passthrough),
         OperatorKind::SelectChannels(s) => Box::new(SelectChannels::new(s.channels.value.clone())),
         OperatorKind::FrameStats(_) => Box::new(FrameStats::default()),
@@ -326,7 +334,8 @@ fn build_operator(kind: &OperatorKind) -> Box<dyn Operator> {
             selection(&n.channels),
             n.warm_start,
         )),
-    }
+        OperatorKind::Deidentify(d) => Box::new(crate::deid::build(pipeline, d)?),
+    })
 }
 
 /// The checked spec as a design (graph.rs made sure the edges fit the kind).
@@ -355,6 +364,9 @@ fn selection(channels: &Option<crate::config::Located<Vec<String>>>) -> ChannelS
 
 struct OperatorTask {
     operator: Box<dyn Operator>,
+    /// Issues the tokens of what the operator emits at `finish`, which
+    /// derives from no single input.
+    acks: Arc<AckCounter>,
     outlet: Outlet,
 }
 
@@ -369,7 +381,11 @@ struct Outlet {
 
 impl OperatorTask {
     async fn run(self, mut rx: mpsc::Receiver<Envelope>) -> Result<(), RuntimeError> {
-        let OperatorTask { mut operator, outlet } = self;
+        let OperatorTask {
+            mut operator,
+            acks,
+            outlet,
+        } = self;
         let mut output = Output::default();
         while let Some(Envelope { item, ack, received }) = rx.recv().await {
             NodeCounters::add(&outlet.counters.items_in, 1);
@@ -398,11 +414,32 @@ impl OperatorTask {
                 None => ack.hand_over(),
             }
         }
+        operator.finish(&mut output);
+        outlet.send_finished(&mut output, &acks).await;
         Ok(())
     }
 }
 
 impl Outlet {
+    /// Sends what the operator emitted at `finish`, each item under a token
+    /// of its own.
+    async fn send_finished(&self, output: &mut Output, acks: &Arc<AckCounter>) {
+        let received = std::time::Instant::now();
+        for item in output.drain() {
+            NodeCounters::add(&self.counters.items_out, 1);
+            let ack = acks.issue();
+            let _ = self
+                .out
+                .send(Envelope {
+                    item,
+                    ack: ack.clone(),
+                    received,
+                })
+                .await;
+            ack.hand_over();
+        }
+    }
+
     async fn reject(
         &self,
         item: Item,

@@ -8,7 +8,11 @@
 //!
 //! The header's patient and recording identification travel as frame
 //! metadata (`patient`, `recording`) so that a de-identification operator
-//! can scrub them; they are PHI and never logged.
+//! can scrub them; they are PHI and never logged. Each annotation with text
+//! (EDF+ TALs, WFDB aux strings) travels once, as an `annotation` entry
+//! `onset<TAB>duration<TAB>text` (seconds from the recording start) on the
+//! frame whose span reaches its onset, or on the next frame emitted when
+//! the reader found it late. Annotation text is free text: PHI too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Metadata, Modality};
 use super::framing::sample_boundary;
 use super::{FrameSource, SourceError};
 use crate::config::{FileSourceSpec, Pace};
-use crate::readers::{self, RecordingFormat, RecordingReader};
+use crate::readers::{self, Annotation, RecordingFormat, RecordingReader};
 
 /// Blocks read from the file at a time.
 const BLOCKS_PER_READ: usize = 1;
@@ -44,6 +48,8 @@ pub struct FileSource {
     consumed: Vec<u64>,
     reader_done: bool,
     frame_index: u64,
+    /// Annotations read but not yet attached, by onset.
+    annotations: std::collections::VecDeque<Annotation>,
 }
 
 impl FileSource {
@@ -99,6 +105,7 @@ impl FileSource {
             reader,
             reader_done: false,
             frame_index: 0,
+            annotations: Default::default(),
         })
     }
 
@@ -116,6 +123,26 @@ impl FileSource {
             self.reader_done = read == 0;
         }
         Ok(())
+    }
+
+    /// Adds the annotations whose onset (ns from the recording start) is
+    /// before `end_ns` to the frame's metadata, copying it only then.
+    fn attach_annotations(&mut self, frame: &mut Frame, end_ns: u64) {
+        let found = self.reader.take_annotations();
+        self.annotations
+            .extend(found.into_iter().filter(|a| !a.text.trim().is_empty()));
+        self.annotations.make_contiguous().sort_by_key(|a| a.onset_ns);
+        let end_ns = i64::try_from(end_ns).unwrap_or(i64::MAX);
+        while self
+            .annotations
+            .front()
+            .is_some_and(|a| a.onset_ns < end_ns || self.reader_done)
+        {
+            let Some(annotation) = self.annotations.pop_front() else {
+                break;
+            };
+            frame.metadata.push("annotation", annotation_entry(&annotation));
+        }
     }
 
     fn missing_samples(&self, boundaries: &[u64]) -> bool {
@@ -140,6 +167,19 @@ fn group_rates(layout: &ChannelLayout) -> (Vec<(f64, u64)>, Vec<usize>) {
         })
         .collect();
     (rates, groups)
+}
+
+/// `onset<TAB>duration<TAB>text`, times in seconds with a sign on the onset
+/// (as in EDF+), the duration empty when unknown.
+fn annotation_entry(annotation: &Annotation) -> String {
+    let seconds = |ns: i64| {
+        let text = format!("{:.9}", ns as f64 / 1e9);
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    let onset = seconds(annotation.onset_ns);
+    let sign = if annotation.onset_ns < 0 { "" } else { "+" };
+    let duration = annotation.duration_ns.map(seconds).unwrap_or_default();
+    format!("{sign}{onset}\t{duration}\t{}", annotation.text)
 }
 
 fn default_stream_id(path: &Path) -> String {
@@ -196,6 +236,7 @@ impl FrameSource for FileSource {
             samples,
         )?;
         frame.metadata = self.metadata.clone();
+        self.attach_annotations(&mut frame, (k + 1) * self.frame_ns);
         self.frame_index += 1;
         Ok(Some(frame))
     }

@@ -6,6 +6,7 @@
 //! queues and acknowledgements around it.
 
 pub mod basic;
+pub mod codec;
 pub mod frame;
 pub mod operator;
 pub mod record;

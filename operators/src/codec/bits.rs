@@ -38,9 +38,12 @@ impl<'a> BitWriter<'a> {
         let mask = (1u64 << bits) - 1;
         self.pending = (self.pending << bits) | (value & mask);
         self.pending_bits += bits;
-        while self.pending_bits >= 8 {
-            self.pending_bits -= 8;
-            self.out.push((self.pending >> self.pending_bits) as u8);
+        let whole_bytes = (self.pending_bits / 8) as usize;
+        if whole_bytes > 0 {
+            // Left-align the pending bits and copy out the complete bytes at once.
+            let aligned = self.pending << (64 - self.pending_bits);
+            self.out.extend_from_slice(&aligned.to_be_bytes()[..whole_bytes]);
+            self.pending_bits %= 8;
         }
     }
 

@@ -48,10 +48,10 @@ impl Predictor {
     #[inline]
     fn predict(&self, history: &[i32]) -> i64 {
         // history[k] is x[n−order+k], so lag j+1 is history[order−1−j].
-        let mut sum: i64 = 0;
-        for (j, &coef) in self.coefs[..self.order].iter().enumerate() {
-            sum = sum.wrapping_add(coef.wrapping_mul(i64::from(history[self.order - 1 - j])));
-        }
+        let lags = history.iter().rev();
+        let sum = (self.coefs[..self.order].iter().zip(lags)).fold(0i64, |sum, (&coef, &x)| {
+            sum.wrapping_add(coef.wrapping_mul(i64::from(x)))
+        });
         sum >> self.shift
     }
 
@@ -126,6 +126,8 @@ pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> us
 #[derive(Default)]
 pub(crate) struct LpcScratch {
     windowed: Vec<f64>,
+    /// Tukey weights for the last segment length seen (cos is costly).
+    window: Vec<f64>,
 }
 
 /// LPC analysis: Tukey(0.5)-windowed autocorrelation, Levinson–Durbin, an
@@ -145,7 +147,16 @@ pub(crate) fn analyse_lpc(
     }
     let mut autoc = [0f64; MAX_LPC_ORDER + 1];
     for segment in segments {
-        window_segment(&samples[segment.clone()], &mut scratch.windowed);
+        let segment = &samples[segment.clone()];
+        if scratch.window.len() != segment.len() {
+            tukey_window(segment.len(), &mut scratch.window);
+        }
+        scratch.windowed.clear();
+        let weighted = segment
+            .iter()
+            .zip(&scratch.window)
+            .map(|(&v, w)| f64::from(v) * w);
+        scratch.windowed.extend(weighted);
         accumulate_autocorrelation(&scratch.windowed, max_order, &mut autoc);
     }
     if autoc[0] <= 0.0 {
@@ -156,27 +167,45 @@ pub(crate) fn analyse_lpc(
     quantise(&lpcs[order - 1][..order], precision)
 }
 
-fn window_segment(segment: &[i32], out: &mut Vec<f64>) {
+/// Tukey(0.5) weights: cosine tapers over a quarter of the length at each end.
+fn tukey_window(n: usize, out: &mut Vec<f64>) {
     out.clear();
-    let n = segment.len();
-    let taper = n / 4; // Tukey(0.5): cosine tapers over a quarter at each end
-    out.extend(segment.iter().enumerate().map(|(i, &v)| {
+    let taper = n / 4;
+    out.extend((0..n).map(|i| {
         let edge = i.min(n - 1 - i);
-        let weight = if edge < taper {
+        if edge < taper {
             0.5 - 0.5 * (std::f64::consts::PI * edge as f64 / taper as f64).cos()
         } else {
             1.0
-        };
-        f64::from(v) * weight
+        }
     }));
 }
 
 fn accumulate_autocorrelation(x: &[f64], max_order: usize, autoc: &mut [f64; MAX_LPC_ORDER + 1]) {
     for (lag, acc) in autoc.iter_mut().enumerate().take(max_order + 1) {
         if lag < x.len() {
-            *acc += x[lag..].iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+            *acc += dot(&x[lag..], x);
         }
     }
+}
+
+/// Dot product with four independent sums, so the compiler can vectorise.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let b = &b[..a.len()];
+    let mut sums = [0f64; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = a4
+        .remainder()
+        .iter()
+        .zip(b4.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a4.zip(b4) {
+        for i in 0..4 {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    sums.iter().sum::<f64>() + tail
 }
 
 type LpcTable = [[f64; MAX_LPC_ORDER]; MAX_LPC_ORDER];

@@ -58,8 +58,11 @@ impl Default for RicePlan {
 
 /// Best parameter for `count` values summing to `sum`, with its estimated bits.
 fn best_parameter(sum: u64, count: u64) -> (u8, u64) {
-    // Σ(u >> k) ≈ sum >> k; one stop bit and k low bits per value.
-    (0..=MAX_PARAMETER)
+    // Σ(u >> k) ≈ sum >> k; one stop bit and k low bits per value. The
+    // optimum sits next to log2 of the mean, so only its neighbours are tried.
+    let mean = sum / count.max(1);
+    let centre = width(mean).min(MAX_PARAMETER);
+    (centre.saturating_sub(2)..=centre)
         .map(|k| (k as u8, (sum >> k).saturating_add(count * (u64::from(k) + 1))))
         .min_by_key(|&(_, bits)| bits)
         .unwrap_or((0, 0))

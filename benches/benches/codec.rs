@@ -255,7 +255,7 @@ fn compare(recording: &Recording, dir: &Path) -> Vec<Row> {
         flac.encode += row.encode;
     }
     rows.push(flac);
-    for (seconds, max_lpc_order) in [(10, 32), (10, 12), (10, 8), (1, 32), (1, 12)] {
+    for (seconds, max_lpc_order) in [(10, 12), (10, 32), (10, 8), (1, 12)] {
         let config = CodecConfig {
             max_lpc_order,
             ..CodecConfig::default()

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::time::{civil_to_ns, parse_seconds_ns};
 use super::{check_outputs, push_nan_blocks, tal, Annotation, ReadError, RecordingFormat, RecordingHeader};
-use super::{RecordingReader, SignalInfo};
+use super::{RecordingReader, SampleGrid, SignalInfo};
 
 const FIXED_LEN: usize = 256;
 const PER_SIGNAL_LEN: usize = 256;
@@ -178,7 +178,9 @@ impl<R: Read> EdfReader<R> {
                 continue;
             };
             let bytes = &self.record[slot.start..slot.start + slot.len];
-            let convert = |d: i32| (f64::from(d) * scale + offset) as f32;
+            // The grid's own formula, so the codec maps these values back exactly.
+            let grid = SampleGrid::Affine { scale, offset };
+            let convert = |d: i32| grid.to_physical(d);
             if bps == 3 {
                 let samples = bytes
                     .chunks_exact(3)
@@ -455,6 +457,7 @@ fn signal_info(
         resolution: scale.abs(),
         physical_min: Some(pmin),
         physical_max: Some(pmax),
+        grid: Some(SampleGrid::Affine { scale, offset }),
     };
     Ok((info, scale, offset))
 }

@@ -24,6 +24,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use error::ReadError;
+pub use sigfab_operators::codec::SampleGrid;
 pub use wfdb::open_wfdb;
 
 /// The container format of a recording.
@@ -46,6 +47,10 @@ pub struct SignalInfo {
     pub resolution: f64,
     pub physical_min: Option<f64>,
     pub physical_max: Option<f64>,
+    /// The exact digital→physical formula, so samples can be mapped back to
+    /// the file's integers (lossless codec); `None` when it varies along
+    /// the recording (WFDB multi-segment records).
+    pub grid: Option<SampleGrid>,
 }
 
 /// An event from the recording's annotations.

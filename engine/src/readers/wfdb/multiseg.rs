@@ -59,6 +59,9 @@ impl MultiSegReader {
             .nsamp
             .unwrap_or_else(|| parts.iter().map(|p| p.frames).sum());
         let mut header = recording_header(&layout, total);
+        for signal in &mut header.signals {
+            signal.grid = None; // each segment converts with its own gain and baseline
+        }
         header.start_ns = master.start_ns;
         header.patient = master.comments.join("\n");
         Ok(MultiSegReader {

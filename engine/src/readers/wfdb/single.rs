@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use super::decode::{Decoder, Format};
 use super::header::{Header, SignalSpec};
-use crate::readers::SignalInfo;
 use crate::readers::{
     check_outputs, Annotation, ReadError, RecordingFormat, RecordingHeader, RecordingReader,
 };
+use crate::readers::{SampleGrid, SignalInfo};
 
 /// Samples (all signals) emitted per call at most, so a huge `max_blocks`
 /// cannot make the skew queues hold a whole file.
@@ -196,7 +196,7 @@ fn physical(d: i32, gain: f64, baseline: i64, invalid: i32) -> f32 {
     if d == invalid {
         f32::NAN
     } else {
-        ((i64::from(d) - baseline) as f64 / gain) as f32
+        SampleGrid::Wfdb { gain, baseline }.to_physical(d)
     }
 }
 
@@ -284,5 +284,9 @@ pub(crate) fn signal_info(spec: &SignalSpec, fs: f64) -> SignalInfo {
         resolution: 1.0 / spec.gain.abs(),
         physical_min: None,
         physical_max: None,
+        grid: Some(SampleGrid::Wfdb {
+            gain: spec.gain,
+            baseline: spec.baseline,
+        }),
     }
 }

@@ -1,0 +1,207 @@
+//! MSB-first bit writer and bounds-checked bit reader.
+
+use super::CodecError;
+
+/// Appends bits, most significant first, to a byte vector.
+pub(crate) struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    pending: u64,
+    pending_bits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        BitWriter {
+            out,
+            pending: 0,
+            pending_bits: 0,
+        }
+    }
+
+    /// Writes the low `bits` bits of `value` (any width up to 64).
+    #[inline]
+    pub(crate) fn write(&mut self, value: u64, bits: u32) {
+        if bits > 56 {
+            self.write_short(value >> 32, bits - 32);
+            self.write_short(value & 0xFFFF_FFFF, 32);
+        } else {
+            self.write_short(value, bits);
+        }
+    }
+
+    /// `bits` ≤ 56, so `pending` (fewer than 8 bits) never overflows.
+    #[inline]
+    fn write_short(&mut self, value: u64, bits: u32) {
+        if bits == 0 {
+            return;
+        }
+        let mask = (1u64 << bits) - 1;
+        self.pending = (self.pending << bits) | (value & mask);
+        self.pending_bits += bits;
+        let whole_bytes = (self.pending_bits / 8) as usize;
+        if whole_bytes > 0 {
+            // Left-align the pending bits and copy out the complete bytes at once.
+            let aligned = self.pending << (64 - self.pending_bits);
+            self.out.extend_from_slice(&aligned.to_be_bytes()[..whole_bytes]);
+            self.pending_bits %= 8;
+        }
+    }
+
+    /// Pads with zero bits to the next byte boundary.
+    pub(crate) fn finish(mut self) {
+        if self.pending_bits > 0 {
+            let pad = 8 - self.pending_bits;
+            self.write_short(0, pad);
+        }
+    }
+}
+
+/// Reads bits, most significant first; every read past the end is an error.
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    /// position in bits from the start of `data`
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    /// Bytes consumed, counting a partly read byte as consumed.
+    pub(crate) fn bytes_consumed(&self) -> usize {
+        self.pos.div_ceil(8)
+    }
+
+    pub(crate) fn bits_left(&self) -> usize {
+        self.data.len() * 8 - self.pos
+    }
+
+    /// The next 64 bits (zeros past the end); the top 57 are always valid.
+    #[inline]
+    fn peek64(&self) -> u64 {
+        let byte = self.pos >> 3;
+        let mut buf = [0u8; 8];
+        if let Some(chunk) = self.data.get(byte..byte + 8) {
+            buf.copy_from_slice(chunk);
+        } else if let Some(tail) = self.data.get(byte..) {
+            buf[..tail.len()].copy_from_slice(tail);
+        }
+        u64::from_be_bytes(buf) << (self.pos & 7)
+    }
+
+    #[inline]
+    fn consume(&mut self, bits: usize) -> Result<(), CodecError> {
+        if bits > self.bits_left() {
+            return Err(CodecError::Truncated);
+        }
+        self.pos += bits;
+        Ok(())
+    }
+
+    /// Reads `bits` bits (up to 64) as an unsigned value.
+    #[inline]
+    pub(crate) fn read(&mut self, bits: u32) -> Result<u64, CodecError> {
+        if bits > 56 {
+            let high = self.read_short(bits - 32)?;
+            let low = self.read_short(32)?;
+            Ok((high << 32) | low)
+        } else {
+            self.read_short(bits)
+        }
+    }
+
+    #[inline]
+    fn read_short(&mut self, bits: u32) -> Result<u64, CodecError> {
+        if bits == 0 {
+            return Ok(0);
+        }
+        let value = self.peek64() >> (64 - bits);
+        self.consume(bits as usize)?;
+        Ok(value)
+    }
+
+    /// Counts zero bits before the next one bit, stopping at `limit` zeros
+    /// (then the zeros are consumed and no one bit is expected).
+    #[inline]
+    pub(crate) fn read_unary(&mut self, limit: u32) -> Result<u32, CodecError> {
+        let zeros = self.peek64().leading_zeros().min(limit);
+        if zeros == limit {
+            self.consume(limit as usize)?;
+        } else {
+            self.consume(zeros as usize + 1)?;
+        }
+        Ok(zeros)
+    }
+}
+
+/// Appends `value` as LEB128 (7 bits per byte, low first).
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u32) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads a LEB128 u32 at `*at`, advancing it; overlong or truncated input is an error.
+pub(crate) fn read_varint(data: &[u8], at: &mut usize) -> Result<u32, CodecError> {
+    let mut value: u64 = 0;
+    for i in 0..5 {
+        let byte = *data.get(*at).ok_or(CodecError::Truncated)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return u32::try_from(value).map_err(|_| CodecError::Corrupt("varint overflows u32"));
+        }
+    }
+    Err(CodecError::Corrupt("varint longer than 5 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_round_trip_at_all_widths() {
+        let mut out = Vec::new();
+        let mut writer = BitWriter::new(&mut out);
+        for bits in 0..=64u32 {
+            let value = if bits == 0 { 0 } else { u64::MAX >> (64 - bits) };
+            writer.write(value, bits);
+            writer.write(1, 1);
+        }
+        writer.finish();
+        let mut reader = BitReader::new(&out);
+        for bits in 0..=64u32 {
+            let value = if bits == 0 { 0 } else { u64::MAX >> (64 - bits) };
+            assert_eq!(reader.read(bits).unwrap(), value);
+            assert_eq!(reader.read(1).unwrap(), 1);
+        }
+        assert!(reader.bits_left() < 8);
+    }
+
+    #[test]
+    fn reading_past_the_end_is_an_error() {
+        let mut reader = BitReader::new(&[0xFF]);
+        assert_eq!(reader.read(8).unwrap(), 0xFF);
+        assert!(matches!(reader.read(1), Err(CodecError::Truncated)));
+        assert!(matches!(
+            BitReader::new(&[0]).read_unary(24),
+            Err(CodecError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn varints_round_trip_and_reject_overflow() {
+        for value in [0, 1, 127, 128, 300, u32::MAX] {
+            let mut out = Vec::new();
+            write_varint(&mut out, value);
+            let mut at = 0;
+            assert_eq!(read_varint(&out, &mut at).unwrap(), value);
+            assert_eq!(at, out.len());
+        }
+        let mut at = 0;
+        assert!(read_varint(&[0xFF, 0xFF, 0xFF, 0xFF, 0x7F], &mut at).is_err());
+    }
+}

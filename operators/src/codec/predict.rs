@@ -1,0 +1,335 @@
+//! Linear predictors: FLAC's fixed polynomials (orders 0–4) and quantised LPC.
+//!
+//! Both are one integer form, `prediction = (Σ coef[j]·x[n−1−j]) >> shift`
+//! in wrapping i64 arithmetic, so the decoder has a single exact loop and
+//! any residual, however large, round-trips (wrapping is a bijection).
+
+use std::ops::Range;
+
+pub(crate) const MAX_LPC_ORDER: usize = 32;
+pub(crate) const MAX_FIXED_ORDER: usize = 4;
+/// Coefficient precision in bits, sign included.
+pub(crate) const MAX_PRECISION: u32 = 16;
+pub(crate) const MAX_SHIFT: u32 = 31;
+
+/// FLAC's fixed predictors: differences of order 0–4 as coefficients.
+const FIXED_COEFS: [&[i64]; MAX_FIXED_ORDER + 1] = [&[], &[1], &[2, -1], &[3, -3, 1], &[4, -6, 4, -1]];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PredictorKind {
+    Fixed,
+    Lpc,
+}
+
+/// A predictor as stored: coefficients for lags 1..=order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Predictor {
+    pub kind: PredictorKind,
+    pub order: usize,
+    /// bits per stored coefficient (LPC only)
+    pub precision: u32,
+    pub shift: u32,
+    pub coefs: [i64; MAX_LPC_ORDER],
+}
+
+impl Predictor {
+    pub(crate) fn fixed(order: usize) -> Self {
+        let mut coefs = [0; MAX_LPC_ORDER];
+        coefs[..order].copy_from_slice(FIXED_COEFS[order]);
+        Predictor {
+            kind: PredictorKind::Fixed,
+            order,
+            precision: 0,
+            shift: 0,
+            coefs,
+        }
+    }
+
+    #[inline]
+    fn predict(&self, history: &[i32]) -> i64 {
+        // history[k] is x[n−order+k], so lag j+1 is history[order−1−j].
+        let lags = history.iter().rev();
+        let sum = (self.coefs[..self.order].iter().zip(lags)).fold(0i64, |sum, (&coef, &x)| {
+            sum.wrapping_add(coef.wrapping_mul(i64::from(x)))
+        });
+        sum >> self.shift
+    }
+
+    /// Appends the residuals of one gap-free segment past its warm-up.
+    pub(crate) fn residuals(&self, segment: &[i32], out: &mut Vec<i64>) {
+        if segment.len() <= self.order {
+            return;
+        }
+        match self.kind {
+            PredictorKind::Fixed => fixed_residuals(self.order, segment, out),
+            PredictorKind::Lpc => {
+                out.extend(segment.windows(self.order + 1).map(|w| {
+                    let target = i64::from(w[self.order]);
+                    target.wrapping_sub(self.predict(&w[..self.order]))
+                }));
+            }
+        }
+    }
+
+    /// Rebuilds a segment in place: its warm-up is already there, the rest
+    /// comes from `residuals`. Fails when a sample leaves the i32 range.
+    pub(crate) fn restore(&self, segment: &mut [i32], residuals: &[i64]) -> Result<(), ()> {
+        for (n, &residual) in (self.order..segment.len()).zip(residuals) {
+            let value = self.predict(&segment[n - self.order..n]).wrapping_add(residual);
+            segment[n] = i32::try_from(value).map_err(|_| ())?;
+        }
+        Ok(())
+    }
+}
+
+/// Fixed-order residuals as repeated differences (exact in i64).
+fn fixed_residuals(order: usize, segment: &[i32], out: &mut Vec<i64>) {
+    let x = |i: usize| i64::from(segment[i]);
+    let range = order..segment.len();
+    match order {
+        0 => out.extend(range.map(x)),
+        1 => out.extend(range.map(|n| x(n) - x(n - 1))),
+        2 => out.extend(range.map(|n| x(n) - 2 * x(n - 1) + x(n - 2))),
+        3 => out.extend(range.map(|n| x(n) - 3 * x(n - 1) + 3 * x(n - 2) - x(n - 3))),
+        _ => out.extend(range.map(|n| x(n) - 4 * x(n - 1) + 6 * x(n - 2) - 4 * x(n - 3) + x(n - 4))),
+    }
+}
+
+/// The fixed order with the smallest sum of absolute residuals (FLAC's
+/// estimate), over all segments.
+pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> usize {
+    let mut sums = [0u64; MAX_FIXED_ORDER + 1];
+    for segment in segments {
+        let s = &samples[segment.clone()];
+        if s.len() <= MAX_FIXED_ORDER {
+            continue;
+        }
+        let mut prev = [0i64; 4]; // differences of order 0..3 at n−1
+        for (n, &v) in s.iter().enumerate() {
+            let d0 = i64::from(v);
+            let d1 = d0 - prev[0];
+            let d2 = d1 - prev[1];
+            let d3 = d2 - prev[2];
+            let d4 = d3 - prev[3];
+            if n >= MAX_FIXED_ORDER {
+                for (sum, d) in sums.iter_mut().zip([d0, d1, d2, d3, d4]) {
+                    *sum += d.unsigned_abs();
+                }
+            }
+            prev = [d0, d1, d2, d3];
+        }
+    }
+    (0..=MAX_FIXED_ORDER).min_by_key(|&o| sums[o]).unwrap_or(0)
+}
+
+/// Working buffers of the LPC analysis, kept between blocks.
+#[derive(Default)]
+pub(crate) struct LpcScratch {
+    windowed: Vec<f64>,
+    /// Tukey weights for the last segment length seen (cos is costly).
+    window: Vec<f64>,
+}
+
+/// LPC analysis: Tukey(0.5)-windowed autocorrelation, Levinson–Durbin, an
+/// order chosen by expected bits, coefficients quantised with error feedback.
+/// `None` when the signal gives no usable predictor.
+pub(crate) fn analyse_lpc(
+    samples: &[i32],
+    segments: &[Range<usize>],
+    max_order: usize,
+    precision: u32,
+    scratch: &mut LpcScratch,
+) -> Option<Predictor> {
+    let coded: usize = segments.iter().map(|s| s.len()).sum();
+    let max_order = max_order.min(MAX_LPC_ORDER).min(coded / 4);
+    if max_order == 0 {
+        return None;
+    }
+    let mut autoc = [0f64; MAX_LPC_ORDER + 1];
+    for segment in segments {
+        let segment = &samples[segment.clone()];
+        if scratch.window.len() != segment.len() {
+            tukey_window(segment.len(), &mut scratch.window);
+        }
+        scratch.windowed.clear();
+        let weighted = segment
+            .iter()
+            .zip(&scratch.window)
+            .map(|(&v, w)| f64::from(v) * w);
+        scratch.windowed.extend(weighted);
+        accumulate_autocorrelation(&scratch.windowed, max_order, &mut autoc);
+    }
+    if autoc[0] <= 0.0 {
+        return None;
+    }
+    let (lpcs, errors, orders) = levinson_durbin(&autoc, max_order);
+    let order = choose_order(&errors[..orders], coded, precision)?;
+    quantise(&lpcs[order - 1][..order], precision)
+}
+
+/// Tukey(0.5) weights: cosine tapers over a quarter of the length at each end.
+fn tukey_window(n: usize, out: &mut Vec<f64>) {
+    out.clear();
+    let taper = n / 4;
+    out.extend((0..n).map(|i| {
+        let edge = i.min(n - 1 - i);
+        if edge < taper {
+            0.5 - 0.5 * (std::f64::consts::PI * edge as f64 / taper as f64).cos()
+        } else {
+            1.0
+        }
+    }));
+}
+
+fn accumulate_autocorrelation(x: &[f64], max_order: usize, autoc: &mut [f64; MAX_LPC_ORDER + 1]) {
+    for (lag, acc) in autoc.iter_mut().enumerate().take(max_order + 1) {
+        if lag < x.len() {
+            *acc += dot(&x[lag..], x);
+        }
+    }
+}
+
+/// Dot product with four independent sums, so the compiler can vectorise.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let b = &b[..a.len()];
+    let mut sums = [0f64; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = a4
+        .remainder()
+        .iter()
+        .zip(b4.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a4.zip(b4) {
+        for i in 0..4 {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    sums.iter().sum::<f64>() + tail
+}
+
+type LpcTable = [[f64; MAX_LPC_ORDER]; MAX_LPC_ORDER];
+
+/// Coefficients and prediction error for every order 1..=max_order; the
+/// third value is how many orders are valid (a singular system stops early).
+fn levinson_durbin(autoc: &[f64], max_order: usize) -> (LpcTable, [f64; MAX_LPC_ORDER], usize) {
+    let mut table = [[0f64; MAX_LPC_ORDER]; MAX_LPC_ORDER];
+    let mut errors = [0f64; MAX_LPC_ORDER];
+    let mut lpc = [0f64; MAX_LPC_ORDER];
+    let mut error = autoc[0];
+    for i in 0..max_order {
+        let mut acc = autoc[i + 1];
+        for j in 0..i {
+            acc -= lpc[j] * autoc[i - j];
+        }
+        let reflection = acc / error;
+        if !reflection.is_finite() {
+            return (table, errors, i);
+        }
+        let previous = lpc;
+        lpc[i] = reflection;
+        for j in 0..i {
+            lpc[j] = previous[j] - reflection * previous[i - 1 - j];
+        }
+        error *= 1.0 - reflection * reflection;
+        table[i][..=i].copy_from_slice(&lpc[..=i]);
+        errors[i] = error;
+        if error <= 0.0 {
+            return (table, errors, i + 1);
+        }
+    }
+    (table, errors, max_order)
+}
+
+/// The order (1-based) with the fewest expected bits: residual entropy
+/// from the prediction error plus the coefficients' cost.
+fn choose_order(errors: &[f64], coded: usize, precision: u32) -> Option<usize> {
+    let scale = 0.5 / coded as f64;
+    let expected = |(i, &error): (usize, &f64)| {
+        let order = i + 1;
+        let bits_per_sample = if error > 0.0 {
+            (0.5 * (scale * error).log2()).max(0.0)
+        } else {
+            0.0
+        };
+        let bits = bits_per_sample * coded.saturating_sub(order) as f64 + (order as u32 * precision) as f64;
+        (order, bits)
+    };
+    errors
+        .iter()
+        .enumerate()
+        .map(expected)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(order, _)| order)
+}
+
+/// FLAC's quantisation: the largest shift that keeps every coefficient in
+/// `precision` bits, rounding with error feedback.
+fn quantise(lpc: &[f64], precision: u32) -> Option<Predictor> {
+    let max_abs = lpc.iter().fold(0f64, |m, c| m.max(c.abs()));
+    if !(max_abs > 0.0 && max_abs.is_finite()) {
+        return None;
+    }
+    let exponent = max_abs.log2().floor() as i32 + 1; // max_abs = m·2^exponent, 0.5 ≤ m < 1
+    let shift = (precision as i32 - 1 - exponent).clamp(0, MAX_SHIFT as i32);
+    let limit = (1i64 << (precision - 1)) - 1;
+    let mut coefs = [0i64; MAX_LPC_ORDER];
+    let mut carried = 0f64;
+    for (q, &c) in coefs.iter_mut().zip(lpc) {
+        carried += c * f64::from(1u32 << shift);
+        let rounded = (carried.round() as i64).clamp(-limit - 1, limit);
+        carried -= rounded as f64;
+        *q = rounded;
+    }
+    Some(Predictor {
+        kind: PredictorKind::Lpc,
+        order: lpc.len(),
+        precision,
+        shift: shift as u32,
+        coefs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_residuals_match_the_generic_form() {
+        let segment: Vec<i32> = (0..50).map(|i| (i * i * 7 - i * 300) % 1000).collect();
+        for order in 0..=MAX_FIXED_ORDER {
+            let p = Predictor::fixed(order);
+            let mut fast = Vec::new();
+            p.residuals(&segment, &mut fast);
+            let generic: Vec<i64> = segment
+                .windows(order + 1)
+                .map(|w| i64::from(w[order]) - p.predict(&w[..order]))
+                .collect();
+            assert_eq!(fast, generic, "order {order}");
+            let mut rebuilt = segment.clone();
+            rebuilt[order..].fill(0);
+            p.restore(&mut rebuilt, &fast).unwrap();
+            assert_eq!(rebuilt, segment);
+        }
+    }
+
+    #[test]
+    fn lpc_finds_a_sine_predictor() {
+        let samples: Vec<i32> = (0..2000)
+            .map(|i| (10000.0 * (i as f64 * 0.05).sin()).round() as i32)
+            .collect();
+        let whole = 0..samples.len();
+        let p = analyse_lpc(
+            &samples,
+            std::slice::from_ref(&whole),
+            32,
+            15,
+            &mut LpcScratch::default(),
+        )
+        .unwrap();
+        let mut residuals = Vec::new();
+        p.residuals(&samples, &mut residuals);
+        let max = residuals.iter().map(|r| r.unsigned_abs()).max().unwrap();
+        assert!(max < 8, "sine residual too large: {max} (order {})", p.order);
+    }
+}

@@ -21,18 +21,8 @@ const RECORDING: &str = "edf/eegmmidb-style-64ch-128hz.edf";
 /// The recording's channels, whole, as the readers give them.
 fn read_channels(path: &Path) -> (Vec<ChannelSpec>, Vec<Vec<f32>>) {
     let mut reader = sigfab_engine::readers::open(path).expect("open EDF");
-    let specs: Vec<ChannelSpec> = reader
-        .header()
-        .signals
-        .iter()
-        .map(|s| ChannelSpec {
-            name: s.name.clone(),
-            unit: s.unit.clone(),
-            sample_rate: s.sample_rate,
-        })
-        .collect();
-    let mut channels = vec![Vec::new(); specs.len()];
-    while reader.read_blocks(64, &mut channels).expect("read EDF") > 0 {}
+    let specs: Vec<ChannelSpec> = reader.header().signals.iter().map(|s| s.channel_spec()).collect();
+    let channels = sigfab_engine::readers::read_to_end(reader.as_mut()).expect("read EDF");
     (specs, channels)
 }
 

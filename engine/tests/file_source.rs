@@ -30,9 +30,7 @@ fn spec(path: &Path, frame: Duration) -> FileSourceSpec {
 /// Every channel's samples, straight from the reader.
 fn read_whole(path: &Path) -> Vec<Vec<f32>> {
     let mut reader = readers::open(path).expect("open");
-    let mut out = vec![Vec::new(); reader.header().signals.len()];
-    while reader.read_blocks(1024, &mut out).expect("read") > 0 {}
-    out
+    readers::read_to_end(reader.as_mut()).expect("read")
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {

@@ -120,8 +120,7 @@ fn read_excerpt(meta: &Value) -> Excerpt {
     let path = shared_data::require(meta["recording"].as_str().expect("recording"));
     let mut reader = readers::open(&path).expect("open recording");
     let header = reader.header().clone();
-    let mut all = vec![Vec::new(); header.signals.len()];
-    while reader.read_blocks(256, &mut all).expect("read") > 0 {}
+    let all = readers::read_to_end(reader.as_mut()).expect("read");
     let len = meta["samples_per_channel"].as_u64().expect("length") as usize;
     let mut specs = Vec::new();
     let mut channels = Vec::new();
@@ -133,11 +132,7 @@ fn read_excerpt(meta: &Value) -> Excerpt {
             .position(|s| s.name == name)
             .expect("channel");
         let signal = &header.signals[index];
-        specs.push(ChannelSpec {
-            name: signal.name.clone(),
-            unit: signal.unit.clone(),
-            sample_rate: signal.sample_rate,
-        });
+        specs.push(signal.channel_spec());
         channels.push(all[index][..len].to_vec());
     }
     for (channel, first) in channels
@@ -318,18 +313,8 @@ fn output_is_bitwise_identical_for_1_7_40_ms_frames_and_the_whole_record() {
     let path = shared_data::require("edf/eegmmidb-style-64ch-128hz.edf");
     let whole_record = {
         let mut reader = readers::open(&path).expect("open");
-        let header = reader.header().clone();
-        let mut channels = vec![Vec::new(); header.signals.len()];
-        while reader.read_blocks(256, &mut channels).expect("read") > 0 {}
-        let specs = header
-            .signals
-            .iter()
-            .map(|s| ChannelSpec {
-                name: s.name.clone(),
-                unit: s.unit.clone(),
-                sample_rate: s.sample_rate,
-            })
-            .collect();
+        let specs = reader.header().signals.iter().map(|s| s.channel_spec()).collect();
+        let channels = readers::read_to_end(reader.as_mut()).expect("read");
         let excerpt = Excerpt { specs, channels };
         let len = excerpt.channels[0].len();
         run_chain(

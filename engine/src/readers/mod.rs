@@ -53,6 +53,17 @@ pub struct SignalInfo {
     pub grid: Option<SampleGrid>,
 }
 
+impl SignalInfo {
+    /// The frame model's description of this signal.
+    pub fn channel_spec(&self) -> sigfab_operators::ChannelSpec {
+        sigfab_operators::ChannelSpec {
+            name: self.name.clone(),
+            unit: self.unit.clone(),
+            sample_rate: self.sample_rate,
+        }
+    }
+}
+
 /// An event from the recording's annotations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Annotation {
@@ -92,6 +103,14 @@ pub trait RecordingReader: Send {
     fn read_blocks(&mut self, max_blocks: usize, out: &mut [Vec<f32>]) -> Result<usize, ReadError>;
     /// Annotations found so far (EDF+: as data records are read; WFDB: the .atr/annotation file, loaded at open). Drains them.
     fn take_annotations(&mut self) -> Vec<Annotation>;
+}
+
+/// Every remaining sample of every signal, in memory: for tests,
+/// benchmarks and tools, never for a live path (a recording can be large).
+pub fn read_to_end(reader: &mut dyn RecordingReader) -> Result<Vec<Vec<f32>>, ReadError> {
+    let mut channels = vec![Vec::new(); reader.header().signals.len()];
+    while reader.read_blocks(1024, &mut channels)? > 0 {}
+    Ok(channels)
 }
 
 /// Opens a recording, sniffing its format: EDF and BDF by their first header

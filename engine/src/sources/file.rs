@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Metadata, Modality};
+use sigfab_operators::{ChannelLayout, Frame, Metadata, Modality};
 
 use super::framing::sample_boundary;
 use super::{FrameSource, SourceError};
@@ -65,17 +65,7 @@ impl FileSource {
                 path: path.to_path_buf(),
             });
         }
-        let layout = ChannelLayout::new(
-            header
-                .signals
-                .iter()
-                .map(|s| ChannelSpec {
-                    name: s.name.clone(),
-                    unit: s.unit.clone(),
-                    sample_rate: s.sample_rate,
-                })
-                .collect(),
-        );
+        let layout = ChannelLayout::new(header.signals.iter().map(|s| s.channel_spec()).collect());
         let modality = spec.modality.map(|m| m.0).unwrap_or(match header.format {
             RecordingFormat::Wfdb => Modality::Ecg,
             _ => Modality::Eeg,

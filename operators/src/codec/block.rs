@@ -57,7 +57,6 @@ struct Candidate {
 pub struct BlockEncoder {
     config: CodecConfig,
     segments: Vec<Range<usize>>,
-    residuals: Vec<i64>,
     sums: Vec<u64>,
     lpc: LpcScratch,
     best: Candidate,
@@ -151,18 +150,14 @@ impl BlockEncoder {
     }
 
     fn try_candidate(&mut self, samples: &[i32], predictor: Predictor, warmup_width: u32, first: bool) {
-        self.residuals.clear();
+        let trial = &mut self.trial;
+        trial.zigzagged.clear();
         let mut warmups = 0;
         for segment in &self.segments {
             let s = &samples[segment.clone()];
             warmups += s.len().min(predictor.order);
-            predictor.residuals(s, &mut self.residuals);
+            predictor.zigzag_residuals(s, &mut trial.zigzagged);
         }
-        let trial = &mut self.trial;
-        trial.zigzagged.clear();
-        trial
-            .zigzagged
-            .extend(self.residuals.iter().map(|&r| rice::zigzag(r)));
         let max_order = u32::from(self.config.max_partition_order);
         rice::plan(&trial.zigzagged, max_order, &mut self.sums, &mut trial.plan);
         let coefficient_bits = match predictor.kind {

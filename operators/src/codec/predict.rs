@@ -198,19 +198,20 @@ pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> us
         if s.len() <= MAX_FIXED_ORDER {
             continue;
         }
-        let mut prev = [0i64; 4]; // differences of order 0..3 at n−1
-        for (n, &v) in s.iter().enumerate() {
-            let d0 = i64::from(v);
-            let d1 = d0 - prev[0];
-            let d2 = d1 - prev[1];
-            let d3 = d2 - prev[2];
-            let d4 = d3 - prev[3];
-            if n >= MAX_FIXED_ORDER {
-                for (sum, d) in sums.iter_mut().zip([d0, d1, d2, d3, d4]) {
-                    *sum += d.unsigned_abs();
-                }
+        // Each window gives the differences of order 0–4 at its last sample
+        // in closed form: no loop-carried state, so LLVM vectorises it.
+        for w in s.windows(MAX_FIXED_ORDER + 1) {
+            let [x4, x3, x2, x1, x0] = [w[4], w[3], w[2], w[1], w[0]].map(i64::from);
+            let d = [
+                x4,
+                x4 - x3,
+                x4 - 2 * x3 + x2,
+                x4 - 3 * x3 + 3 * x2 - x1,
+                x4 - 4 * x3 + 6 * x2 - 4 * x1 + x0,
+            ];
+            for (sum, d) in sums.iter_mut().zip(d) {
+                *sum += d.unsigned_abs();
             }
-            prev = [d0, d1, d2, d3];
         }
     }
     (0..=MAX_FIXED_ORDER).min_by_key(|&o| sums[o]).unwrap_or(0)

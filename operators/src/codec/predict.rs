@@ -198,17 +198,15 @@ pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> us
         if s.len() <= MAX_FIXED_ORDER {
             continue;
         }
-        // Each window gives the differences of order 0–4 at its last sample
-        // in closed form: no loop-carried state, so LLVM vectorises it.
+        // Each window gives the differences of order 0–4 at its last sample,
+        // recomputed by subtraction alone: no loop-carried state and no
+        // multiplies (SSE2 has no 64-bit multiply), so LLVM vectorises it.
         for w in s.windows(MAX_FIXED_ORDER + 1) {
-            let [x4, x3, x2, x1, x0] = [w[4], w[3], w[2], w[1], w[0]].map(i64::from);
-            let d = [
-                x4,
-                x4 - x3,
-                x4 - 2 * x3 + x2,
-                x4 - 3 * x3 + 3 * x2 - x1,
-                x4 - 4 * x3 + 6 * x2 - 4 * x1 + x0,
-            ];
+            let x = [w[0], w[1], w[2], w[3], w[4]].map(i64::from);
+            let d1 = [x[1] - x[0], x[2] - x[1], x[3] - x[2], x[4] - x[3]];
+            let d2 = [d1[1] - d1[0], d1[2] - d1[1], d1[3] - d1[2]];
+            let d3 = [d2[1] - d2[0], d2[2] - d2[1]];
+            let d = [x[4], d1[3], d2[2], d3[1], d3[1] - d3[0]];
             for (sum, d) in sums.iter_mut().zip(d) {
                 *sum += d.unsigned_abs();
             }

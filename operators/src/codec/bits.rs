@@ -3,9 +3,14 @@
 use super::CodecError;
 
 /// Appends bits, most significant first, to a byte vector.
+///
+/// Bits gather in a 64-bit accumulator that goes out as one 8-byte word
+/// when full, so most writes are a shift and an or, not a `Vec` append.
 pub(crate) struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
+    /// the last `pending_bits` bits written, right-aligned
     pending: u64,
+    /// always below 64
     pending_bits: u32,
 }
 
@@ -29,29 +34,31 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// `bits` ≤ 56, so `pending` (fewer than 8 bits) never overflows.
+    /// `bits` ≤ 56.
     #[inline]
     fn write_short(&mut self, value: u64, bits: u32) {
-        if bits == 0 {
-            return;
-        }
-        let mask = (1u64 << bits) - 1;
-        self.pending = (self.pending << bits) | (value & mask);
-        self.pending_bits += bits;
-        let whole_bytes = (self.pending_bits / 8) as usize;
-        if whole_bytes > 0 {
-            // Left-align the pending bits and copy out the complete bytes at once.
-            let aligned = self.pending << (64 - self.pending_bits);
-            self.out.extend_from_slice(&aligned.to_be_bytes()[..whole_bytes]);
-            self.pending_bits %= 8;
+        let value = value & ((1u64 << bits) - 1);
+        if self.pending_bits + bits < 64 {
+            // `pending_bits + bits < 64`, so the shift is in range.
+            self.pending = (self.pending << bits) | value;
+            self.pending_bits += bits;
+        } else {
+            // The word fills: here pending_bits ≥ 8, so 8 ≤ room ≤ 56.
+            let room = 64 - self.pending_bits;
+            let spill = bits - room;
+            let word = (self.pending << room) | (value >> spill);
+            self.out.extend_from_slice(&word.to_be_bytes());
+            self.pending = value & ((1u64 << spill) - 1);
+            self.pending_bits = spill;
         }
     }
 
-    /// Pads with zero bits to the next byte boundary.
-    pub(crate) fn finish(mut self) {
+    /// Pads with zero bits to the next byte boundary and flushes.
+    pub(crate) fn finish(self) {
         if self.pending_bits > 0 {
-            let pad = 8 - self.pending_bits;
-            self.write_short(0, pad);
+            let aligned = self.pending << (64 - self.pending_bits);
+            let bytes = self.pending_bits.div_ceil(8) as usize;
+            self.out.extend_from_slice(&aligned.to_be_bytes()[..bytes]);
         }
     }
 }
@@ -179,6 +186,29 @@ mod tests {
             assert_eq!(reader.read(1).unwrap(), 1);
         }
         assert!(reader.bits_left() < 8);
+    }
+
+    #[test]
+    fn writer_matches_a_bit_by_bit_reference() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut out = Vec::new();
+        let mut writer = BitWriter::new(&mut out);
+        let mut reference: Vec<bool> = Vec::new();
+        for _ in 0..5000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bits = (state % 65) as u32;
+            writer.write(state, bits);
+            reference.extend((0..bits).rev().map(|b| state >> b & 1 == 1));
+        }
+        writer.finish();
+        reference.resize(reference.len().div_ceil(8) * 8, false);
+        let bytes: Vec<u8> = reference
+            .chunks(8)
+            .map(|c| c.iter().fold(0u8, |byte, &bit| byte << 1 | u8::from(bit)))
+            .collect();
+        assert_eq!(out, bytes);
     }
 
     #[test]

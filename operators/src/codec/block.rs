@@ -57,7 +57,6 @@ struct Candidate {
 pub struct BlockEncoder {
     config: CodecConfig,
     segments: Vec<Range<usize>>,
-    residuals: Vec<i64>,
     sums: Vec<u64>,
     lpc: LpcScratch,
     best: Candidate,
@@ -112,18 +111,12 @@ impl BlockEncoder {
         }
         segments(channel.samples.len(), &channel.gaps, &mut self.segments);
         let samples = &channel.samples;
-        let coded = || {
-            self.segments
-                .iter()
-                .flat_map(|s| samples[s.clone()].iter().copied())
-        };
-        let warmup_width = coded()
-            .map(|v| rice::width(rice::zigzag(v.into())))
-            .max()
-            .unwrap_or(0);
+        let coded = || self.segments.iter().map(|s| &samples[s.clone()]);
+        // The widest zigzagged sample is as wide as all of them or-ed together.
+        let warmup_width = rice::width(coded().fold(0, |acc, s| acc | or_zigzagged(s)));
         let mut writer = BitWriter::new(out);
-        let first = coded().next().unwrap_or(0);
-        if coded().all(|v| v == first) {
+        let first = coded().find_map(|s| s.first().copied()).unwrap_or(0);
+        if coded().all(|s| s.iter().all(|&v| v == first)) {
             writer.write(KIND_CONSTANT, 2);
             writer.write(u64::from(warmup_width), WARMUP_WIDTH_BITS);
             writer.write(rice::zigzag(first.into()), warmup_width);
@@ -151,18 +144,14 @@ impl BlockEncoder {
     }
 
     fn try_candidate(&mut self, samples: &[i32], predictor: Predictor, warmup_width: u32, first: bool) {
-        self.residuals.clear();
+        let trial = &mut self.trial;
+        trial.zigzagged.clear();
         let mut warmups = 0;
         for segment in &self.segments {
             let s = &samples[segment.clone()];
             warmups += s.len().min(predictor.order);
-            predictor.residuals(s, &mut self.residuals);
+            predictor.zigzag_residuals(s, &mut trial.zigzagged);
         }
-        let trial = &mut self.trial;
-        trial.zigzagged.clear();
-        trial
-            .zigzagged
-            .extend(self.residuals.iter().map(|&r| rice::zigzag(r)));
         let max_order = u32::from(self.config.max_partition_order);
         rice::plan(&trial.zigzagged, max_order, &mut self.sums, &mut trial.plan);
         let coefficient_bits = match predictor.kind {
@@ -196,7 +185,7 @@ impl BlockEncoder {
             }
         }
         writer.write(u64::from(warmup_width), WARMUP_WIDTH_BITS);
-        let escape_width = best.zigzagged.iter().map(|&u| rice::width(u)).max().unwrap_or(0);
+        let escape_width = rice::width(best.zigzagged.iter().fold(0, |acc, &u| acc | u));
         writer.write(u64::from(escape_width), ESCAPE_WIDTH_BITS);
         for segment in &self.segments {
             let warmup = segment.start..segment.end.min(segment.start + p.order);
@@ -206,6 +195,14 @@ impl BlockEncoder {
         }
         rice::write(writer, &best.zigzagged, &best.plan, escape_width);
     }
+}
+
+/// The zigzagged samples or-ed together (a loop LLVM vectorises).
+fn or_zigzagged(samples: &[i32]) -> u64 {
+    let or = samples
+        .iter()
+        .fold(0u32, |acc, &v| acc | ((v << 1) ^ (v >> 31)) as u32);
+    u64::from(or)
 }
 
 /// Checks the limits, the gap runs and the zeros under them.

@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use super::rice::zigzag;
+
 pub(crate) const MAX_LPC_ORDER: usize = 32;
 pub(crate) const MAX_FIXED_ORDER: usize = 4;
 /// Coefficient precision in bits, sign included.
@@ -55,7 +57,9 @@ impl Predictor {
         sum >> self.shift
     }
 
-    /// Appends the residuals of one gap-free segment past its warm-up.
+    /// Appends the residuals of one gap-free segment past its warm-up (the
+    /// reference form; the encoder uses [`Self::zigzag_residuals`]).
+    #[cfg(test)]
     pub(crate) fn residuals(&self, segment: &[i32], out: &mut Vec<i64>) {
         if segment.len() <= self.order {
             return;
@@ -82,7 +86,97 @@ impl Predictor {
     }
 }
 
+impl Predictor {
+    /// Appends the zigzagged residuals of one gap-free segment past its
+    /// warm-up: the encoder's hot loop, equal to zigzagging [`Self::residuals`].
+    ///
+    /// Why this is exact without wrapping: samples are i32 and coefficients
+    /// fit in `MAX_PRECISION` (16) bits, so each product is below 2^46 in
+    /// magnitude and a sum of at most 32 of them below 2^51; the shifted
+    /// prediction and `target − prediction` are then far inside i64, where
+    /// wrapping and plain arithmetic agree. The loops are specialised per
+    /// order so the coefficients sit in registers and LLVM can unroll them.
+    pub(crate) fn zigzag_residuals(&self, segment: &[i32], out: &mut Vec<u64>) {
+        if segment.len() <= self.order {
+            return;
+        }
+        match self.kind {
+            PredictorKind::Fixed => fixed_zigzag_residuals(self.order, segment, out),
+            PredictorKind::Lpc => match self.order {
+                1 => self.lpc_zigzag::<1>(segment, out),
+                2 => self.lpc_zigzag::<2>(segment, out),
+                3 => self.lpc_zigzag::<3>(segment, out),
+                4 => self.lpc_zigzag::<4>(segment, out),
+                5 => self.lpc_zigzag::<5>(segment, out),
+                6 => self.lpc_zigzag::<6>(segment, out),
+                7 => self.lpc_zigzag::<7>(segment, out),
+                8 => self.lpc_zigzag::<8>(segment, out),
+                9 => self.lpc_zigzag::<9>(segment, out),
+                10 => self.lpc_zigzag::<10>(segment, out),
+                11 => self.lpc_zigzag::<11>(segment, out),
+                12 => self.lpc_zigzag::<12>(segment, out),
+                _ => self.lpc_zigzag_any(segment, out),
+            },
+        }
+    }
+
+    /// LPC of exactly order `N`.
+    fn lpc_zigzag<const N: usize>(&self, segment: &[i32], out: &mut Vec<u64>) {
+        // Coefficients fit in 16 bits: as i32 the products are 32×32→64 bits.
+        let coefs: [i32; N] = std::array::from_fn(|j| self.coefs[j] as i32);
+        lpc_zigzag_windows(&coefs, self.shift, segment, out);
+    }
+
+    /// Orders above 12 (not the default): one loop over the runtime order.
+    fn lpc_zigzag_any(&self, segment: &[i32], out: &mut Vec<u64>) {
+        let coefs = &self.coefs[..self.order];
+        out.extend(segment.windows(self.order + 1).map(|w| {
+            let lags = w[..self.order].iter().rev();
+            let sum: i64 = coefs.iter().zip(lags).map(|(&c, &x)| c * i64::from(x)).sum();
+            zigzag(i64::from(w[self.order]) - (sum >> self.shift))
+        }));
+    }
+}
+
+/// Zigzagged residuals of an order-`N` LPC over `segment` (longer than `N`).
+#[inline]
+fn lpc_zigzag_windows<const N: usize>(coefs: &[i32; N], shift: u32, segment: &[i32], out: &mut Vec<u64>) {
+    out.extend(segment.windows(N + 1).map(|w| {
+        // w[N − 1 − j] is lag j+1 of the target w[N].
+        let mut sum = 0i64;
+        for j in 0..N {
+            sum += i64::from(coefs[j]) * i64::from(w[N - 1 - j]);
+        }
+        zigzag(i64::from(w[N]) - (sum >> shift))
+    }));
+}
+
+/// Fixed-order residuals, zigzagged (see [`fixed_residuals`]).
+fn fixed_zigzag_residuals(order: usize, segment: &[i32], out: &mut Vec<u64>) {
+    let x = |w: &[i32], i: usize| i64::from(w[i]);
+    match order {
+        0 => out.extend(segment.iter().map(|&v| zigzag(v.into()))),
+        1 => out.extend(segment.windows(2).map(|w| zigzag(x(w, 1) - x(w, 0)))),
+        2 => out.extend(
+            segment
+                .windows(3)
+                .map(|w| zigzag(x(w, 2) - 2 * x(w, 1) + x(w, 0))),
+        ),
+        3 => out.extend(
+            segment
+                .windows(4)
+                .map(|w| zigzag(x(w, 3) - 3 * x(w, 2) + 3 * x(w, 1) - x(w, 0))),
+        ),
+        _ => out.extend(
+            segment
+                .windows(5)
+                .map(|w| zigzag(x(w, 4) - 4 * x(w, 3) + 6 * x(w, 2) - 4 * x(w, 1) + x(w, 0))),
+        ),
+    }
+}
+
 /// Fixed-order residuals as repeated differences (exact in i64).
+#[cfg(test)]
 fn fixed_residuals(order: usize, segment: &[i32], out: &mut Vec<i64>) {
     let x = |i: usize| i64::from(segment[i]);
     let range = order..segment.len();
@@ -104,19 +198,18 @@ pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> us
         if s.len() <= MAX_FIXED_ORDER {
             continue;
         }
-        let mut prev = [0i64; 4]; // differences of order 0..3 at n−1
-        for (n, &v) in s.iter().enumerate() {
-            let d0 = i64::from(v);
-            let d1 = d0 - prev[0];
-            let d2 = d1 - prev[1];
-            let d3 = d2 - prev[2];
-            let d4 = d3 - prev[3];
-            if n >= MAX_FIXED_ORDER {
-                for (sum, d) in sums.iter_mut().zip([d0, d1, d2, d3, d4]) {
-                    *sum += d.unsigned_abs();
-                }
+        // Each window gives the differences of order 0–4 at its last sample,
+        // recomputed by subtraction alone: no loop-carried state and no
+        // multiplies (SSE2 has no 64-bit multiply), so LLVM vectorises it.
+        for w in s.windows(MAX_FIXED_ORDER + 1) {
+            let x = [w[0], w[1], w[2], w[3], w[4]].map(i64::from);
+            let d1 = [x[1] - x[0], x[2] - x[1], x[3] - x[2], x[4] - x[3]];
+            let d2 = [d1[1] - d1[0], d1[2] - d1[1], d1[3] - d1[2]];
+            let d3 = [d2[1] - d2[0], d2[2] - d2[1]];
+            let d = [x[4], d1[3], d2[2], d3[1], d3[1] - d3[0]];
+            for (sum, d) in sums.iter_mut().zip(d) {
+                *sum += d.unsigned_abs();
             }
-            prev = [d0, d1, d2, d3];
         }
     }
     (0..=MAX_FIXED_ORDER).min_by_key(|&o| sums[o]).unwrap_or(0)
@@ -310,6 +403,38 @@ mod tests {
             rebuilt[order..].fill(0);
             p.restore(&mut rebuilt, &fast).unwrap();
             assert_eq!(rebuilt, segment);
+        }
+    }
+
+    #[test]
+    fn zigzag_residuals_match_the_generic_form_at_every_order() {
+        let segment: Vec<i32> = (0..300i64)
+            .map(|i| ((i * i * 7919 + i * 104_729) % 4_294_967_291 - 2_147_483_645) as i32)
+            .collect();
+        let limit = (1i64 << (MAX_PRECISION - 1)) - 1;
+        let mut predictors: Vec<Predictor> = (0..=MAX_FIXED_ORDER).map(Predictor::fixed).collect();
+        for order in 1..=MAX_LPC_ORDER {
+            let mut coefs = [0i64; MAX_LPC_ORDER];
+            for (j, c) in coefs[..order].iter_mut().enumerate() {
+                *c = if j % 2 == 0 { limit } else { -limit - 1 };
+            }
+            for shift in [0, 13, MAX_SHIFT] {
+                predictors.push(Predictor {
+                    kind: PredictorKind::Lpc,
+                    order,
+                    precision: MAX_PRECISION,
+                    shift,
+                    coefs,
+                });
+            }
+        }
+        for p in predictors {
+            let mut generic = Vec::new();
+            p.residuals(&segment, &mut generic);
+            let mut fast = Vec::new();
+            p.zigzag_residuals(&segment, &mut fast);
+            let expected: Vec<u64> = generic.iter().map(|&r| zigzag(r)).collect();
+            assert_eq!(fast, expected, "{p:?}");
         }
     }
 

@@ -68,6 +68,18 @@ fn best_parameter(sum: u64, count: u64) -> (u8, u64) {
         .unwrap_or((0, 0))
 }
 
+/// Σ values, saturating: huge residuals (near 2^64) can overflow, and such
+/// plans just lose. When the widest value times the count fits in 64 bits
+/// no sum can overflow, so a plain (vectorised) sum gives the same result.
+fn partition_sum(values: &[u64]) -> u64 {
+    let widest = width(values.iter().fold(0, |acc, &u| acc | u));
+    if widest + width(values.len() as u64) <= 64 {
+        values.iter().sum()
+    } else {
+        values.iter().fold(0u64, |a, &u| a.saturating_add(u))
+    }
+}
+
 /// Chooses the partition order and parameters that minimise estimated
 /// bits, from sums over the finest partitions merged pairwise.
 pub(crate) fn plan(zigzagged: &[u64], max_order: u32, sums: &mut Vec<u64>, plan: &mut RicePlan) {
@@ -77,9 +89,7 @@ pub(crate) fn plan(zigzagged: &[u64], max_order: u32, sums: &mut Vec<u64>, plan:
         finest += 1;
     }
     sums.clear();
-    // Saturating: wrapped LPC residuals can be near 2^64; such plans just lose.
-    let saturating_sum = |values: &[u64]| values.iter().fold(0u64, |a, &u| a.saturating_add(u));
-    sums.extend((0..1usize << finest).map(|i| saturating_sum(&zigzagged[partition(len, finest, i)])));
+    sums.extend((0..1usize << finest).map(|i| partition_sum(&zigzagged[partition(len, finest, i)])));
     plan.bits = u64::MAX;
     let mut order = finest;
     loop {

@@ -292,3 +292,80 @@ proptest! {
         }
     }
 }
+
+/// Fixed inputs that exercise every predictor path (fixed orders, LPC at
+/// several orders and precisions, 16- and 24-bit and full i32 range, gaps).
+fn golden_blocks() -> Vec<(CodecConfig, ChannelBlock)> {
+    let sine = |len: usize, amp: f64, step: f64, bits: u32, seed: u64| -> Vec<i32> {
+        let jitter = noise(len, bits, seed);
+        (0..len)
+            .map(|i| (amp * (i as f64 * step).sin()).round() as i32 + jitter[i])
+            .collect()
+    };
+    let mut walk = 0i32;
+    let steps = noise(3000, 6, 7);
+    let random_walk: Vec<i32> = steps
+        .iter()
+        .map(|s| {
+            walk += s;
+            walk
+        })
+        .collect();
+    let mut extremes = noise(700, 32, 11);
+    extremes.iter_mut().step_by(3).for_each(|v| *v = i32::MIN);
+    extremes.iter_mut().step_by(5).for_each(|v| *v = i32::MAX);
+    let gappy: Vec<Option<i32>> = sine(2500, 3000.0, 0.03, 4, 5)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (!(100..140).contains(&i) && i % 700 != 3).then_some(v))
+        .collect();
+    let eeg = ChannelBlock {
+        channels: vec![
+            channel(sine(1280, 20000.0, 0.07, 5, 1)),
+            channel(sine(1280, 4_000_000.0, 0.011, 9, 2)),
+            channel(random_walk),
+            channel(noise(1000, 16, 3)),
+            channel(extremes),
+            with_gaps(&gappy),
+            channel(sine(125, 900.0, 0.2, 3, 4)),
+        ],
+    };
+    let config = |max_lpc_order: u8, lpc_precision: u8, max_partition_order: u8| CodecConfig {
+        max_lpc_order,
+        lpc_precision,
+        max_partition_order,
+    };
+    vec![
+        (CodecConfig::default(), eeg.clone()),
+        (config(32, 15, 8), eeg.clone()),
+        (config(8, 12, 4), eeg.clone()),
+        (config(0, 15, 8), eeg.clone()),
+        (config(32, 16, 8), eeg.clone()),
+        (config(3, 2, 0), eeg),
+    ]
+}
+
+/// Pins the encoded bytes (length and CRC-32C per configuration): any
+/// change to the format or to the encoder's choices fails here.
+#[test]
+fn encoded_bytes_are_pinned() {
+    let expected: [(usize, u32); 6] = [
+        (11765, 0xde83_0f80),
+        (11770, 0xbd4d_e70d),
+        (11778, 0xf5a6_e137),
+        (12303, 0xeee6_5d29),
+        (11781, 0x7eda_1ecc),
+        (12263, 0x4de0_059a),
+    ];
+    let mut encoder_out = Vec::new();
+    for (i, (config, block)) in golden_blocks().iter().enumerate() {
+        encoder_out.clear();
+        BlockEncoder::new(*config)
+            .encode(block, &mut encoder_out)
+            .unwrap();
+        assert_eq!(&BlockDecoder::new().decode(&encoder_out).unwrap(), block);
+        // The stored CRC covers every byte before it.
+        let stored = u32::from_le_bytes(encoder_out[encoder_out.len() - 4..].try_into().unwrap());
+        assert_eq!((encoder_out.len(), stored), expected[i], "configuration {i}");
+    }
+}

@@ -100,7 +100,10 @@ struct StreamWindows {
 #[derive(Debug)]
 pub struct BandPowers {
     config: BandPowersConfig,
-    features: SpectralFeatures,
+    /// The feature set, or why the configuration cannot make one (every
+    /// frame is then rejected with that reason; the engine's config checks
+    /// refuse such pipelines before they run).
+    features: Result<SpectralFeatures, String>,
     streams: HashMap<Arc<str>, StreamWindows>,
     kind: Arc<str>,
     /// Scratch: the window in time order, as f64.
@@ -112,9 +115,10 @@ pub struct BandPowers {
 }
 
 impl BandPowers {
-    pub fn new(config: BandPowersConfig) -> Result<Self, WelchError> {
-        let features = SpectralFeatures::new(config.bands.clone(), config.edge_range_hz)?;
-        Ok(Self {
+    pub fn new(config: BandPowersConfig) -> Self {
+        let features = SpectralFeatures::new(config.bands.clone(), config.edge_range_hz)
+            .map_err(|e: WelchError| format!("band_powers: {e}"));
+        Self {
             config,
             features,
             streams: HashMap::new(),
@@ -122,10 +126,11 @@ impl BandPowers {
             linear: Vec::new(),
             values: Vec::new(),
             pending: Vec::new(),
-        })
+        }
     }
 
     fn build(&self, layout: &ChannelLayout, start_ns: i64) -> Result<Vec<ChannelWindow>, String> {
+        let features = self.features.as_ref().map_err(|e| e.clone())?;
         let indices: Vec<usize> = match &self.config.channels {
             None => (0..layout.len()).collect(),
             Some(names) => names
@@ -134,7 +139,7 @@ impl BandPowers {
                 .collect::<Option<_>>()
                 .ok_or("frame lacks a channel named in band_powers.channels")?,
         };
-        let mut names = self.features.names();
+        let mut names = features.names();
         names.push("latency_s".into());
         indices
             .into_iter()
@@ -203,12 +208,13 @@ impl BandPowers {
             return Ok(());
         };
         let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
+        let features = self.features.as_ref().map_err(|e| e.clone())?;
         for c in channels.iter_mut() {
             for &x in frame.channel(c.index) {
                 if c.push(x) {
                     let record = window_record(
                         c,
-                        (&self.features, &self.kind, &frame.stream_id),
+                        (features, &self.kind, &frame.stream_id),
                         frame.sequence,
                         (&mut self.linear, &mut self.values),
                     );
@@ -310,7 +316,7 @@ mod tests {
 
     /// Runs `data` cut into frames of `frame` samples.
     fn run(data: &[Vec<f32>], frame: usize) -> Vec<Record> {
-        let mut op = BandPowers::new(BandPowersConfig::eeg_default()).unwrap();
+        let mut op = BandPowers::new(BandPowersConfig::eeg_default());
         let layout = layout(data.len());
         let mut out = Output::default();
         let mut records = Vec::new();
@@ -384,7 +390,7 @@ mod tests {
     fn missing_channel_is_rejected() {
         let mut config = BandPowersConfig::eeg_default();
         config.channels = Some(vec!["nope".into()]);
-        let mut op = BandPowers::new(config).unwrap();
+        let mut op = BandPowers::new(config);
         let f = Frame::new("s".into(), Modality::Eeg, layout(1), 0, 0, vec![1], vec![0.0]).unwrap();
         let err = op.process(Item::Frame(f), &mut Output::default()).unwrap_err();
         assert!(err.reason.contains("band_powers.channels"));

@@ -221,9 +221,23 @@ impl SpectralFeatures {
 
 /// Indices of bins with k·df in `[low, high)`.
 fn bins_in(bins: usize, df: f64, low: f64, high: f64) -> std::ops::Range<usize> {
-    let start = (0..bins).find(|&k| k as f64 * df >= low).unwrap_or(bins);
-    let end = (start..bins).find(|&k| k as f64 * df >= high).unwrap_or(bins);
+    let start = first_bin_at_or_above(bins, df, low);
+    let end = first_bin_at_or_above(bins, df, high).max(start);
     start..end
+}
+
+/// The lowest k < bins with k·df >= f (bins when none): a division, then
+/// the exact comparison the rule states, so rounding in the division cannot
+/// move a band edge.
+fn first_bin_at_or_above(bins: usize, df: f64, f: f64) -> usize {
+    let mut k = ((f / df).ceil().max(0.0) as usize).min(bins);
+    while k > 0 && (k - 1) as f64 * df >= f {
+        k -= 1;
+    }
+    while k < bins && (k as f64) * df < f {
+        k += 1;
+    }
+    k
 }
 
 /// Σ PSD · df over the bins in `[low, high)`.
@@ -274,6 +288,23 @@ mod tests {
         assert!((values[7] - 1.0).abs() < 1e-9);
         assert_eq!(values[values.len() - 1], 10.0);
         assert_eq!(values[11], 10.0, "sef50");
+    }
+
+    #[test]
+    fn bin_ranges_follow_the_comparison_rule() {
+        for (df, low, high) in [
+            (1.0, 4.0, 8.0),
+            (0.5, 1.0, 1.2),
+            (128.0 / 200.0, 13.0, 30.0),
+            (1.0, 70.0, 90.0),
+        ] {
+            let bins = 65;
+            let expected: Vec<usize> = (0..bins)
+                .filter(|&k| k as f64 * df >= low && (k as f64 * df) < high)
+                .collect();
+            let got: Vec<usize> = bins_in(bins, df, low, high).collect();
+            assert_eq!(got, expected, "df {df} [{low}, {high})");
+        }
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl ChannelWindow {
         self.filled = 0;
         self.head = 0;
         self.until_emit = self.ring.len();
+        self.welch.forget();
     }
 
     fn sample_ns(&self, k: u64) -> i64 {
@@ -242,7 +243,9 @@ fn window_record(
             .map(|&x| f64::from(x)),
     );
     let df = c.rate / c.welch.segment() as f64;
-    let psd = c.welch.psd(linear, c.rate);
+    // Sample indices name the same samples until a discontinuity, which
+    // makes the Welch cache forget (reset_buffer).
+    let psd = c.welch.psd_at(linear, c.rate, c.count - n as u64);
     values.clear();
     features.compute(psd, df, values);
     let end_ns = c.sample_ns(c.count);

@@ -64,7 +64,17 @@ pub struct Welch {
     spectrum: Vec<Complex<f64>>,
     scratch: Vec<Complex<f64>>,
     psd: Vec<f64>,
+    /// Periodograms (|FFT|², unscaled) of recent segments keyed by the
+    /// index of their first sample in the caller's stream: with a hop
+    /// shorter than the segment step, consecutive windows share segments,
+    /// and each is transformed once instead of once per window.
+    cache: Vec<(Option<u64>, Vec<f64>)>,
+    next_slot: usize,
 }
+
+/// Segments remembered by [`Welch::psd_at`]; 2 s / 250 ms windows with 1 s
+/// segments need the last 5.
+const CACHED_SEGMENTS: usize = 8;
 
 impl std::fmt::Debug for Welch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +99,10 @@ impl Welch {
             spectrum: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
             psd: vec![0.0; segment / 2 + 1],
+            cache: (0..CACHED_SEGMENTS)
+                .map(|_| (None, vec![0.0; segment / 2 + 1]))
+                .collect(),
+            next_slot: 0,
             scale_per_hz: 1.0 / energy,
             window,
             fft,
@@ -105,14 +119,25 @@ impl Welch {
     }
 
     /// The PSD of `x` sampled at `fs` Hz (units²/Hz), bin k at k·fs/segment.
-    /// `x` must hold at least one segment.
     pub fn psd(&mut self, x: &[f64], fs: f64) -> &[f64] {
+        self.forget();
+        self.psd_at(x, fs, 0)
+    }
+
+    /// As [`Welch::psd`] for `x` starting at sample `first` of a contiguous
+    /// run: segments already transformed (same first sample) are reused.
+    /// Call [`Welch::forget`] whenever sample indices stop naming the same
+    /// samples (a new run).
+    pub fn psd_at(&mut self, x: &[f64], fs: f64, first: u64) -> &[f64] {
         let n = self.segment;
         let step = n - n / 2;
         let segments = if x.len() < n { 0 } else { (x.len() - n / 2) / step };
         self.psd.iter_mut().for_each(|p| *p = 0.0);
         for s in 0..segments {
-            self.accumulate(&x[s * step..s * step + n]);
+            let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
+            for (p, q) in self.psd.iter_mut().zip(&self.cache[slot].1) {
+                *p += q;
+            }
         }
         let last = self.psd.len() - 1;
         // One-sided: every bin but DC (and Nyquist for even n) holds the
@@ -125,23 +150,36 @@ impl Welch {
         &self.psd
     }
 
-    /// Adds |FFT(detrended, windowed segment)|² to the PSD accumulator.
-    fn accumulate(&mut self, segment: &[f64]) {
+    /// Drops the remembered segments.
+    pub fn forget(&mut self) {
+        self.cache.iter_mut().for_each(|(key, _)| *key = None);
+    }
+
+    /// The cache slot holding |FFT(detrended, windowed segment)|² for the
+    /// segment starting at sample `start`, computed if not remembered.
+    fn periodogram(&mut self, segment: &[f64], start: u64) -> usize {
+        if let Some(slot) = self.cache.iter().position(|(key, _)| *key == Some(start)) {
+            return slot;
+        }
+        // Round robin: the oldest inserted segment is the earliest one.
+        let slot = self.next_slot;
+        self.next_slot = (slot + 1) % self.cache.len();
         let mean = segment.iter().sum::<f64>() / segment.len() as f64;
         for ((dst, &x), &w) in self.input.iter_mut().zip(segment).zip(&self.window) {
             *dst = (x - mean) * w;
         }
-        // Lengths come from the plan itself, so processing cannot fail.
-        if self
+        let (key, power) = &mut self.cache[slot];
+        // Lengths come from the plan itself, so processing cannot fail; a
+        // failure would leave NaN power rather than a stale segment.
+        let ok = self
             .fft
             .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
-            .is_err()
-        {
-            return;
+            .is_ok();
+        for (p, c) in power.iter_mut().zip(&self.spectrum) {
+            *p = if ok { c.norm_sqr() } else { f64::NAN };
         }
-        for (p, c) in self.psd.iter_mut().zip(&self.spectrum) {
-            *p += c.norm_sqr();
-        }
+        *key = Some(start);
+        slot
     }
 }
 

@@ -346,6 +346,19 @@ mod tests {
     }
 
     #[test]
+    fn cached_segments_give_the_same_bits_as_a_fresh_estimate() {
+        let x: Vec<f64> = (0..2048)
+            .map(|i| ((i * 7919) % 1000) as f64 * 0.01 - 5.0)
+            .collect();
+        let (mut cached, mut fresh) = (Welch::new(128).unwrap(), Welch::new(128).unwrap());
+        for start in (0..=x.len() - 256).step_by(32) {
+            let window = &x[start..start + 256];
+            let ours = cached.psd_at(window, 128.0, start as u64).to_vec();
+            assert_eq!(ours, fresh.psd(window, 128.0), "window at {start}");
+        }
+    }
+
+    #[test]
     fn bad_parameters_are_refused() {
         assert!(Welch::new(1).is_err());
         assert!(SpectralFeatures::new(vec![Band::new("x", 4.0, 4.0)], None).is_err());

@@ -8,6 +8,7 @@
 pub mod basic;
 pub mod codec;
 pub mod deid;
+pub mod features;
 pub mod filters;
 pub mod frame;
 pub mod operator;

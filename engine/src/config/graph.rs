@@ -65,7 +65,7 @@ fn signature(kind: &OperatorKind) -> Signature {
         | OperatorKind::Validate(_)
         | OperatorKind::Butterworth(_)
         | OperatorKind::Notch(_) => Signature::FramesTo(ItemKind::Frame),
-        OperatorKind::FrameStats(_) => Signature::FramesTo(ItemKind::Record),
+        OperatorKind::FrameStats(_) | OperatorKind::BandPowers(_) => Signature::FramesTo(ItemKind::Record),
     }
 }
 
@@ -443,6 +443,7 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             }
             OperatorKind::Butterworth(b) => check_butterworth(b, &mut fail),
             OperatorKind::Notch(n) => check_notch(n, &mut fail),
+            OperatorKind::BandPowers(b) => check_band_powers(b, &mut fail),
             _ => {}
         }
     }
@@ -524,6 +525,52 @@ fn check_notch(spec: &NotchSpec, fail: &mut impl FnMut(Pos, String)) {
     check_filter_channels(&spec.channels, "notch", fail);
 }
 
+fn check_band_powers(spec: &BandPowersSpec, fail: &mut impl FnMut(Pos, String)) {
+    let (window, hop, segment) = (spec.window.value.0, spec.hop.value.0, spec.segment.value.0);
+    if window.is_zero() {
+        fail(spec.window.pos, "band_powers.window must be longer than 0".into());
+    }
+    if hop.is_zero() || hop > window {
+        fail(
+            spec.hop.pos,
+            "band_powers.hop must be longer than 0 and at most band_powers.window".into(),
+        );
+    }
+    if segment.is_zero() || segment > window {
+        fail(
+            spec.segment.pos,
+            "band_powers.segment must be longer than 0 and at most band_powers.window".into(),
+        );
+    }
+    if let Some(bands) = &spec.bands {
+        if bands.value.is_empty() {
+            fail(
+                bands.pos,
+                "band_powers.bands lists no band; leave it out for the EEG bands".into(),
+            );
+        }
+        for band in &bands.value {
+            let [low, high] = band.hz;
+            if !(low.is_finite() && high.is_finite() && low >= 0.0 && low < high) {
+                let message = format!(
+                    "band_powers.bands: band {} must be [low, high] Hz with 0 <= low < high",
+                    band.name
+                );
+                fail(bands.pos, message);
+            }
+        }
+    }
+    if let Some(range) = &spec.edge_range_hz {
+        if !matches!(range.value[..], [low, high] if low >= 0.0 && low < high) {
+            fail(
+                range.pos,
+                "band_powers.edge_range_hz must be [low, high] Hz with 0 <= low < high".into(),
+            );
+        }
+    }
+    check_filter_channels(&spec.channels, "band_powers", fail);
+}
+
 fn check_filter_channels(
     channels: &Option<super::Located<Vec<String>>>,
     operator: &str,
@@ -549,14 +596,22 @@ fn check_filter_rates(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec
         let (field, frequencies, pos) = match &kind.value {
             OperatorKind::Butterworth(b) => (
                 "butterworth.cutoff_hz",
-                b.cutoff_hz.value.frequencies(),
+                b.cutoff_hz.value.frequencies().to_vec(),
                 b.cutoff_hz.pos,
             ),
             OperatorKind::Notch(n) => (
                 "notch.frequency_hz",
-                std::slice::from_ref(&n.frequency_hz.value),
+                vec![n.frequency_hz.value],
                 n.frequency_hz.pos,
             ),
+            OperatorKind::BandPowers(b) => match &b.bands {
+                Some(bands) => (
+                    "band_powers.bands",
+                    bands.value.iter().map(|b| b.hz[1]).collect(),
+                    bands.pos,
+                ),
+                None => continue,
+            },
             _ => continue,
         };
         let Some(highest) = frequencies.iter().copied().reduce(f64::max) else {

@@ -242,6 +242,11 @@ pub enum OperatorKind {
     /// `deid_audit` record (counts only) when the run ends. See
     /// docs/privacy.md.
     Deidentify(DeidentifySpec),
+    /// Sliding windows per channel (never across a gap) and, per window,
+    /// Welch band powers (absolute and relative), spectral edge frequencies
+    /// and peak frequency: one record per channel per window. See
+    /// docs/features.md.
+    BandPowers(BandPowersSpec),
 }
 
 impl NodeKinds for OperatorKind {
@@ -256,6 +261,7 @@ impl NodeKinds for OperatorKind {
             "butterworth",
             "notch",
             "deidentify",
+            "band_powers",
         ]
     }
 }
@@ -378,6 +384,53 @@ pub struct NotchSpec {
     /// Channels to filter (default: all); the others pass unchanged.
     #[serde(default)]
     pub channels: Option<Located<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BandPowersSpec {
+    /// Window length, e.g. 2s.
+    #[serde(default = "default_feature_window")]
+    pub window: Located<DurationSpec>,
+    /// Time between successive windows, e.g. 250ms; at most `window`.
+    #[serde(default = "default_feature_hop")]
+    pub hop: Located<DurationSpec>,
+    /// Welch segment length (Hann, 50 % overlap), e.g. 1s; at most `window`.
+    #[serde(default = "default_feature_segment")]
+    pub segment: Located<DurationSpec>,
+    /// Frequency bands in order (default: delta 1-4, theta 4-8, alpha 8-13,
+    /// beta 13-30, gamma 30-50 Hz). Each is `[low, high)` in Hz.
+    #[serde(default)]
+    pub bands: Option<Located<Vec<BandSpec>>>,
+    /// `[low, high]` Hz range for the spectral edge and peak frequencies
+    /// (default: from the lowest band edge to the highest).
+    #[serde(default)]
+    pub edge_range_hz: Option<Located<Vec<f64>>>,
+    /// Channels to compute (default: all).
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+}
+
+/// One named frequency band.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BandSpec {
+    /// Prefix of the band's values, e.g. alpha gives alpha_abs, alpha_rel.
+    pub name: String,
+    /// `[low, high]` in Hz.
+    pub hz: [f64; 2],
+}
+
+fn default_feature_window() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(2)), Default::default())
+}
+
+fn default_feature_hop() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_millis(250)), Default::default())
+}
+
+fn default_feature_segment() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(1)), Default::default())
 }
 
 fn default_notch_q() -> Located<f64> {

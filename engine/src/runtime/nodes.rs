@@ -13,12 +13,13 @@ use tokio::task::JoinHandle;
 use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, RuntimeError};
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
-use crate::config::spec::{ButterworthSpec, FilterKind};
+use crate::config::spec::{BandPowersSpec, ButterworthSpec, FilterKind};
 use crate::config::{LoadedPipeline, OperatorKind};
 use crate::health::Readiness;
 use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
+use sigfab_operators::features::{Band as FeatureBand, BandPowers, BandPowersConfig};
 
 struct DeadLetterNode {
     counters: Arc<NodeCounters>,
@@ -335,7 +336,29 @@ fn build_operator(
             n.warm_start,
         )),
         OperatorKind::Deidentify(d) => Box::new(crate::deid::build(pipeline, d)?),
+        OperatorKind::BandPowers(b) => Box::new(BandPowers::new(band_powers_config(b))),
     })
+}
+
+/// The checked spec as the operator's configuration.
+fn band_powers_config(spec: &BandPowersSpec) -> BandPowersConfig {
+    let mut config = BandPowersConfig::eeg_default();
+    config.window_s = spec.window.value.0.as_secs_f64();
+    config.hop_s = spec.hop.value.0.as_secs_f64();
+    config.segment_s = spec.segment.value.0.as_secs_f64();
+    if let Some(bands) = &spec.bands {
+        config.bands = bands
+            .value
+            .iter()
+            .map(|b| FeatureBand::new(&b.name, b.hz[0], b.hz[1]))
+            .collect();
+    }
+    config.edge_range_hz = spec.edge_range_hz.as_ref().and_then(|r| match r.value[..] {
+        [low, high] => Some((low, high)),
+        _ => None,
+    });
+    config.channels = spec.channels.as_ref().map(|c| c.value.clone());
+    config
 }
 
 /// The checked spec as a design (graph.rs made sure the edges fit the kind).

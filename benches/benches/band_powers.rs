@@ -1,0 +1,155 @@
+//! Channel-windows/s of the `band_powers` operator — 2 s windows every
+//! 250 ms, Welch with 1 s Hann segments (50 % overlap), five EEG bands,
+//! SEF50/90/95 and peak frequency — on the real 64-channel EDF in 40 ms
+//! frames, on one core; the peer is `scipy.signal.welch` (all channels of a
+//! window in one vectorised call) plus the band sums, on the same windows
+//! in the same run.
+//!
+//!     cargo bench -p sigfab-benches --bench band_powers
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sigfab_benches::{median_and_best_time, pin_to_one_core, python_numbers};
+use sigfab_engine::shared_data;
+use sigfab_operators::features::{BandPowers, BandPowersConfig};
+use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output};
+
+const RUNS: usize = 7;
+const RECORDING: &str = "edf/eegmmidb-style-64ch-128hz.edf";
+
+/// The recording's channels, whole, as the readers give them.
+fn read_channels(path: &Path) -> (Vec<ChannelSpec>, Vec<Vec<f32>>) {
+    let mut reader = sigfab_engine::readers::open(path).expect("open EDF");
+    let specs: Vec<ChannelSpec> = reader
+        .header()
+        .signals
+        .iter()
+        .map(|s| ChannelSpec {
+            name: s.name.clone(),
+            unit: s.unit.clone(),
+            sample_rate: s.sample_rate,
+        })
+        .collect();
+    let mut channels = vec![Vec::new(); specs.len()];
+    while reader.read_blocks(64, &mut channels).expect("read EDF") > 0 {}
+    (specs, channels)
+}
+
+/// The record cut into frames of `frame_len` samples per channel.
+fn frames(specs: &[ChannelSpec], channels: &[Vec<f32>], frame_len: usize) -> Vec<Frame> {
+    let layout = Arc::new(ChannelLayout::new(specs.to_vec()));
+    let len = channels[0].len();
+    (0..len)
+        .step_by(frame_len)
+        .enumerate()
+        .map(|(sequence, start)| {
+            let end = (start + frame_len).min(len);
+            let samples: Vec<f32> = channels
+                .iter()
+                .flat_map(|c| c[start..end].iter().copied())
+                .collect();
+            let counts = vec![(end - start) as u32; channels.len()];
+            Frame::new(
+                "bench".into(),
+                Modality::Eeg,
+                layout.clone(),
+                0,
+                sequence as u64,
+                counts,
+                samples,
+            )
+            .expect("consistent frame")
+        })
+        .collect()
+}
+
+/// Median and best seconds to run every frame through a fresh operator,
+/// and the number of records (channel-windows) it made.
+fn time_ours(frames: &[Frame]) -> (f64, f64, usize) {
+    let mut records = 0;
+    let (median, best) = median_and_best_time(RUNS, || {
+        let mut op = BandPowers::new(BandPowersConfig::eeg_default());
+        let mut out = Output::default();
+        records = 0;
+        for frame in frames {
+            op.process(Item::Frame(frame.clone()), &mut out)
+                .expect("accepted");
+            records += out.drain().count();
+        }
+    });
+    (median.as_secs_f64(), best.as_secs_f64(), records)
+}
+
+/// Median and best seconds of welch + band sums on the same windows.
+fn scipy_seconds(raw: &Path, channels: usize) -> Option<(f64, f64)> {
+    let script = format!(
+        "import time\nimport numpy as np\nfrom scipy import signal\n\
+         x = np.fromfile('{raw}', dtype='<f4').reshape({channels}, -1).astype(np.float64)\n\
+         bands = [(1, 4), (4, 8), (8, 13), (13, 30), (30, 50)]\n\
+         def run():\n    for s in range(0, x.shape[1] - 256 + 1, 32):\n        f, p = signal.welch(x[:, s:s + 256], fs=128, nperseg=128, axis=-1)\n        \
+         [p[:, (f >= lo) & (f < hi)].sum(axis=-1) for lo, hi in bands]\n\
+         run()\n\
+         ts = []\n\
+         for _ in range({RUNS}):\n    t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)\n\
+         ts.sort(); print(ts[len(ts) // 2], ts[0])",
+        raw = raw.display()
+    );
+    // One thread for SciPy and anything it links.
+    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+        std::env::set_var(var, "1");
+    }
+    match python_numbers(&script)?[..] {
+        [median, best] => Some((median, best)),
+        _ => None,
+    }
+}
+
+fn main() {
+    let pinned = pin_to_one_core();
+    let path = shared_data::require(RECORDING);
+    let (specs, channels) = read_channels(&path);
+    let rate = specs[0].sample_rate;
+    assert!(
+        specs.iter().all(|s| s.sample_rate == rate),
+        "one rate across channels"
+    );
+    assert_eq!(rate, 128.0, "the SciPy peer assumes 128 Hz");
+    let raw = std::env::temp_dir().join(format!("sigfab-band-bench-{}.f32", std::process::id()));
+    let bytes: Vec<u8> = channels.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(&raw, bytes).expect("write samples for the SciPy peer");
+    let scipy = scipy_seconds(&raw, channels.len());
+    let _ = std::fs::remove_file(&raw);
+    let frames = frames(&specs, &channels, (rate * 0.040).round() as usize);
+    let (median, best, windows) = time_ours(&frames);
+    let expected = channels.len() * ((channels[0].len() - 256) / 32 + 1);
+    assert_eq!(windows, expected, "same windows as the peer");
+    println!(
+        "\nband_powers 2 s / 250 ms, Welch 1 s segments: {RECORDING}, {} channels x {} samples at {rate} Hz, {windows} channel-windows, median of {RUNS} runs, {}",
+        channels.len(),
+        channels[0].len(),
+        if pinned { "pinned to one core" } else { "NOT pinned (sched_setaffinity failed)" },
+    );
+    println!("| case | median ms | channel-windows/s (median) | (best run) | vs SciPy (median) | (best) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let rate_of = |seconds: f64| windows as f64 / seconds;
+    let ratio =
+        |ours: f64, theirs: Option<f64>| theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours));
+    println!(
+        "| ours, band_powers operator, 40 ms frames | {:.1} | {:.0} | {:.0} | {} | {} |",
+        median * 1e3,
+        rate_of(median),
+        rate_of(best),
+        ratio(median, scipy.map(|s| s.0)),
+        ratio(best, scipy.map(|s| s.1)),
+    );
+    match scipy {
+        Some((m, b)) => println!(
+            "| peer: scipy.signal.welch (64 channels per call) + band sums | {:.1} | {:.0} | {:.0} | 1.0x | 1.0x |",
+            m * 1e3,
+            rate_of(m),
+            rate_of(b)
+        ),
+        None => println!("| peer: scipy.signal.welch | n/a (pip install numpy scipy) | | | | |"),
+    }
+}

@@ -1,0 +1,367 @@
+//! Welch power spectral density and the features computed from it.
+//!
+//! [`Welch::psd`] matches `scipy.signal.welch(x, fs, nperseg=n)` with its
+//! defaults: periodic Hann window (`get_window('hann', n)`), 50 % overlap
+//! (`noverlap = n // 2`), constant detrend per segment, one-sided density
+//! scaling, mean over segments. Work is in f64; the FFT plan, window and
+//! scratch are made once per segment length and reused for every window.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+
+/// Why a Welch estimator or feature set cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WelchError {
+    #[error("segment of {0} samples is too short (at least 2)")]
+    SegmentTooShort(usize),
+    #[error("window of {window} samples is shorter than the segment of {segment}")]
+    WindowShorterThanSegment { window: usize, segment: usize },
+    #[error("band {name} must satisfy 0 <= low < high")]
+    BadBand { name: String },
+    #[error("no bands given")]
+    NoBands,
+}
+
+/// A named frequency band `[low_hz, high_hz)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Band {
+    pub name: String,
+    pub low_hz: f64,
+    pub high_hz: f64,
+}
+
+impl Band {
+    pub fn new(name: &str, low_hz: f64, high_hz: f64) -> Self {
+        Self {
+            name: name.to_string(),
+            low_hz,
+            high_hz,
+        }
+    }
+
+    /// delta 1–4, theta 4–8, alpha 8–13, beta 13–30, gamma 30–50 Hz.
+    pub fn eeg_defaults() -> Vec<Band> {
+        vec![
+            Band::new("delta", 1.0, 4.0),
+            Band::new("theta", 4.0, 8.0),
+            Band::new("alpha", 8.0, 13.0),
+            Band::new("beta", 13.0, 30.0),
+            Band::new("gamma", 30.0, 50.0),
+        ]
+    }
+}
+
+/// A Welch estimator for one segment length.
+pub struct Welch {
+    segment: usize,
+    fft: Arc<dyn RealToComplex<f64>>,
+    window: Vec<f64>,
+    /// 1 / (fs · Σ w²), SciPy's density scale, without the one-sided ×2.
+    scale_per_hz: f64,
+    input: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+    psd: Vec<f64>,
+    /// Periodograms (|FFT|², unscaled) of recent segments keyed by the
+    /// index of their first sample in the caller's stream: with a hop
+    /// shorter than the segment step, consecutive windows share segments,
+    /// and each is transformed once instead of once per window.
+    cache: Vec<(Option<u64>, Vec<f64>)>,
+    next_slot: usize,
+}
+
+/// Segments remembered by [`Welch::psd_at`]; 2 s / 250 ms windows with 1 s
+/// segments need the last 5.
+const CACHED_SEGMENTS: usize = 8;
+
+impl std::fmt::Debug for Welch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Welch").field("segment", &self.segment).finish()
+    }
+}
+
+impl Welch {
+    pub fn new(segment: usize) -> Result<Self, WelchError> {
+        if segment < 2 {
+            return Err(WelchError::SegmentTooShort(segment));
+        }
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(segment);
+        // Periodic Hann (sym=False), as scipy.signal.get_window('hann', n).
+        let window: Vec<f64> = (0..segment)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / segment as f64).cos())
+            .collect();
+        let energy: f64 = window.iter().map(|w| w * w).sum();
+        Ok(Self {
+            segment,
+            input: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            psd: vec![0.0; segment / 2 + 1],
+            cache: (0..CACHED_SEGMENTS)
+                .map(|_| (None, vec![0.0; segment / 2 + 1]))
+                .collect(),
+            next_slot: 0,
+            scale_per_hz: 1.0 / energy,
+            window,
+            fft,
+        })
+    }
+
+    pub fn segment(&self) -> usize {
+        self.segment
+    }
+
+    /// Number of one-sided PSD bins.
+    pub fn bins(&self) -> usize {
+        self.segment / 2 + 1
+    }
+
+    /// The PSD of `x` sampled at `fs` Hz (units²/Hz), bin k at k·fs/segment.
+    pub fn psd(&mut self, x: &[f64], fs: f64) -> &[f64] {
+        self.forget();
+        self.psd_at(x, fs, 0)
+    }
+
+    /// As [`Welch::psd`] for `x` starting at sample `first` of a contiguous
+    /// run: segments already transformed (same first sample) are reused.
+    /// Call [`Welch::forget`] whenever sample indices stop naming the same
+    /// samples (a new run).
+    pub fn psd_at(&mut self, x: &[f64], fs: f64, first: u64) -> &[f64] {
+        let n = self.segment;
+        let step = n - n / 2;
+        let segments = if x.len() < n { 0 } else { (x.len() - n / 2) / step };
+        self.psd.iter_mut().for_each(|p| *p = 0.0);
+        for s in 0..segments {
+            let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
+            for (p, q) in self.psd.iter_mut().zip(&self.cache[slot].1) {
+                *p += q;
+            }
+        }
+        let last = self.psd.len() - 1;
+        // One-sided: every bin but DC (and Nyquist for even n) holds the
+        // power of its negative-frequency twin too.
+        let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
+        for (k, p) in self.psd.iter_mut().enumerate() {
+            let twice = k != 0 && !(n.is_multiple_of(2) && k == last);
+            *p *= if twice { 2.0 * scale } else { scale };
+        }
+        &self.psd
+    }
+
+    /// Drops the remembered segments.
+    pub fn forget(&mut self) {
+        self.cache.iter_mut().for_each(|(key, _)| *key = None);
+    }
+
+    /// The cache slot holding |FFT(detrended, windowed segment)|² for the
+    /// segment starting at sample `start`, computed if not remembered.
+    fn periodogram(&mut self, segment: &[f64], start: u64) -> usize {
+        if let Some(slot) = self.cache.iter().position(|(key, _)| *key == Some(start)) {
+            return slot;
+        }
+        // Round robin: the oldest inserted segment is the earliest one.
+        let slot = self.next_slot;
+        self.next_slot = (slot + 1) % self.cache.len();
+        let mean = segment.iter().sum::<f64>() / segment.len() as f64;
+        for ((dst, &x), &w) in self.input.iter_mut().zip(segment).zip(&self.window) {
+            *dst = (x - mean) * w;
+        }
+        let (key, power) = &mut self.cache[slot];
+        // Lengths come from the plan itself, so processing cannot fail; a
+        // failure would leave NaN power rather than a stale segment.
+        let ok = self
+            .fft
+            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
+            .is_ok();
+        for (p, c) in power.iter_mut().zip(&self.spectrum) {
+            *p = if ok { c.norm_sqr() } else { f64::NAN };
+        }
+        *key = Some(start);
+        slot
+    }
+}
+
+/// Spectral features of one PSD: absolute and relative band powers, spectral
+/// edge frequencies and peak frequency.
+///
+/// Integration rule: a band's power is Σ PSD[k] · df over the bins whose
+/// frequency f_k = k·df lies in `[low, high)`, df = fs / segment. Total power
+/// is the same sum over `[min band low, max band high)`; relative = band /
+/// total. SEF_p is the lowest bin frequency in the edge range at which the
+/// cumulative power reaches p of the range's power; the peak is the
+/// frequency of the largest bin in the range (first one on ties).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpectralFeatures {
+    pub bands: Vec<Band>,
+    /// `[low, high)` for SEF and peak frequency.
+    pub edge_range_hz: (f64, f64),
+    /// Edge fractions, e.g. 0.5, 0.9, 0.95 for SEF50/90/95.
+    pub edges: Vec<f64>,
+}
+
+impl SpectralFeatures {
+    pub fn new(bands: Vec<Band>, edge_range_hz: Option<(f64, f64)>) -> Result<Self, WelchError> {
+        if bands.is_empty() {
+            return Err(WelchError::NoBands);
+        }
+        if let Some(b) = bands.iter().find(|b| !(b.low_hz >= 0.0 && b.low_hz < b.high_hz)) {
+            return Err(WelchError::BadBand { name: b.name.clone() });
+        }
+        let span = Self::span(&bands);
+        Ok(Self {
+            edge_range_hz: edge_range_hz.unwrap_or(span),
+            bands,
+            edges: vec![0.5, 0.9, 0.95],
+        })
+    }
+
+    fn span(bands: &[Band]) -> (f64, f64) {
+        let low = bands.iter().map(|b| b.low_hz).fold(f64::INFINITY, f64::min);
+        let high = bands.iter().map(|b| b.high_hz).fold(f64::NEG_INFINITY, f64::max);
+        (low, high)
+    }
+
+    /// Value names, in the order [`SpectralFeatures::compute`] writes them.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.bands.iter().map(|b| format!("{}_abs", b.name)).collect();
+        names.extend(self.bands.iter().map(|b| format!("{}_rel", b.name)));
+        names.push("total_power".into());
+        names.extend(self.edges.iter().map(|e| format!("sef{}", (e * 100.0).round())));
+        names.push("peak_hz".into());
+        names
+    }
+
+    /// Appends the feature values of `psd` (bin spacing `df`) to `out`.
+    pub fn compute(&self, psd: &[f64], df: f64, out: &mut Vec<f64>) {
+        let (low, high) = Self::span(&self.bands);
+        let total = band_power(psd, df, low, high);
+        let first = out.len();
+        out.extend(
+            self.bands
+                .iter()
+                .map(|b| band_power(psd, df, b.low_hz, b.high_hz)),
+        );
+        for i in 0..self.bands.len() {
+            out.push(out[first + i] / total);
+        }
+        out.push(total);
+        let (lo, hi) = self.edge_range_hz;
+        let range = bins_in(psd.len(), df, lo, hi);
+        let range_power: f64 = psd[range.clone()].iter().sum();
+        for &edge in &self.edges {
+            out.push(edge_frequency(psd, range.clone(), df, edge * range_power));
+        }
+        out.push(peak_frequency(psd, range, df));
+    }
+}
+
+/// Indices of bins with k·df in `[low, high)`.
+fn bins_in(bins: usize, df: f64, low: f64, high: f64) -> std::ops::Range<usize> {
+    let start = first_bin_at_or_above(bins, df, low);
+    let end = first_bin_at_or_above(bins, df, high).max(start);
+    start..end
+}
+
+/// The lowest k < bins with k·df >= f (bins when none): a division, then
+/// the exact comparison the rule states, so rounding in the division cannot
+/// move a band edge.
+fn first_bin_at_or_above(bins: usize, df: f64, f: f64) -> usize {
+    let mut k = ((f / df).ceil().max(0.0) as usize).min(bins);
+    while k > 0 && (k - 1) as f64 * df >= f {
+        k -= 1;
+    }
+    while k < bins && (k as f64) * df < f {
+        k += 1;
+    }
+    k
+}
+
+/// Σ PSD · df over the bins in `[low, high)`.
+pub fn band_power(psd: &[f64], df: f64, low: f64, high: f64) -> f64 {
+    psd[bins_in(psd.len(), df, low, high)].iter().sum::<f64>() * df
+}
+
+/// Lowest bin frequency at which the cumulative sum reaches `target`
+/// (NaN when the range is empty or holds no power).
+fn edge_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64, target: f64) -> f64 {
+    let mut cumulative = 0.0;
+    for k in range {
+        cumulative += psd[k];
+        if cumulative >= target && target > 0.0 {
+            return k as f64 * df;
+        }
+    }
+    f64::NAN
+}
+
+fn peak_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64) -> f64 {
+    let mut best: Option<(usize, f64)> = None;
+    for k in range {
+        if best.is_none_or(|(_, p)| psd[k] > p) {
+            best = Some((k, psd[k]));
+        }
+    }
+    best.map_or(f64::NAN, |(k, _)| k as f64 * df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sine_power_lands_in_its_band_and_parseval_holds() {
+        let fs = 128.0;
+        let x: Vec<f64> = (0..256)
+            .map(|i| 3.0 * (2.0 * std::f64::consts::PI * 10.0 * i as f64 / fs).sin())
+            .collect();
+        let mut welch = Welch::new(128).unwrap();
+        let psd = welch.psd(&x, fs).to_vec();
+        let features = SpectralFeatures::new(Band::eeg_defaults(), None).unwrap();
+        let mut values = Vec::new();
+        features.compute(&psd, fs / 128.0, &mut values);
+        // Sine power A²/2 = 4.5; Hann leakage stays within 9–11 Hz.
+        assert!((values[2] - 4.5).abs() < 1e-9, "alpha {}", values[2]);
+        assert!((values[7] - 1.0).abs() < 1e-9);
+        assert_eq!(values[values.len() - 1], 10.0);
+        assert_eq!(values[11], 10.0, "sef50");
+    }
+
+    #[test]
+    fn bin_ranges_follow_the_comparison_rule() {
+        for (df, low, high) in [
+            (1.0, 4.0, 8.0),
+            (0.5, 1.0, 1.2),
+            (128.0 / 200.0, 13.0, 30.0),
+            (1.0, 70.0, 90.0),
+        ] {
+            let bins = 65;
+            let expected: Vec<usize> = (0..bins)
+                .filter(|&k| k as f64 * df >= low && (k as f64 * df) < high)
+                .collect();
+            let got: Vec<usize> = bins_in(bins, df, low, high).collect();
+            assert_eq!(got, expected, "df {df} [{low}, {high})");
+        }
+    }
+
+    #[test]
+    fn cached_segments_give_the_same_bits_as_a_fresh_estimate() {
+        let x: Vec<f64> = (0..2048)
+            .map(|i| ((i * 7919) % 1000) as f64 * 0.01 - 5.0)
+            .collect();
+        let (mut cached, mut fresh) = (Welch::new(128).unwrap(), Welch::new(128).unwrap());
+        for start in (0..=x.len() - 256).step_by(32) {
+            let window = &x[start..start + 256];
+            let ours = cached.psd_at(window, 128.0, start as u64).to_vec();
+            assert_eq!(ours, fresh.psd(window, 128.0), "window at {start}");
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        assert!(Welch::new(1).is_err());
+        assert!(SpectralFeatures::new(vec![Band::new("x", 4.0, 4.0)], None).is_err());
+        assert!(SpectralFeatures::new(vec![], None).is_err());
+    }
+}

@@ -580,7 +580,7 @@ fn check_filter_channels(
         if channels.value.is_empty() {
             fail(
                 channels.pos,
-                format!("{operator}.channels lists no channel; leave it out to filter all channels"),
+                format!("{operator}.channels lists no channel; leave it out to use all channels"),
             );
         }
     }

@@ -8,61 +8,17 @@
 //!     cargo bench -p sigfab-benches --bench band_powers
 
 use std::path::Path;
-use std::sync::Arc;
 
-use sigfab_benches::{median_and_best_time, pin_to_one_core, python_numbers};
+use sigfab_benches::{
+    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording,
+    with_raw_samples,
+};
 use sigfab_engine::shared_data;
 use sigfab_operators::features::{BandPowers, BandPowersConfig};
-use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output};
+use sigfab_operators::{Frame, Item, Operator, Output};
 
 const RUNS: usize = 7;
 const RECORDING: &str = "edf/eegmmidb-style-64ch-128hz.edf";
-
-/// The recording's channels, whole, as the readers give them.
-fn read_channels(path: &Path) -> (Vec<ChannelSpec>, Vec<Vec<f32>>) {
-    let mut reader = sigfab_engine::readers::open(path).expect("open EDF");
-    let specs: Vec<ChannelSpec> = reader
-        .header()
-        .signals
-        .iter()
-        .map(|s| ChannelSpec {
-            name: s.name.clone(),
-            unit: s.unit.clone(),
-            sample_rate: s.sample_rate,
-        })
-        .collect();
-    let mut channels = vec![Vec::new(); specs.len()];
-    while reader.read_blocks(64, &mut channels).expect("read EDF") > 0 {}
-    (specs, channels)
-}
-
-/// The record cut into frames of `frame_len` samples per channel.
-fn frames(specs: &[ChannelSpec], channels: &[Vec<f32>], frame_len: usize) -> Vec<Frame> {
-    let layout = Arc::new(ChannelLayout::new(specs.to_vec()));
-    let len = channels[0].len();
-    (0..len)
-        .step_by(frame_len)
-        .enumerate()
-        .map(|(sequence, start)| {
-            let end = (start + frame_len).min(len);
-            let samples: Vec<f32> = channels
-                .iter()
-                .flat_map(|c| c[start..end].iter().copied())
-                .collect();
-            let counts = vec![(end - start) as u32; channels.len()];
-            Frame::new(
-                "bench".into(),
-                Modality::Eeg,
-                layout.clone(),
-                0,
-                sequence as u64,
-                counts,
-                samples,
-            )
-            .expect("consistent frame")
-        })
-        .collect()
-}
 
 /// Median and best seconds to run every frame through a fresh operator,
 /// and the number of records (channel-windows) it made.
@@ -95,32 +51,21 @@ fn scipy_seconds(raw: &Path, channels: usize) -> Option<(f64, f64)> {
          ts.sort(); print(ts[len(ts) // 2], ts[0])",
         raw = raw.display()
     );
-    // One thread for SciPy and anything it links.
-    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
-        std::env::set_var(var, "1");
-    }
-    match python_numbers(&script)?[..] {
-        [median, best] => Some((median, best)),
-        _ => None,
-    }
+    python_median_and_best(&script)
 }
 
 fn main() {
     let pinned = pin_to_one_core();
     let path = shared_data::require(RECORDING);
-    let (specs, channels) = read_channels(&path);
+    let (specs, channels) = read_recording(&path);
     let rate = specs[0].sample_rate;
     assert!(
         specs.iter().all(|s| s.sample_rate == rate),
         "one rate across channels"
     );
     assert_eq!(rate, 128.0, "the SciPy peer assumes 128 Hz");
-    let raw = std::env::temp_dir().join(format!("sigfab-band-bench-{}.f32", std::process::id()));
-    let bytes: Vec<u8> = channels.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
-    std::fs::write(&raw, bytes).expect("write samples for the SciPy peer");
-    let scipy = scipy_seconds(&raw, channels.len());
-    let _ = std::fs::remove_file(&raw);
-    let frames = frames(&specs, &channels, (rate * 0.040).round() as usize);
+    let scipy = with_raw_samples(&channels, |raw| scipy_seconds(raw, channels.len()));
+    let frames = frames_of(&specs, &channels, (rate * 0.040).round() as usize);
     let (median, best, windows) = time_ours(&frames);
     let expected = channels.len() * ((channels[0].len() - 256) / 32 + 1);
     assert_eq!(windows, expected, "same windows as the peer");

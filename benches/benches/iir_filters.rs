@@ -6,53 +6,19 @@
 //!     cargo bench -p sigfab-benches --bench iir_filters
 
 use std::path::Path;
-use std::sync::Arc;
 
-use sigfab_benches::{median_and_best_time, pin_to_one_core, python_numbers};
+use sigfab_benches::{
+    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording,
+    with_raw_samples,
+};
 use sigfab_engine::shared_data;
 use sigfab_operators::filters::design::Band;
 use sigfab_operators::filters::sos::Kernel;
 use sigfab_operators::filters::{ChannelSelection, IirDesign, IirFilter};
-use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output};
+use sigfab_operators::{Frame, Item, Operator, Output};
 
 const RUNS: usize = 15;
 const RECORDING: &str = "edf/eegmmidb-style-64ch-128hz.edf";
-
-/// The recording's channels, whole, as the readers give them.
-fn read_channels(path: &Path) -> (Vec<ChannelSpec>, Vec<Vec<f32>>) {
-    let mut reader = sigfab_engine::readers::open(path).expect("open EDF");
-    let specs: Vec<ChannelSpec> = reader.header().signals.iter().map(|s| s.channel_spec()).collect();
-    let channels = sigfab_engine::readers::read_to_end(reader.as_mut()).expect("read EDF");
-    (specs, channels)
-}
-
-/// The record cut into frames of `frame_len` samples per channel.
-fn frames(specs: &[ChannelSpec], channels: &[Vec<f32>], frame_len: usize) -> Vec<Option<Frame>> {
-    let layout = Arc::new(ChannelLayout::new(specs.to_vec()));
-    let len = channels[0].len();
-    (0..len)
-        .step_by(frame_len)
-        .enumerate()
-        .map(|(sequence, start)| {
-            let end = (start + frame_len).min(len);
-            let samples: Vec<f32> = channels
-                .iter()
-                .flat_map(|c| c[start..end].iter().copied())
-                .collect();
-            let counts = vec![(end - start) as u32; channels.len()];
-            let frame = Frame::new(
-                "bench".into(),
-                Modality::Eeg,
-                layout.clone(),
-                0,
-                sequence as u64,
-                counts,
-                samples,
-            );
-            Some(frame.expect("consistent frame"))
-        })
-        .collect()
-}
 
 fn chain(kernel: Kernel) -> [IirFilter; 2] {
     let bandpass = IirDesign::Butterworth {
@@ -106,31 +72,20 @@ fn scipy_seconds(raw: &Path, channels: usize) -> Option<(f64, f64)> {
          ts.sort(); print(ts[len(ts) // 2], ts[0])",
         raw = raw.display()
     );
-    // One thread for SciPy and anything it links.
-    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
-        std::env::set_var(var, "1");
-    }
-    match python_numbers(&script)?[..] {
-        [median, best] => Some((median, best)),
-        _ => None,
-    }
+    python_median_and_best(&script)
 }
 
 fn main() {
     let pinned = pin_to_one_core();
     let path = shared_data::require(RECORDING);
-    let (specs, channels) = read_channels(&path);
+    let (specs, channels) = read_recording(&path);
     let rate = specs[0].sample_rate;
     assert!(
         specs.iter().all(|s| s.sample_rate == rate),
         "one rate across channels"
     );
     let channel_samples = (channels.len() * channels[0].len()) as f64;
-    let raw = std::env::temp_dir().join(format!("sigfab-iir-bench-{}.f32", std::process::id()));
-    let bytes: Vec<u8> = channels.iter().flatten().flat_map(|x| x.to_le_bytes()).collect();
-    std::fs::write(&raw, bytes).expect("write samples for the SciPy peer");
-    let scipy = scipy_seconds(&raw, channels.len());
-    let _ = std::fs::remove_file(&raw);
+    let scipy = with_raw_samples(&channels, |raw| scipy_seconds(raw, channels.len()));
     let whole = channels[0].len();
     let frame_40ms = (rate * 0.040).round() as usize;
     let cases = [
@@ -159,7 +114,10 @@ fn main() {
     let per_second = |seconds: f64| channel_samples / seconds;
     let only = std::env::var("SIGFAB_BENCH_ONLY").unwrap_or_default();
     for (name, kernel, frame_len) in cases.iter().filter(|(name, ..)| name.contains(&only)) {
-        let mut frames = frames(&specs, &channels, *frame_len);
+        let mut frames: Vec<Option<Frame>> = frames_of(&specs, &channels, *frame_len)
+            .into_iter()
+            .map(Some)
+            .collect();
         let (median, best) = time_chain(*kernel, &mut frames);
         let ratio = |ours: f64, theirs: Option<f64>| {
             theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours))

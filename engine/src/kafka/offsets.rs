@@ -227,6 +227,12 @@ impl OffsetBook {
         self.in_flight.len()
     }
 
+    /// Whether a failed record holds any partition's watermark (checked at
+    /// every commit tick, so it allocates nothing).
+    pub fn any_blocked(&self) -> bool {
+        self.assignments.values().any(|a| a.offsets.blocked())
+    }
+
     /// Partitions whose watermark is held by a failed record.
     pub fn blocked(&self) -> Vec<TopicPartition> {
         let mut blocked: Vec<TopicPartition> = self

@@ -352,7 +352,7 @@ impl KafkaSource {
     fn commit_and_flow(&self, mode: CommitMode) {
         let (commits, flow, blocked) = {
             let mut book = lock(&self.book);
-            let blocked = !book.blocked().is_empty();
+            let blocked = book.any_blocked();
             (book.take_commits(), book.flow_changes(self.max_unacked), blocked)
         };
         self.commits.set(if blocked {

@@ -12,3 +12,19 @@ pub mod sos;
 mod operator;
 
 pub use operator::{ChannelSelection, IirDesign, IirFilter};
+
+/// Seeded uniform noise in [-0.5, 0.5) for the filter tests.
+#[cfg(test)]
+mod test_noise {
+    pub fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+}

@@ -238,6 +238,7 @@ mod tests {
     use super::*;
     use crate::filters::design::magnitude_response;
     use crate::filters::sos::ChannelBank;
+    use crate::filters::test_noise::noise;
     use crate::{ChannelSpec, Modality};
 
     fn layout(rates: &[f64]) -> Arc<ChannelLayout> {
@@ -258,18 +259,6 @@ mod tests {
         let counts = channels.iter().map(|c| c.len() as u32).collect();
         let samples = channels.iter().flatten().copied().collect();
         Frame::new("s".into(), Modality::Eeg, layout.clone(), 0, 0, counts, samples).unwrap()
-    }
-
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
     }
 
     fn filter_frame(filter: &mut IirFilter, frame: Frame) -> Result<Frame, Box<Rejected>> {

@@ -577,18 +577,7 @@ mod avx2 {
 mod tests {
     use super::*;
     use crate::filters::design::{butterworth, Band};
-
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::filters::test_noise::noise;
 
     fn filter(kernel: Kernel, biquads: &[Biquad], channels: usize, data: &[f32], frame: usize) -> Vec<f32> {
         let len = data.len() / channels;

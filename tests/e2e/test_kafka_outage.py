@@ -102,7 +102,11 @@ def test_broker_down_at_start_and_away_for_a_while(outage_broker, unique, sigfab
     poll_until(lambda: len(distinct_out()) >= len(frames), "every frame through after the outage", DELIVERY_TIMEOUT_S)
     metrics = get(f"{url}/metrics")[1]
     assert "sigfab_ready 1" in metrics
-    assert f'sigfab_acknowledgements_total{{status="delivered"}} {len(frames)}' in metrics, metrics
+    # At least once: a rebalance after the outage may re-read some records
+    # (duplicates); none may fail or go missing.
+    settled = dict(re.findall(r'sigfab_acknowledgements_total\{status="(\w+)"\} (\d+)', metrics))
+    assert int(settled["delivered"]) >= len(frames), metrics
+    assert all(int(settled[s]) == 0 for s in ("failed", "abandoned", "rejected")), metrics
     stop(engine)
 
     missing = {(f.stream_id, f.sequence) for f in frames} - distinct_out()

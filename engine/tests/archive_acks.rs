@@ -77,7 +77,9 @@ impl Harness {
         let dir = tempdir(name);
         let recipient = recipient_file(&dir);
         let archive = dir.join("archive");
-        let sink = ArchiveSink::open(&archive, &dir.join("keys"), &[recipient], limits).expect("open sink");
+        let sink = ArchiveSink::open(&archive, &dir.join("keys"), &[recipient], limits)
+            .expect("open sink")
+            .pseudonyms_only(false);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -738,6 +738,11 @@ pub struct ArchiveSinkSpec {
     /// segment is ended (default 4096).
     #[serde(default = "default_max_pending")]
     pub max_pending: Located<usize>,
+    /// Accept only stream ids made by `deidentify` (`p<version>-<32 hex>`, and its
+    /// `deid-audit-…` stream): they name keystore entries and folders, so a raw identifier
+    /// must never reach them. Set false only when stream ids are pseudonyms already.
+    #[serde(default = "default_true")]
+    pub pseudonyms_only: bool,
 }
 
 fn default_segment_bytes() -> Located<u64> {

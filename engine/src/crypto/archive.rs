@@ -45,6 +45,8 @@ const ENTRY_EXTENSION: &str = "key";
 pub enum ArchiveError {
     #[error("this stream id cannot name a keystore entry or archive folder (not shown: it may identify a patient): use 1 to {MAX_PATIENT_ID_LEN} characters of A-Z a-z 0-9 . _ - (not starting with '.'); pseudonymise stream ids first (deidentify)")]
     PatientId,
+    #[error("this stream id is not a deidentify pseudonym (not shown: it may identify a patient); put a deidentify operator before the archive, or set pseudonyms_only: false if stream ids are already pseudonyms")]
+    NotAPseudonym,
     #[error("no key for patient {patient} (key id {key_id}) in the keystore: it was shredded, or this is the wrong keystore")]
     KeyNotFound { patient: String, key_id: String },
     #[error("no keystore entries for patient {0}: nothing to shred (already shredded, or the wrong keystore)")]
@@ -96,6 +98,22 @@ pub fn check_patient_id(id: &str) -> Result<(), ArchiveError> {
         // The id may be a raw identifier: never echo it.
         Err(ArchiveError::PatientId)
     }
+}
+
+/// Whether `id` has the shape of a `deidentify` output: a stream pseudonym `p<version>-<32 hex
+/// digits>`, or the operator's audit stream `deid-audit-<16 hex digits>`.
+pub fn looks_like_pseudonym(id: &str) -> bool {
+    let hex_of = |text: &str, n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if let Some(rest) = id.strip_prefix("deid-audit-") {
+        return hex_of(rest, 16);
+    }
+    let Some(rest) = id.strip_prefix('p') else {
+        return false;
+    };
+    let Some((version, digest)) = rest.split_once('-') else {
+        return false;
+    };
+    !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) && hex_of(digest, 32)
 }
 
 /// One patient's key of one epoch (one sink run): 32 random bytes, zeroized on drop.
@@ -456,5 +474,10 @@ mod tests {
             }
         }
         check_patient_id("p1-0123456789abcdef0123456789abcdef").expect("pseudonym");
+        assert!(looks_like_pseudonym("p1-0123456789abcdef0123456789abcdef"));
+        assert!(looks_like_pseudonym("deid-audit-0123456789abcdef"));
+        for id in ["p1-0123", "px-0123456789abcdef0123456789abcdef", "Canary-Jane-Doe-1", "p1-0123456789ABCDEF0123456789abcdef"] {
+            assert!(!looks_like_pseudonym(id), "{id}");
+        }
     }
 }

@@ -46,6 +46,8 @@ pub struct ArchiveSink {
     keystore: Keystore,
     recipients: Vec<EncapsulationKey>,
     limits: SegmentLimits,
+    /// Refuse stream ids that are not `deidentify` pseudonyms.
+    pseudonyms_only: bool,
     streams: HashMap<Arc<str>, StreamArchive>,
     /// Items held in open segments, all streams.
     pending: usize,
@@ -95,6 +97,7 @@ impl ArchiveSink {
             keystore: Keystore::new(keystore),
             recipients,
             limits,
+            pseudonyms_only: true,
             streams: HashMap::new(),
             pending: 0,
             buffer: Vec::new(),
@@ -109,12 +112,19 @@ impl ArchiveSink {
             flush_interval: spec.flush_interval.value.0,
             max_pending: spec.max_pending.value,
         };
-        ArchiveSink::open(
+        Ok(ArchiveSink::open(
             &resolve(&spec.path.value),
             &resolve(&spec.keystore.value),
             &recipients,
             limits,
-        )
+        )?
+        .pseudonyms_only(spec.pseudonyms_only))
+    }
+
+    /// Whether stream ids must be `deidentify` pseudonyms (default true).
+    pub fn pseudonyms_only(mut self, yes: bool) -> ArchiveSink {
+        self.pseudonyms_only = yes;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -186,6 +196,9 @@ impl ArchiveSink {
         };
         if !self.streams.contains_key(&stream) {
             archive::check_patient_id(&stream)?;
+            if self.pseudonyms_only && !archive::looks_like_pseudonym(&stream) {
+                return Err(ArchiveError::NotAPseudonym.into());
+            }
             let key = self.keystore.create_patient_key(&stream, &self.recipients)?;
             tracing::debug!(patient = %stream, key_id = %key.id_hex(), "archive: new patient key");
             self.streams.insert(

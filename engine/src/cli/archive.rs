@@ -102,12 +102,9 @@ fn create_new(path: &Path, mode: u32) -> anyhow::Result<std::fs::File> {
     }
     #[cfg(not(unix))]
     let _ = mode;
-    options.open(path).with_context(|| {
-        format!(
-            "cannot create {} (an existing key file is never overwritten)",
-            path.display()
-        )
-    })
+    options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
@@ -125,6 +122,9 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
             "{} exists; an existing key file is never overwritten",
             path.display()
         );
+    }
+    if let Some(parent) = identity_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let identity = DecapsulationKey::generate()?;
     {

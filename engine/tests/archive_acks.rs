@@ -143,7 +143,11 @@ fn items_are_acknowledged_only_when_their_segment_is_closed() {
     assert_eq!(files_ending(&h.archive, ".sfa.part"), 1);
     h.wait_settled(5, Duration::from_secs(10));
     assert_eq!(h.acks.count(AckStatus::Delivered), 5);
-    assert_eq!(files_ending(&h.archive, ".sfa"), 1, "the flush interval ended the segment");
+    assert_eq!(
+        files_ending(&h.archive, ".sfa"),
+        1,
+        "the flush interval ended the segment"
+    );
     assert_eq!(files_ending(&h.archive, ".sfa.part"), 0);
     // The end of the input closes the open segment, then acknowledges.
     for sequence in 5..8 {
@@ -164,7 +168,11 @@ fn max_pending_bounds_the_unacknowledged_items() {
     assert_eq!(h.acks.total(), 0);
     h.send(frame("p1-aaaa", 1));
     h.wait_settled(3, Duration::from_secs(10));
-    assert_eq!(h.acks.count(AckStatus::Delivered), 3, "3 held items end every open segment");
+    assert_eq!(
+        h.acks.count(AckStatus::Delivered),
+        3,
+        "3 held items end every open segment"
+    );
     assert_eq!(files_ending(&h.archive, ".sfa"), 2);
     h.close().expect("clean close");
 }

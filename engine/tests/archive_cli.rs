@@ -45,8 +45,10 @@ impl Cli {
             .output()
             .expect("run sigfab");
         let label = args.join(" ");
-        self.transcript.push((format!("{label}: stdout"), out.stdout.clone()));
-        self.transcript.push((format!("{label}: stderr"), out.stderr.clone()));
+        self.transcript
+            .push((format!("{label}: stdout"), out.stdout.clone()));
+        self.transcript
+            .push((format!("{label}: stderr"), out.stderr.clone()));
         out
     }
 
@@ -171,16 +173,30 @@ sinks:
     let plain = std::fs::read(dir.join("out/plain.bin")).expect("plain output");
     let frames = message_count(&plain);
     assert!(frames > 45_000, "30 min of 40 ms frames: {frames}");
-    assert_eq!(acks(&dir.join("report.json")), serde_json::json!({ "delivered": frames }));
+    assert_eq!(
+        acks(&dir.join("report.json")),
+        serde_json::json!({ "delivered": frames })
+    );
     let segments: Vec<PathBuf> = files_under(&dir.join("out/archive"));
     assert!(segments.len() > 10, "262,144-byte segments: {}", segments.len());
-    assert!(segments.iter().all(|p| p.extension().is_some_and(|e| e == "sfa")), "no .part left");
+    assert!(
+        segments.iter().all(|p| p.extension().is_some_and(|e| e == "sfa")),
+        "no .part left"
+    );
 
     // Both recipients restore the plain sink's bytes exactly; JSON gives one line per frame.
     for who in ["alice", "bob"] {
-        let (out, bytes) = cli.decrypt(&["out/archive"], &format!("{who}.identity"), "restored.bin", "binary");
+        let (out, bytes) = cli.decrypt(
+            &["out/archive"],
+            &format!("{who}.identity"),
+            "restored.bin",
+            "binary",
+        );
         assert!(out.status.success(), "{who}: {}", text(&out.stderr));
-        assert!(bytes == plain, "{who}: decrypted bytes differ from the plain sink's");
+        assert!(
+            bytes == plain,
+            "{who}: decrypted bytes differ from the plain sink's"
+        );
     }
     let (out, json) = cli.decrypt(&["out/archive"], "alice.identity", "restored.jsonl", "jsonl");
     assert!(out.status.success());
@@ -193,12 +209,20 @@ sinks:
     let (out, bytes) = cli.decrypt(&["out/archive"], "eve.identity", "eve.bin", "binary");
     assert_eq!(out.status.code(), Some(1));
     assert!(bytes.is_empty(), "eve got {} bytes", bytes.len());
-    assert!(text(&out.stderr).contains("no recipient slot opens"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no recipient slot opens"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Tampering: each damaged copy fails as a whole; not one item comes out.
     let original = std::fs::read(&segments[3]).expect("segment");
     let second = std::fs::read(&segments[4]).expect("segment");
-    let name = segments[3].file_name().expect("name").to_string_lossy().into_owned();
+    let name = segments[3]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let header_len = 6 + "rec-100".len() + 16 + 8 + 32;
     let body = header_len + 56; // C2SP salt and commitment
     let chunk = 16_400;
@@ -209,36 +233,101 @@ sinks:
         bytes
     };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("bit flip in a chunk", flip(body + chunk + 100), "chunk 1 failed authentication"),
-        ("bit flip in the final tag", flip(original.len() - 1), "failed authentication"),
-        ("bit flip in the sequence", flip(header_len - 33), "renamed or moved"),
+        (
+            "bit flip in a chunk",
+            flip(body + chunk + 100),
+            "chunk 1 failed authentication",
+        ),
+        (
+            "bit flip in the final tag",
+            flip(original.len() - 1),
+            "failed authentication",
+        ),
+        (
+            "bit flip in the sequence",
+            flip(header_len - 33),
+            "renamed or moved",
+        ),
         ("bit flip in the salt", flip(header_len - 1), "commitment"),
-        ("truncated by a byte", original[..original.len() - 1].to_vec(), "failed authentication"),
-        ("truncated at a chunk boundary", original[..body + 2 * chunk].to_vec(), "truncated"),
-        ("trailing data", [original.as_slice(), b"x"].concat(), "failed authentication"),
-        ("chunks swapped", {
-            let mut bytes = original.clone();
-            bytes[body..body + 2 * chunk].copy_from_slice(&[&original[body + chunk..body + 2 * chunk], &original[body..body + chunk]].concat());
-            bytes
-        }, "chunk 0 failed authentication"),
-        ("another segment under this name", second.clone(), "renamed or moved"),
-        ("another segment's body under this header", [&original[..header_len], &second[header_len..]].concat(), "commitment"),
+        (
+            "truncated by a byte",
+            original[..original.len() - 1].to_vec(),
+            "failed authentication",
+        ),
+        (
+            "truncated at a chunk boundary",
+            original[..body + 2 * chunk].to_vec(),
+            "truncated",
+        ),
+        (
+            "trailing data",
+            [original.as_slice(), b"x"].concat(),
+            "failed authentication",
+        ),
+        (
+            "chunks swapped",
+            {
+                let mut bytes = original.clone();
+                bytes[body..body + 2 * chunk].copy_from_slice(
+                    &[
+                        &original[body + chunk..body + 2 * chunk],
+                        &original[body..body + chunk],
+                    ]
+                    .concat(),
+                );
+                bytes
+            },
+            "chunk 0 failed authentication",
+        ),
+        (
+            "another segment under this name",
+            second.clone(),
+            "renamed or moved",
+        ),
+        (
+            "another segment's body under this header",
+            [&original[..header_len], &second[header_len..]].concat(),
+            "commitment",
+        ),
     ];
     std::fs::create_dir_all(dir.join("tampered")).expect("folder");
     for (what, bytes, expected) in cases {
         let path = dir.join("tampered").join(&name);
         std::fs::write(&path, bytes).expect("write tampered copy");
-        let (out, released) = cli.decrypt(&[path.to_str().expect("utf-8")], "alice.identity", "tampered.bin", "binary");
+        let (out, released) = cli.decrypt(
+            &[path.to_str().expect("utf-8")],
+            "alice.identity",
+            "tampered.bin",
+            "binary",
+        );
         assert_eq!(out.status.code(), Some(1), "{what}");
         assert!(released.is_empty(), "{what}: {} bytes released", released.len());
-        assert!(text(&out.stderr).contains(expected), "{what}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{what}: {}",
+            text(&out.stderr)
+        );
     }
     // The audit log has one line per segment tried, with outcome and no key material.
     let audit = std::fs::read_to_string(dir.join("keys/audit.jsonl")).expect("audit log");
-    let lines: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
-    assert_eq!(lines.iter().filter(|l| l["outcome"] == "failed").count(), segments.len() + 10);
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|l| l["outcome"] == "failed").count(),
+        segments.len() + 10
+    );
     let ok = lines.iter().find(|l| l["outcome"] == "ok").expect("a success");
-    for field in ["time", "identity", "segment", "segment_sha256", "patient", "key_id", "items"] {
+    for field in [
+        "time",
+        "identity",
+        "segment",
+        "segment_sha256",
+        "patient",
+        "key_id",
+        "items",
+    ] {
         assert!(!ok[field].is_null(), "audit line lacks {field}: {ok}");
     }
     assert_eq!(ok["patient"], "rec-100");
@@ -271,13 +360,20 @@ sinks:
     std::fs::write(dir.join("raw.yaml"), pipeline(false)).expect("pipeline");
     let out = cli.run(&["run", "raw.yaml"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a deidentify pseudonym"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a deidentify pseudonym"),
+        "{}",
+        text(&out.stderr)
+    );
     let raw = std::fs::read(dir.join("out/plain.bin")).expect("plain output of the raw run");
     assert!(
         text(&raw).contains(CANARY),
         "control: the source really emits the raw id, so its absence below means something"
     );
-    assert!(files_under(&dir.join("out/archive")).is_empty(), "nothing archived");
+    assert!(
+        files_under(&dir.join("out/archive")).is_empty(),
+        "nothing archived"
+    );
     assert!(files_under(&dir.join("keys")).is_empty(), "no keystore entry");
     std::fs::remove_dir_all(dir.join("out")).expect("clean");
     cli.transcript.clear();
@@ -294,7 +390,12 @@ sinks:
 
     // Each patient's folder decrypts to exactly that stream's bytes of the plain sink.
     for patient in [&a, &b] {
-        let (out, bytes) = cli.decrypt(&[&format!("out/archive/{patient}")], "alice.identity", "one.bin", "binary");
+        let (out, bytes) = cli.decrypt(
+            &[&format!("out/archive/{patient}")],
+            "alice.identity",
+            "one.bin",
+            "binary",
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(bytes == streams[patient], "{patient}: restored bytes differ");
     }
@@ -302,11 +403,25 @@ sinks:
     let out = cli.run(&["keys", "shred", &a, "--keystore", "keys"]);
     assert!(out.status.success(), "shred: {}", text(&out.stderr));
     assert!(!dir.join("keys").join(&a).exists());
-    let (out, bytes) = cli.decrypt(&[&format!("out/archive/{a}")], "alice.identity", "a.bin", "binary");
+    let (out, bytes) = cli.decrypt(
+        &[&format!("out/archive/{a}")],
+        "alice.identity",
+        "a.bin",
+        "binary",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(bytes.is_empty());
-    assert!(text(&out.stderr).contains("it was shredded"), "{}", text(&out.stderr));
-    let (out, bytes) = cli.decrypt(&[&format!("out/archive/{b}")], "alice.identity", "b.bin", "binary");
+    assert!(
+        text(&out.stderr).contains("it was shredded"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (out, bytes) = cli.decrypt(
+        &[&format!("out/archive/{b}")],
+        "alice.identity",
+        "b.bin",
+        "binary",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(bytes == streams[&b], "B still decrypts after A was shredded");
     // Shredding again: nothing left to shred, said plainly.
@@ -315,15 +430,23 @@ sinks:
     assert!(text(&out.stderr).contains("nothing to shred"));
 
     let audit = std::fs::read_to_string(dir.join("keys/audit.jsonl")).expect("audit");
-    let events: Vec<serde_json::Value> = audit.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
-    assert!(events.iter().any(|e| e["event"] == "shred" && e["patient"] == a.as_str() && e["outcome"] == "ok"));
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "shred" && e["patient"] == a.as_str() && e["outcome"] == "ok"));
 
     // No raw stream id, identity seed or de-identification key anywhere: logs, audit, names.
     let mut haystacks = cli.transcript.clone();
     haystacks.push(("audit log".into(), audit.into_bytes()));
     for root in ["out", "keys"] {
         for path in files_under(&dir.join(root)) {
-            haystacks.push(("file name".into(), path.to_string_lossy().into_owned().into_bytes()));
+            haystacks.push((
+                "file name".into(),
+                path.to_string_lossy().into_owned().into_bytes(),
+            ));
         }
     }
     for (place, bytes) in &haystacks {

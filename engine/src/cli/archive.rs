@@ -159,10 +159,7 @@ fn segment_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         for path in entries {
             if path.is_dir() {
                 walk(&path, out)?;
-            } else if path
-                .extension()
-                .is_some_and(|e| e == archive::SEGMENT_EXTENSION)
-            {
+            } else if path.extension().is_some_and(|e| e == archive::SEGMENT_EXTENSION) {
                 out.push(path);
             }
         }

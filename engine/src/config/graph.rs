@@ -406,7 +406,10 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                 );
             }
             if a.max_segment_bytes.value == 0 {
-                fail(a.max_segment_bytes.pos, "archive.max_segment_bytes must be at least 1".into());
+                fail(
+                    a.max_segment_bytes.pos,
+                    "archive.max_segment_bytes must be at least 1".into(),
+                );
             }
             if a.max_segment_duration.value.0.is_zero() {
                 fail(

@@ -49,7 +49,9 @@ pub enum ArchiveError {
     NotAPseudonym,
     #[error("no key for patient {patient} (key id {key_id}) in the keystore: it was shredded, or this is the wrong keystore")]
     KeyNotFound { patient: String, key_id: String },
-    #[error("no keystore entries for patient {0}: nothing to shred (already shredded, or the wrong keystore)")]
+    #[error(
+        "no keystore entries for patient {0}: nothing to shred (already shredded, or the wrong keystore)"
+    )]
     NothingToShred(String),
     #[error("keystore entry {path}: {source}")]
     Entry {
@@ -103,7 +105,12 @@ pub fn check_patient_id(id: &str) -> Result<(), ArchiveError> {
 /// Whether `id` has the shape of a `deidentify` output: a stream pseudonym `p<version>-<32 hex
 /// digits>`, or the operator's audit stream `deid-audit-<16 hex digits>`.
 pub fn looks_like_pseudonym(id: &str) -> bool {
-    let hex_of = |text: &str, n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let hex_of = |text: &str, n: usize| {
+        text.len() == n
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
     if let Some(rest) = id.strip_prefix("deid-audit-") {
         return hex_of(rest, 16);
     }
@@ -125,7 +132,12 @@ pub struct PatientKey {
 
 impl std::fmt::Debug for PatientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PatientKey {{ patient: {}, id: {}, key: [redacted] }}", self.patient, hex(&self.id))
+        write!(
+            f,
+            "PatientKey {{ patient: {}, id: {}, key: [redacted] }}",
+            self.patient,
+            hex(&self.id)
+        )
     }
 }
 
@@ -151,7 +163,9 @@ pub struct Keystore {
 
 impl Keystore {
     pub fn new(dir: &Path) -> Keystore {
-        Keystore { dir: dir.to_path_buf() }
+        Keystore {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -179,12 +193,13 @@ impl Keystore {
         fill_random(&mut id)?;
         let key = SymmetricKey::generate()?;
         let path = self.entry_path(patient, &id);
-        let entry = envelope::seal_data_key(&key, recipients, &entry_context(patient, &id)).map_err(
-            |source| ArchiveError::Entry {
-                path: path.display().to_string(),
-                source,
-            },
-        )?;
+        let entry =
+            envelope::seal_data_key(&key, recipients, &entry_context(patient, &id)).map_err(|source| {
+                ArchiveError::Entry {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
         write_durably(&path, &entry)?;
         Ok(PatientKey {
             patient: patient.to_string(),
@@ -212,12 +227,13 @@ impl Keystore {
             }
             Err(e) => return Err(io_error(&path)(e)),
         };
-        let key = envelope::open_data_key(&entry, identity, &entry_context(patient, key_id)).map_err(
-            |source| ArchiveError::Entry {
-                path: path.display().to_string(),
-                source,
-            },
-        )?;
+        let key =
+            envelope::open_data_key(&entry, identity, &entry_context(patient, key_id)).map_err(|source| {
+                ArchiveError::Entry {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
         Ok(PatientKey {
             patient: patient.to_string(),
             id: *key_id,
@@ -461,7 +477,10 @@ mod tests {
             open_segment(&file, "s", open),
             Err(ArchiveError::KeyNotFound { .. })
         ));
-        assert!(matches!(store.shred("p1-abc"), Err(ArchiveError::NothingToShred(_))));
+        assert!(matches!(
+            store.shred("p1-abc"),
+            Err(ArchiveError::NothingToShred(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -476,7 +495,12 @@ mod tests {
         check_patient_id("p1-0123456789abcdef0123456789abcdef").expect("pseudonym");
         assert!(looks_like_pseudonym("p1-0123456789abcdef0123456789abcdef"));
         assert!(looks_like_pseudonym("deid-audit-0123456789abcdef"));
-        for id in ["p1-0123", "px-0123456789abcdef0123456789abcdef", "Canary-Jane-Doe-1", "p1-0123456789ABCDEF0123456789abcdef"] {
+        for id in [
+            "p1-0123",
+            "px-0123456789abcdef0123456789abcdef",
+            "Canary-Jane-Doe-1",
+            "p1-0123456789ABCDEF0123456789abcdef",
+        ] {
             assert!(!looks_like_pseudonym(id), "{id}");
         }
     }

@@ -59,7 +59,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Parses lower- or upper-case hex; `None` on odd length or a non-hex digit.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
@@ -144,7 +144,9 @@ fn parse(text: &str, prefix: &'static str, path: &str) -> Result<Zeroizing<Vec<u
         expected.as_bytes(),
         sum.to_ascii_lowercase().as_bytes(),
     )) {
-        return Err(KeyFileError::Checksum { path: path.to_string() });
+        return Err(KeyFileError::Checksum {
+            path: path.to_string(),
+        });
     }
     Ok(bytes)
 }

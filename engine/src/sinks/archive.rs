@@ -81,7 +81,12 @@ fn item_start_ns(item: &Item) -> i64 {
 
 impl ArchiveSink {
     /// Reads the recipient files and creates the archive and keystore folders.
-    pub fn open(dir: &Path, keystore: &Path, recipients: &[PathBuf], limits: SegmentLimits) -> Result<ArchiveSink, SinkError> {
+    pub fn open(
+        dir: &Path,
+        keystore: &Path,
+        recipients: &[PathBuf],
+        limits: SegmentLimits,
+    ) -> Result<ArchiveSink, SinkError> {
         let recipients = recipients
             .iter()
             .map(|path| keyfile::load_recipient(path))
@@ -104,7 +109,10 @@ impl ArchiveSink {
         })
     }
 
-    pub fn from_spec(spec: &ArchiveSinkSpec, resolve: impl Fn(&str) -> PathBuf) -> Result<ArchiveSink, SinkError> {
+    pub fn from_spec(
+        spec: &ArchiveSinkSpec,
+        resolve: impl Fn(&str) -> PathBuf,
+    ) -> Result<ArchiveSink, SinkError> {
         let recipients: Vec<PathBuf> = spec.recipients.value.iter().map(|r| resolve(r)).collect();
         let limits = SegmentLimits {
             max_bytes: spec.max_segment_bytes.value,
@@ -211,9 +219,11 @@ impl ArchiveSink {
             );
         }
         let start_ns = item_start_ns(item);
-        let too_long = self.streams.get(&stream).and_then(|s| s.open.as_ref()).is_some_and(|o| {
-            start_ns.saturating_sub(o.first_start_ns) >= self.limits.max_span_ns
-        });
+        let too_long = self
+            .streams
+            .get(&stream)
+            .and_then(|s| s.open.as_ref())
+            .is_some_and(|o| start_ns.saturating_sub(o.first_start_ns) >= self.limits.max_span_ns);
         if too_long {
             self.end_segment(&stream)?;
         }
@@ -229,10 +239,12 @@ impl ArchiveSink {
         let Some(open) = state.open.as_mut() else {
             unreachable!("opened above")
         };
-        open.writer.write_all(&self.buffer).map_err(|source| SinkError::Io {
-            path: open.part.clone(),
-            source,
-        })?;
+        open.writer
+            .write_all(&self.buffer)
+            .map_err(|source| SinkError::Io {
+                path: open.part.clone(),
+                source,
+            })?;
         open.bytes += self.buffer.len() as u64;
         Ok(stream)
     }
@@ -336,8 +348,12 @@ fn start_segment(dir: &Path, state: &mut StreamArchive, start_ns: i64) -> Result
         path: part.clone(),
         source,
     })?;
-    let (writer, header) = archive::start_segment(BufWriter::with_capacity(1 << 16, file), &state.key, sequence)?;
-    debug_assert_eq!(path.file_name().map(|n| n.to_string_lossy().into_owned()), Some(header.file_name()));
+    let (writer, header) =
+        archive::start_segment(BufWriter::with_capacity(1 << 16, file), &state.key, sequence)?;
+    debug_assert_eq!(
+        path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        Some(header.file_name())
+    );
     Ok(OpenSegment {
         writer,
         part,

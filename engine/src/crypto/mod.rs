@@ -8,6 +8,7 @@
 //! - [`envelope`]: a per-file data key wrapped to one or more X-Wing recipients.
 //! - [`keyfile`]: the text form of recipient key pairs (`sigfab keygen`).
 //! - [`archive`]: the per-patient keystore and archive segments (crypto-shredding).
+//! - [`records`]: per-stream sealing of Kafka records (not wired into Kafka yet).
 //!
 //! Pure functions and `std::io` types, no tokio. Formats byte by byte, key handling and the
 //! threat model: `docs/security.md`.
@@ -19,6 +20,7 @@ pub mod envelope;
 pub mod kdf;
 pub mod keyfile;
 pub mod keys;
+pub mod records;
 pub mod xwing;
 
 pub use keys::{RandomError, SymmetricKey};

@@ -156,6 +156,7 @@ fn real_recording_round_trips_for_two_recipients_and_tampering_releases_nothing(
     file: {{ path: {}, frame: 40ms, stream_id: rec-100 }}
 sinks:
   plain: {{ inputs: [ecg], file: {{ path: out/plain.bin, format: binary }} }}
+  plainjson: {{ inputs: [ecg], file: {{ path: out/plain.jsonl }} }}
   sealed:
     inputs: [ecg]
     archive:
@@ -201,6 +202,11 @@ sinks:
     let (out, json) = cli.decrypt(&["out/archive"], "alice.identity", "restored.jsonl", "jsonl");
     assert!(out.status.success());
     assert_eq!(text(&json).lines().count(), frames);
+    let plain_json = std::fs::read(dir.join("out/plain.jsonl")).expect("plain JSON output");
+    assert!(
+        json == plain_json,
+        "decrypted JSON differs from the plain JSONL sink's"
+    );
     let first: serde_json::Value =
         serde_json::from_str(text(&json).lines().next().expect("a line")).expect("JSON frame");
     assert_eq!(first["stream_id"], "rec-100");
@@ -454,5 +460,34 @@ sinks:
         for secret in [CANARY.to_lowercase(), seed.clone(), DEID_KEY.to_lowercase()] {
             assert!(!lower.contains(&secret), "{secret} leaked into {place}");
         }
+    }
+}
+
+#[test]
+fn any_framing_round_trips_exactly() {
+    let dir = tempdir("framing");
+    let mut cli = Cli::new(&dir);
+    cli.keygen("alice");
+    // 500 Hz ECG: 1 sample, 7 samples, 40 ms, and the whole 2 s record in one frame.
+    for (frame, frames) in [("2ms", 1000), ("14ms", 143), ("40ms", 50), ("2s", 1)] {
+        let pipeline = format!(
+            "sources:
+  ecg: {{ synthetic: {{ signal: ecg, frame: {frame}, duration: 2s, seed: 9, stream_id: p1-0123456789abcdef0123456789abcdef }} }}
+sinks:
+  plain: {{ inputs: [ecg], file: {{ path: out-{frame}/plain.bin, format: binary }} }}
+  sealed:
+    inputs: [ecg]
+    archive: {{ path: out-{frame}/archive, keystore: keys, recipients: [alice.recipient], max_segment_bytes: 20000 }}
+"
+        );
+        std::fs::write(dir.join("p.yaml"), pipeline).expect("pipeline");
+        let out = cli.run(&["run", "p.yaml"]);
+        assert!(out.status.success(), "{frame}: {}", text(&out.stderr));
+        let plain = std::fs::read(dir.join(format!("out-{frame}/plain.bin"))).expect("plain");
+        assert_eq!(message_count(&plain), frames, "{frame}");
+        let archive = format!("out-{frame}/archive");
+        let (out, bytes) = cli.decrypt(&[&archive], "alice.identity", "restored.bin", "binary");
+        assert!(out.status.success(), "{frame}: {}", text(&out.stderr));
+        assert!(bytes == plain, "{frame}: restored bytes differ");
     }
 }

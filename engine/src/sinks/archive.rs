@@ -142,7 +142,11 @@ impl ArchiveSink {
     /// Runs until the queue closes, then ends every open segment. Call on a blocking thread
     /// inside the tokio runtime (the flush interval needs its timer).
     pub fn run(mut self, mut rx: mpsc::Receiver<Envelope>, counters: &NodeCounters) -> Result<(), SinkError> {
-        let handle = tokio::runtime::Handle::current();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Err(SinkError::Config(
+                "the archive sink runs inside the engine's async runtime (its flush timer)".into(),
+            ));
+        };
         loop {
             let next = match self.next_deadline() {
                 None => rx.blocking_recv(),
@@ -174,7 +178,7 @@ impl ArchiveSink {
         self.streams
             .values()
             .filter_map(|s| s.open.as_ref())
-            .map(|o| o.opened + self.limits.flush_interval)
+            .filter_map(|o| o.opened.checked_add(self.limits.flush_interval))
             .min()
     }
 
@@ -260,7 +264,7 @@ impl ArchiveSink {
                 let open = s.open.as_ref()?;
                 let due = all
                     || open.bytes >= self.limits.max_bytes
-                    || now >= open.opened + self.limits.flush_interval;
+                    || now.saturating_duration_since(open.opened) >= self.limits.flush_interval;
                 due.then(|| id.clone())
             })
             .collect();

@@ -485,6 +485,31 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_copied_under_another_patient_or_key_id_does_not_open() {
+        let dir = temp("moved-entry");
+        let store = Keystore::new(&dir);
+        let alice = DecapsulationKey::generate().expect("rng");
+        let recipients = [alice.encapsulation_key().clone()];
+        let a = store.create_patient_key("p1-aaaa", &recipients).expect("key");
+        let b = store.create_patient_key("p1-bbbb", &recipients).expect("key");
+        // Overwrite B's entry with A's: B's key id and patient are in the context.
+        std::fs::copy(
+            store.entry_path("p1-aaaa", &a.id),
+            store.entry_path("p1-bbbb", &b.id),
+        )
+        .expect("copy");
+        assert!(matches!(
+            store.open_patient_key("p1-bbbb", &b.id, &alice),
+            Err(ArchiveError::Entry { .. })
+        ));
+        let opened = store
+            .open_patient_key("p1-aaaa", &a.id, &alice)
+            .expect("A still opens");
+        assert_eq!(opened.key.expose_secret(), a.key.expose_secret());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn raw_ids_are_refused_and_not_echoed() {
         for id in ["", ".hidden", "Jane Doe", "a/b", "../x", &"x".repeat(129)] {
             let error = check_patient_id(id).expect_err(id);

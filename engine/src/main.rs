@@ -40,6 +40,16 @@ enum Command {
     /// Publish a recording to a Kafka topic as wire-format frames (feeds a
     /// test bed from EDF/WFDB files).
     Replay(cli::ReplayArgs),
+    /// Create an X-Wing (ML-KEM-768 + X25519) recipient key pair for the encrypted archive.
+    Keygen(cli::KeygenArgs),
+    /// Decrypt archive segments back into frames; every segment must authenticate fully
+    /// before any of its frames is written. Appends an audit line per segment.
+    Decrypt(cli::DecryptArgs),
+    /// Manage the archive keystore (crypto-shredding).
+    Keys {
+        #[command(subcommand)]
+        command: cli::KeysCommand,
+    },
     /// Print a recording's physical samples as CSV (first row: channel names).
     Dump {
         /// An .edf/.bdf file or a WFDB record (.hea, or the path without extension).
@@ -65,6 +75,9 @@ fn main() -> ExitCode {
         Command::Schema => cli::schema(),
         Command::Inspect { recording, show_phi } => cli::inspect(&recording, show_phi),
         Command::Replay(args) => cli::replay(&args),
+        Command::Keygen(args) => cli::keygen(&args),
+        Command::Decrypt(args) => cli::decrypt(&args),
+        Command::Keys { command } => cli::keys(&command),
         Command::Dump {
             recording,
             channels,

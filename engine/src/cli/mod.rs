@@ -1,6 +1,7 @@
 //! The `sigfab` commands. `main.rs` parses arguments; these do the work and
 //! return the exit code (0 ok, 1 failure, 2 invalid pipeline).
 
+mod archive;
 mod recording;
 
 use std::io::IsTerminal;
@@ -13,6 +14,7 @@ use crate::ack::AckStatus;
 use crate::config::{self, graph::Role, DurationSpec};
 use crate::runtime::{self, RunOptions, RunReport};
 
+pub use archive::{decrypt, keygen, keys, DecryptArgs, DecryptFormat, KeygenArgs, KeysCommand};
 pub use recording::{dump, inspect};
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info` level.

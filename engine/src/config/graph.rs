@@ -397,6 +397,36 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
     }
     for node in &spec.sinks.0 {
         let Ok(kind) = &node.kind else { continue };
+        if let SinkKind::Archive(a) = &kind.value {
+            let count = a.recipients.value.len();
+            if count == 0 || count > 255 {
+                fail(
+                    a.recipients.pos,
+                    format!("archive.recipients must list 1 to 255 recipient files, not {count}"),
+                );
+            }
+            if a.max_segment_bytes.value == 0 {
+                fail(
+                    a.max_segment_bytes.pos,
+                    "archive.max_segment_bytes must be at least 1".into(),
+                );
+            }
+            if a.max_segment_duration.value.0.is_zero() {
+                fail(
+                    a.max_segment_duration.pos,
+                    "archive.max_segment_duration must be longer than zero".into(),
+                );
+            }
+            if a.flush_interval.value.0.is_zero() {
+                fail(
+                    a.flush_interval.pos,
+                    "archive.flush_interval must be longer than zero".into(),
+                );
+            }
+            if a.max_pending.value == 0 {
+                fail(a.max_pending.pos, "archive.max_pending must be at least 1".into());
+            }
+        }
         if let SinkKind::Kafka(k) = &kind.value {
             check_brokers(&k.brokers, &mut fail);
             if k.linger.value.0 > std::time::Duration::from_secs(1) {

@@ -591,13 +591,15 @@ pub enum SinkKind {
     Stdout(StdoutSpec),
     /// Produces items to a Kafka topic (idempotent producer, key = stream id).
     Kafka(KafkaSinkSpec),
+    /// Encrypted archive: per-stream segments under per-patient keys (crypto-shredding).
+    Archive(ArchiveSinkSpec),
 }
 
 impl NodeKinds for SinkKind {
     const ROLE: &'static str = "sink";
     const HAS_INPUTS: bool = true;
     fn names() -> &'static [&'static str] {
-        &["file", "stdout", "kafka"]
+        &["file", "stdout", "kafka", "archive"]
     }
 }
 
@@ -706,6 +708,57 @@ pub struct FileSinkSpec {
 
 fn default_true() -> bool {
     true
+}
+
+/// The encrypted archive sink (`docs/security.md`): each stream's items, as binary wire
+/// messages, sealed into segments under a key derived from that stream's patient key; the
+/// patient key lives in the keystore, wrapped for the recipients. An item is acknowledged
+/// only once its segment is finished, fsynced and renamed into place.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSinkSpec {
+    /// Folder of the segments (`<patient>/<key id>-<sequence>.sfa`). Relative to the pipeline
+    /// file's folder.
+    pub path: Located<String>,
+    /// Keystore folder: one entry per patient key, wrapped for the recipients.
+    pub keystore: Located<String>,
+    /// Recipient files (`sigfab keygen`), 1 to 255: who can decrypt.
+    pub recipients: Located<Vec<String>>,
+    /// A segment ends once it holds this many plaintext bytes (default 16 MiB).
+    #[serde(default = "default_segment_bytes")]
+    pub max_segment_bytes: Located<u64>,
+    /// A segment ends once its frames span this much signal time (default 10m).
+    #[serde(default = "default_segment_duration")]
+    pub max_segment_duration: Located<DurationSpec>,
+    /// A segment ends at most this long (wall clock) after its first item, so items wait at
+    /// most about this long for their acknowledgement (default 2s).
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: Located<DurationSpec>,
+    /// Items held unacknowledged in open segments, all streams together, at which every open
+    /// segment is ended (default 4096).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: Located<usize>,
+    /// Accept only stream ids made by `deidentify` (`p<version>-<32 hex>`, and its
+    /// `deid-audit-…` stream): they name keystore entries and folders, so a raw identifier
+    /// must never reach them. Set false only when stream ids are pseudonyms already.
+    #[serde(default = "default_true")]
+    pub pseudonyms_only: bool,
+}
+
+fn default_segment_bytes() -> Located<u64> {
+    Located::new(16 << 20, Default::default())
+}
+
+fn default_segment_duration() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(600)), Default::default())
+}
+
+fn default_flush_interval() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(2)), Default::default())
+}
+
+fn default_max_pending() -> Located<usize> {
+    Located::new(4096, Default::default())
 }
 
 /// Standard output formats.

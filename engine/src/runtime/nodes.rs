@@ -277,6 +277,7 @@ fn spawn_sink(
         let result = match sink {
             SinkDriver::Writer(writer) => sinks::run_sink(writer, rx, &counters),
             SinkDriver::Kafka(kafka) => kafka.run(rx, &counters).map_err(SinkError::from),
+            SinkDriver::Archive(archive) => archive.run(rx, &counters),
         };
         result.map_err(|error| RuntimeError::Sink { node: name, error })
     })

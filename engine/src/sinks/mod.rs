@@ -7,6 +7,7 @@
 //! flushed at once (lowest latency); under heavy load one flush and fsync
 //! cover many items. No timer adds latency.
 
+mod archive;
 mod dead_letter;
 mod file;
 mod stdout;
@@ -22,6 +23,7 @@ use crate::config::{LoadedPipeline, NodeSpec, SinkKind};
 use crate::health::Readiness;
 use crate::runtime::{Envelope, NodeCounters};
 
+pub use archive::{ArchiveSink, SegmentLimits};
 pub use dead_letter::{run_dead_letter, DeadLetterWriter};
 
 /// Most items written between two flushes.
@@ -39,6 +41,10 @@ pub enum SinkError {
     Config(String),
     #[error(transparent)]
     Kafka(Box<crate::kafka::KafkaError>),
+    #[error(transparent)]
+    Archive(#[from] crate::crypto::archive::ArchiveError),
+    #[error(transparent)]
+    KeyFile(#[from] crate::crypto::keyfile::KeyFileError),
 }
 
 /// A sink ready to run: a writer driven by the batch loop, or the Kafka
@@ -46,6 +52,7 @@ pub enum SinkError {
 pub enum SinkDriver {
     Writer(Box<dyn SinkWriter>),
     Kafka(crate::kafka::sink::KafkaSink),
+    Archive(ArchiveSink),
 }
 
 impl SinkDriver {
@@ -56,6 +63,7 @@ impl SinkDriver {
                 .path()
                 .map_or_else(|| "stdout".to_string(), |p| p.display().to_string()),
             SinkDriver::Kafka(kafka) => format!("kafka topic {}", kafka.topic()),
+            SinkDriver::Archive(archive) => format!("encrypted archive {}", archive.dir().display()),
         }
     }
 }
@@ -93,6 +101,9 @@ pub fn open(
             spec,
             readiness.register(name),
         )?)),
+        SinkKind::Archive(spec) => Ok(SinkDriver::Archive(ArchiveSink::from_spec(spec, |p| {
+            pipeline.resolve(p)
+        })?)),
     }
 }
 

@@ -392,6 +392,9 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                     );
                 }
                 check_properties(&k.properties, CONSUMER_MANAGED, &mut fail);
+                if let Some(key) = &k.encrypt {
+                    check_record_key(key, kind.pos, &mut fail);
+                }
             }
         }
     }
@@ -436,6 +439,33 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                 );
             }
             check_properties(&k.properties, PRODUCER_MANAGED, &mut fail);
+            if let Some(key) = &k.encrypt {
+                check_record_key(key, kind.pos, &mut fail);
+            }
+        }
+    }
+    let inline_record_keys = spec
+        .sources
+        .0
+        .iter()
+        .filter_map(|node| match node.kind.as_ref().map(|k| &k.value) {
+            Ok(SourceKind::Kafka(k)) => k.encrypt.as_ref(),
+            _ => None,
+        })
+        .chain(
+            spec.sinks
+                .0
+                .iter()
+                .filter_map(|node| match node.kind.as_ref().map(|k| &k.value) {
+                    Ok(SinkKind::Kafka(k)) => k.encrypt.as_ref(),
+                    _ => None,
+                }),
+        );
+    for key in inline_record_keys {
+        if let Some(inline) = &key.key {
+            let message =
+                "kafka.encrypt: a key must not be written in the pipeline file; use key_file or key_env";
+            errors.push(ConfigError::on_secret(inline.pos, message));
         }
     }
     for node in &spec.operators.0 {
@@ -682,6 +712,36 @@ fn upstream_sources(nodes: &[GraphNode], id: usize) -> Vec<usize> {
     }
     sources.sort_unstable();
     sources
+}
+
+/// The record master key comes from outside the pipeline, from exactly one place; whether it
+/// exists and holds 64 hex digits is checked when the pipeline runs.
+fn check_record_key(spec: &RecordKeySpec, at: Pos, fail: &mut impl FnMut(Pos, String)) {
+    match (&spec.key_file, &spec.key_env) {
+        (None, None) if spec.key.is_some() => {}
+        (None, None) => fail(
+            at,
+            "kafka.encrypt needs its master key from key_file or key_env".into(),
+        ),
+        (Some(_), Some(env)) => fail(
+            env.pos,
+            "kafka.encrypt takes key_file or key_env, not both".into(),
+        ),
+        (Some(file), None) if file.value.trim().is_empty() => {
+            fail(file.pos, "kafka.encrypt.key_file is empty".into())
+        }
+        (None, Some(env)) if env.value.trim().is_empty() || env.value.contains('=') => fail(
+            env.pos,
+            "kafka.encrypt.key_env must name an environment variable".into(),
+        ),
+        _ => {}
+    }
+    if spec.key_version.value == 0 {
+        fail(
+            spec.key_version.pos,
+            "kafka.encrypt.key_version must be at least 1".into(),
+        );
+    }
 }
 
 /// Longest date shift accepted: ten years either way.

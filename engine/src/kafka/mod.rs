@@ -4,6 +4,7 @@
 
 pub mod offsets;
 mod producer;
+pub mod sealing;
 pub mod sink;
 pub mod source;
 
@@ -37,6 +38,8 @@ pub enum KafkaError {
     },
     #[error("{0} records were still undelivered when the producer was closed")]
     Undelivered(i32),
+    #[error(transparent)]
+    RecordKey(#[from] sealing::RecordKeyError),
 }
 
 /// A client configuration: the engine's explicit settings, then the

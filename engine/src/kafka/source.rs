@@ -19,10 +19,11 @@ use sigfab_operators::Item;
 use tokio::sync::watch;
 
 use super::offsets::{OffsetBook, TopicPartition};
+use super::sealing::{read_master, Opening};
 use super::sink::encoding;
 use super::{client_config, AckingProducer, KafkaError, Outgoing};
 use crate::ack::{AckCounter, AckReceiver, AckStatus, AckToken};
-use crate::config::{KafkaSourceSpec, StartFrom};
+use crate::config::{KafkaSourceSpec, LoadedPipeline, StartFrom};
 use crate::health::{NodeState, Readiness, ReadyFlag};
 use crate::runtime::{Envelope, Fanout, NodeCounters};
 use crate::wire::{self, Encoding};
@@ -132,12 +133,15 @@ pub struct KafkaSource {
     encoding: Encoding,
     max_unacked: usize,
     commit_interval: Duration,
+    /// Record opening (`encrypt`), docs/security.md; locked only between awaits.
+    opening: Option<Mutex<Opening>>,
 }
 
 impl KafkaSource {
     /// Creates the clients (no broker is contacted yet: a broker that is
     /// down shows as not-ready, and librdkafka keeps retrying).
     pub fn open(
+        pipeline: &LoadedPipeline,
         spec: &KafkaSourceSpec,
         name: &str,
         readiness: &Readiness,
@@ -157,6 +161,13 @@ impl KafkaSource {
             ("session.timeout.ms", "10000".to_string()),
             ("heartbeat.interval.ms", "1000".to_string()),
         ];
+        let opening = match &spec.encrypt {
+            Some(key) => Some(Mutex::new(Opening::new(
+                read_master(pipeline, key)?,
+                key.key_version.value,
+            ))),
+            None => None,
+        };
         let config = client_config(&spec.brokers.value, &defaults, &spec.properties.value);
         let book = Book::default();
         let consumer: StreamConsumer<SourceContext> = config
@@ -184,6 +195,7 @@ impl KafkaSource {
             encoding: encoding(spec.encoding),
             max_unacked: spec.max_unacked.value,
             commit_interval: spec.commit_interval.value.0,
+            opening,
         })
     }
 
@@ -278,7 +290,41 @@ impl KafkaSource {
         counter.note_issued();
         let ack = AckToken::new(id, acks.clone());
         let payload = message.payload().unwrap_or_default();
+        let opened = match &self.opening {
+            None => None,
+            Some(opening) => {
+                let opened = opening
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .open(
+                        message.key(),
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                        payload,
+                    );
+                match opened {
+                    Ok(plaintext) => Some(plaintext),
+                    Err(error) => {
+                        self.dead_letter(message, &error.to_string(), ack, counters);
+                        return true;
+                    }
+                }
+            }
+        };
+        let payload = opened.as_deref().map_or(payload, Vec::as_slice);
         match wire::decode(payload, self.encoding) {
+            // Sealed under its Kafka key, so a frame naming another stream is a producer's bug.
+            Ok(Item::Frame(frame))
+                if opened.is_some() && message.key() != Some(frame.stream_id.as_bytes()) =>
+            {
+                self.dead_letter(
+                    message,
+                    "the decrypted frame's stream id is not its record key",
+                    ack,
+                    counters,
+                )
+            }
             Ok(Item::Frame(frame)) => {
                 counters
                     .items_out

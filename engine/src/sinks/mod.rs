@@ -98,6 +98,7 @@ pub fn open(
         )?))),
         SinkKind::Stdout(spec) => Ok(SinkDriver::Writer(Box::new(stdout::StdoutSink::new(spec.format)))),
         SinkKind::Kafka(spec) => Ok(SinkDriver::Kafka(crate::kafka::sink::KafkaSink::open(
+            pipeline,
             spec,
             readiness.register(name),
         )?)),

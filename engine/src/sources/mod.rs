@@ -72,7 +72,7 @@ pub fn open(
             spec,
         )?))),
         SourceKind::Kafka(spec) => Ok(SourceDriver::Kafka(crate::kafka::source::KafkaSource::open(
-            spec, name, readiness,
+            pipeline, spec, name, readiness,
         )?)),
     }
 }

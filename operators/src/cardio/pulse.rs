@@ -57,6 +57,8 @@ pub struct PulseDetector {
     decay: u64,
     max_beat: u64,
     raw: Vec<f64>,
+    /// The low-passed signal.
+    smooth: Vec<f64>,
     ssf: Vec<f64>,
     rises: Vec<f64>,
     previous_y: f64,
@@ -87,6 +89,7 @@ impl PulseDetector {
             decay: samples(DECAY_S),
             max_beat,
             raw: vec![0.0; ring],
+            smooth: vec![0.0; ring],
             ssf: vec![0.0; ring],
             rises: vec![0.0; samples(SSF_WINDOW_S) as usize],
             previous_y: 0.0,
@@ -142,6 +145,7 @@ impl PulseDetector {
         let filled = (t + 1).min(self.window as u64) as usize;
         let ssf = self.rises[..filled].iter().sum::<f64>();
         self.raw[slot] = x;
+        self.smooth[slot] = y;
         self.ssf[slot] = ssf;
         self.t += 1;
         if t < self.learning {
@@ -176,16 +180,12 @@ impl PulseDetector {
         if max - min <= self.threshold() {
             return;
         }
-        let floor = 0.01 * max;
+        // The foot: walking back from the crossing while the low-passed
+        // signal keeps falling, the first local minimum.
         let lowest = c.saturating_sub(self.onset_search);
-        let mut onset = lowest;
-        let mut j = c;
-        while j > lowest {
-            j -= 1;
-            if Self::at(&self.ssf, j) < floor {
-                onset = j;
-                break;
-            }
+        let mut onset = c;
+        while onset > lowest && Self::at(&self.smooth, onset - 1) <= Self::at(&self.smooth, onset) {
+            onset -= 1;
         }
         if self.last_onset.is_some_and(|o| onset <= o) {
             return;

@@ -183,6 +183,17 @@ fn record_100_sensitivity_and_positive_predictivity() {
         .map(|r| r.values.iter().find(|(n, _)| n.ends_with(".latency_s")).expect("latency").1)
         .collect();
     assert!(latencies.iter().all(|&l| l > 0.0 && l <= bound + 1e-9));
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "delay R peak -> record: median {:.3} s, max {:.3} s, bound {bound:.3} s; {} beats by search-back",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1],
+        records
+            .iter()
+            .filter(|r| r.values.iter().any(|(n, v)| n.ends_with(".search_back") && *v == 1.0))
+            .count()
+    );
     // The checked-in matcher cross-check uses these detections.
     if std::env::var_os("SIGFAB_WRITE_DETECTIONS").is_some() {
         let text: String = detected.iter().map(|d| format!("{d}\n")).collect();

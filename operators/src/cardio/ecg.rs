@@ -142,7 +142,8 @@ impl EcgBeats {
         if !known {
             let state = self.build(&frame.layout, frame.start_ns);
             let layout = frame.layout.clone();
-            self.streams.insert(frame.stream_id.clone(), EcgStream { layout, state });
+            self.streams
+                .insert(frame.stream_id.clone(), EcgStream { layout, state });
         } else if frame.discontinuity {
             if let Some(Ok(c)) = self.streams.get_mut(&*frame.stream_id).map(|s| s.state.as_mut()) {
                 c.anchor_ns = frame.start_ns;
@@ -203,8 +204,12 @@ impl EcgBeats {
                     c.history.pop_front();
                 }
                 self.times.clear();
-                self.times
-                    .extend(c.history.iter().take_while(|&&r| r < end).map(|&r| r as f64 / c.rate));
+                self.times.extend(
+                    c.history
+                        .iter()
+                        .take_while(|&&r| r < end)
+                        .map(|&r| r as f64 / c.rate),
+                );
                 let mut values: Vec<f64> = self.hrv.compute(&self.times).as_array().to_vec();
                 values.push((k - start) as f64 / c.rate);
                 out.push(Item::Record(Record {

@@ -92,7 +92,11 @@ impl Hrv {
         let rr = &self.rr;
         let n = rr.len();
         let nan = f64::NAN;
-        let mean = if n > 0 { rr.iter().sum::<f64>() / n as f64 } else { nan };
+        let mean = if n > 0 {
+            rr.iter().sum::<f64>() / n as f64
+        } else {
+            nan
+        };
         let sdnn = if n > 1 {
             (rr.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
         } else {

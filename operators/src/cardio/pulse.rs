@@ -139,7 +139,11 @@ impl PulseDetector {
         let t = self.t;
         let slot = (t % self.raw.len() as u64) as usize;
         let y = self.lowpass.step(x);
-        let rise = if t == 0 { 0.0 } else { (y - self.previous_y).max(0.0) };
+        let rise = if t == 0 {
+            0.0
+        } else {
+            (y - self.previous_y).max(0.0)
+        };
         self.previous_y = y;
         self.rises[(t % self.window as u64) as usize] = rise;
         let filled = (t + 1).min(self.window as u64) as usize;
@@ -158,7 +162,12 @@ impl PulseDetector {
         }
         let thr = self.threshold();
         let refractory = self.last_onset.is_some_and(|o| t < o + self.eye_closing);
-        if self.crossing.is_none() && !refractory && thr > 0.0 && ssf >= thr && Self::at(&self.ssf, t - 1) < thr {
+        if self.crossing.is_none()
+            && !refractory
+            && thr > 0.0
+            && ssf >= thr
+            && Self::at(&self.ssf, t - 1) < thr
+        {
             self.crossing = Some(t);
         }
         if let Some(c) = self.crossing {
@@ -175,8 +184,12 @@ impl PulseDetector {
 
     fn judge_crossing(&mut self, c: u64, t: u64) {
         let max = (c..=t).map(|j| Self::at(&self.ssf, j)).fold(f64::MIN, f64::max);
-        let from = c.saturating_sub(self.judge).max(t.saturating_sub(self.ssf.len() as u64 - 1));
-        let min = (from..=c).map(|j| Self::at(&self.ssf, j)).fold(f64::MAX, f64::min);
+        let from = c
+            .saturating_sub(self.judge)
+            .max(t.saturating_sub(self.ssf.len() as u64 - 1));
+        let min = (from..=c)
+            .map(|j| Self::at(&self.ssf, j))
+            .fold(f64::MAX, f64::min);
         if max - min <= self.threshold() {
             return;
         }

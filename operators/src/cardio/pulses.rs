@@ -53,8 +53,8 @@ impl Pulses {
             .index_of(&self.channel)
             .ok_or("frame lacks the channel named in pulses.channel")?;
         let rate = layout.channels[index].sample_rate;
-        let detector =
-            PulseDetector::new(rate).map_err(|_| "pulses needs a sample rate of at least 10 Hz".to_string())?;
+        let detector = PulseDetector::new(rate)
+            .map_err(|_| "pulses needs a sample rate of at least 10 Hz".to_string())?;
         let name = |n: &str| Arc::from(format!("{}.{n}", self.channel));
         Ok(PulseChannel {
             index,
@@ -79,7 +79,8 @@ impl Pulses {
         if !known {
             let state = self.build(&frame.layout, frame.start_ns);
             let layout = frame.layout.clone();
-            self.streams.insert(frame.stream_id.clone(), PulseStream { layout, state });
+            self.streams
+                .insert(frame.stream_id.clone(), PulseStream { layout, state });
         } else if frame.discontinuity {
             if let Some(Ok(c)) = self.streams.get_mut(&*frame.stream_id).map(|s| s.state.as_mut()) {
                 c.anchor_ns = frame.start_ns;

@@ -222,7 +222,13 @@ impl QrsDetector {
         self.bp[slot] = y;
         // Five-point derivative (2y[n] + y[n-1] - y[n-3] - 2y[n-4]) / 8; the
         // band-pass history before sample 0 is the first value.
-        let past = |k: u64| if t >= k { Self::at(&self.bp, t - k) } else { Self::at(&self.bp, 0) };
+        let past = |k: u64| {
+            if t >= k {
+                Self::at(&self.bp, t - k)
+            } else {
+                Self::at(&self.bp, 0)
+            }
+        };
         let d = (2.0 * y + past(1) - past(3) - 2.0 * past(4)) * self.rate / 8.0;
         self.slope[slot] = d.abs();
         self.squares[(t % self.integration as u64) as usize] = d * d;
@@ -251,7 +257,9 @@ impl QrsDetector {
             return;
         }
         let left = c.saturating_sub(self.refractory);
-        if (left..c).any(|j| Self::at(&self.mwi, j) > v) || (c + 1..=self.t).any(|j| Self::at(&self.mwi, j) >= v) {
+        if (left..c).any(|j| Self::at(&self.mwi, j) > v)
+            || (c + 1..=self.t).any(|j| Self::at(&self.mwi, j) >= v)
+        {
             return;
         }
         let candidate = self.candidate(c, v);

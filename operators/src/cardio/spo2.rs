@@ -115,7 +115,11 @@ impl Spo2 {
     }
 
     fn build(&self, layout: &ChannelLayout, start_ns: i64) -> Result<Spo2Channels, String> {
-        let find = |n: &str| layout.index_of(n).ok_or("frame lacks a channel named in spo2.red or spo2.ir");
+        let find = |n: &str| {
+            layout
+                .index_of(n)
+                .ok_or("frame lacks a channel named in spo2.red or spo2.ir")
+        };
         let (red, ir) = (find(&self.config.red)?, find(&self.config.ir)?);
         let rate = layout.channels[red].sample_rate;
         if layout.channels[ir].sample_rate != rate {
@@ -154,7 +158,8 @@ impl Spo2 {
         if !known {
             let state = self.build(&frame.layout, frame.start_ns);
             let layout = frame.layout.clone();
-            self.streams.insert(frame.stream_id.clone(), Spo2Stream { layout, state });
+            self.streams
+                .insert(frame.stream_id.clone(), Spo2Stream { layout, state });
         } else if frame.discontinuity {
             if let Some(Ok(c)) = self.streams.get_mut(&*frame.stream_id).map(|s| s.state.as_mut()) {
                 c.anchor_ns = frame.start_ns;
@@ -321,13 +326,18 @@ mod tests {
         let (mut red, ir) = ppg(0.9, 15.0);
         let whole = run(&mut Spo2::new(Spo2Config::new("red", "ir")), &red, &ir, red.len());
         for frame in [1, 4, 7] {
-            assert_eq!(run(&mut Spo2::new(Spo2Config::new("red", "ir")), &red, &ir, frame), whole);
+            assert_eq!(
+                run(&mut Spo2::new(Spo2Config::new("red", "ir")), &red, &ir, frame),
+                whole
+            );
         }
         red[700] = f32::NAN;
         let records = run(&mut Spo2::new(Spo2Config::new("red", "ir")), &red, &ir, 7);
         let gap_ns = 7_000_000_000;
         assert!(records.iter().all(|r| r.end_ns <= gap_ns || r.start_ns > gap_ns));
         assert!(records.len() < whole.len());
-        assert!(records.iter().all(|r| r.values.iter().all(|(_, v)| v.is_finite())));
+        assert!(records
+            .iter()
+            .all(|r| r.values.iter().all(|(_, v)| v.is_finite())));
     }
 }

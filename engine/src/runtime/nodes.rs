@@ -341,12 +341,10 @@ fn build_operator(
         OperatorKind::EcgBeats(e) => Box::new(EcgBeats::new(EcgBeatsConfig {
             channel: e.channel.value.clone(),
             beats: e.beats,
-            hrv: e.hrv.then(|| {
-                (
-                    e.hrv_window.value.0.as_secs_f64(),
-                    e.hrv_hop.value.0.as_secs_f64(),
-                )
-            }),
+            hrv: e.hrv.then_some((
+                e.hrv_window.value.0.as_secs_f64(),
+                e.hrv_hop.value.0.as_secs_f64(),
+            )),
         })),
         OperatorKind::Pulses(p) => Box::new(Pulses::new(&p.channel.value)),
         OperatorKind::Spo2(s) => Box::new(Spo2::new(Spo2Config {

@@ -6,6 +6,7 @@
 //! queues and acknowledgements around it.
 
 pub mod basic;
+pub mod cardio;
 pub mod codec;
 pub mod deid;
 pub mod features;

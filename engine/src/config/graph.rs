@@ -65,7 +65,11 @@ fn signature(kind: &OperatorKind) -> Signature {
         | OperatorKind::Validate(_)
         | OperatorKind::Butterworth(_)
         | OperatorKind::Notch(_) => Signature::FramesTo(ItemKind::Frame),
-        OperatorKind::FrameStats(_) | OperatorKind::BandPowers(_) => Signature::FramesTo(ItemKind::Record),
+        OperatorKind::FrameStats(_)
+        | OperatorKind::BandPowers(_)
+        | OperatorKind::EcgBeats(_)
+        | OperatorKind::Pulses(_)
+        | OperatorKind::Spo2(_) => Signature::FramesTo(ItemKind::Record),
     }
 }
 
@@ -504,6 +508,9 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             OperatorKind::Butterworth(b) => check_butterworth(b, &mut fail),
             OperatorKind::Notch(n) => check_notch(n, &mut fail),
             OperatorKind::BandPowers(b) => check_band_powers(b, &mut fail),
+            OperatorKind::EcgBeats(e) => check_ecg_beats(e, &mut fail),
+            OperatorKind::Pulses(p) => check_channel_name(&p.channel, "pulses.channel", &mut fail),
+            OperatorKind::Spo2(s) => check_spo2(s, &mut fail),
             _ => {}
         }
     }
@@ -629,6 +636,61 @@ fn check_band_powers(spec: &BandPowersSpec, fail: &mut impl FnMut(Pos, String)) 
         }
     }
     check_filter_channels(&spec.channels, "band_powers", fail);
+}
+
+fn check_channel_name(name: &super::Located<String>, field: &str, fail: &mut impl FnMut(Pos, String)) {
+    if name.value.is_empty() {
+        fail(name.pos, format!("{field} must name a channel"));
+    }
+}
+
+/// Shortest HRV window: LF/HF needs 64 s of resampled RR series.
+const MIN_HRV_WINDOW_S: u64 = 60;
+
+fn check_ecg_beats(spec: &EcgBeatsSpec, fail: &mut impl FnMut(Pos, String)) {
+    check_channel_name(&spec.channel, "ecg_beats.channel", fail);
+    if !spec.beats && !spec.hrv {
+        fail(
+            spec.channel.pos,
+            "ecg_beats emits nothing with both beats and hrv false".into(),
+        );
+    }
+    let (window, hop) = (spec.hrv_window.value.0, spec.hrv_hop.value.0);
+    if window.as_secs() < MIN_HRV_WINDOW_S {
+        fail(
+            spec.hrv_window.pos,
+            format!("ecg_beats.hrv_window must be at least {MIN_HRV_WINDOW_S}s"),
+        );
+    }
+    if hop.is_zero() || hop > window {
+        fail(
+            spec.hrv_hop.pos,
+            "ecg_beats.hrv_hop must be longer than 0 and at most ecg_beats.hrv_window".into(),
+        );
+    }
+}
+
+fn check_spo2(spec: &Spo2Spec, fail: &mut impl FnMut(Pos, String)) {
+    check_channel_name(&spec.red, "spo2.red", fail);
+    check_channel_name(&spec.ir, "spo2.ir", fail);
+    if spec.red.value == spec.ir.value {
+        fail(spec.ir.pos, "spo2.ir must differ from spo2.red".into());
+    }
+    let (window, hop) = (spec.window.value.0, spec.hop.value.0);
+    if window.is_zero() {
+        fail(spec.window.pos, "spo2.window must be longer than 0".into());
+    }
+    if hop.is_zero() || hop > window {
+        fail(
+            spec.hop.pos,
+            "spo2.hop must be longer than 0 and at most spo2.window".into(),
+        );
+    }
+    for (value, field) in [(&spec.a, "spo2.a"), (&spec.b, "spo2.b")] {
+        if !value.value.is_finite() {
+            fail(value.pos, format!("{field} must be a finite number"));
+        }
+    }
 }
 
 fn check_filter_channels(

@@ -247,6 +247,18 @@ pub enum OperatorKind {
     /// and peak frequency: one record per channel per window. See
     /// docs/features.md.
     BandPowers(BandPowersSpec),
+    /// Causal R-peak detection (Pan–Tompkins-style, bounded look-back) on
+    /// one ECG channel: one `ecg_beat` record per beat (RR, heart rate,
+    /// delay) and `hrv` records per sliding window (SDNN, RMSSD, pNN50,
+    /// LF/HF). See docs/features.md.
+    EcgBeats(EcgBeatsSpec),
+    /// Causal pulse detection (slope sum function, Zong et al. 2003) on one
+    /// ABP or PPG channel: one `pulse` record per beat with systolic,
+    /// diastolic and mean value and pulse rate. See docs/features.md.
+    Pulses(PulsesSpec),
+    /// SpO2 by the ratio of ratios of a red and an infrared PPG channel
+    /// over sliding windows, `SpO2 = a - b·R`. See docs/features.md.
+    Spo2(Spo2Spec),
 }
 
 impl NodeKinds for OperatorKind {
@@ -262,6 +274,9 @@ impl NodeKinds for OperatorKind {
             "notch",
             "deidentify",
             "band_powers",
+            "ecg_beats",
+            "pulses",
+            "spo2",
         ]
     }
 }
@@ -409,6 +424,77 @@ pub struct BandPowersSpec {
     /// Channels to compute (default: all).
     #[serde(default)]
     pub channels: Option<Located<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcgBeatsSpec {
+    /// The ECG channel's name.
+    pub channel: Located<String>,
+    /// Emit one `ecg_beat` record per beat (default true).
+    #[serde(default = "default_true")]
+    pub beats: bool,
+    /// Emit `hrv` records per window (default true).
+    #[serde(default = "default_true")]
+    pub hrv: bool,
+    /// HRV window, e.g. 5min (default 300s).
+    #[serde(default = "default_hrv_window")]
+    pub hrv_window: Located<DurationSpec>,
+    /// Time between HRV windows (default 30s); at most `hrv_window`.
+    #[serde(default = "default_hrv_hop")]
+    pub hrv_hop: Located<DurationSpec>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PulsesSpec {
+    /// The ABP or PPG channel's name.
+    pub channel: Located<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spo2Spec {
+    /// The red PPG channel's name.
+    pub red: Located<String>,
+    /// The infrared PPG channel's name (same sample rate as red).
+    pub ir: Located<String>,
+    /// Window length (default 4s).
+    #[serde(default = "default_spo2_window")]
+    pub window: Located<DurationSpec>,
+    /// Time between windows (default 1s); at most `window`.
+    #[serde(default = "default_spo2_hop")]
+    pub hop: Located<DurationSpec>,
+    /// Calibration `SpO2 = a - b·R` (%): a, default 110.
+    #[serde(default = "default_spo2_a")]
+    pub a: Located<f64>,
+    /// Calibration b, default 25.
+    #[serde(default = "default_spo2_b")]
+    pub b: Located<f64>,
+}
+
+fn default_hrv_window() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(300)), Default::default())
+}
+
+fn default_hrv_hop() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(30)), Default::default())
+}
+
+fn default_spo2_window() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(4)), Default::default())
+}
+
+fn default_spo2_hop() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_secs(1)), Default::default())
+}
+
+fn default_spo2_a() -> Located<f64> {
+    Located::new(110.0, Default::default())
+}
+
+fn default_spo2_b() -> Located<f64> {
+    Located::new(25.0, Default::default())
 }
 
 /// One named frequency band.

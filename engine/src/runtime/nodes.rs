@@ -19,6 +19,7 @@ use crate::health::Readiness;
 use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
+use sigfab_operators::cardio::{EcgBeats, EcgBeatsConfig, Pulses, Spo2, Spo2Config};
 use sigfab_operators::features::{Band as FeatureBand, BandPowers, BandPowersConfig};
 
 struct DeadLetterNode {
@@ -338,6 +339,23 @@ fn build_operator(
         )),
         OperatorKind::Deidentify(d) => Box::new(crate::deid::build(pipeline, d)?),
         OperatorKind::BandPowers(b) => Box::new(BandPowers::new(band_powers_config(b))),
+        OperatorKind::EcgBeats(e) => Box::new(EcgBeats::new(EcgBeatsConfig {
+            channel: e.channel.value.clone(),
+            beats: e.beats,
+            hrv: e.hrv.then_some((
+                e.hrv_window.value.0.as_secs_f64(),
+                e.hrv_hop.value.0.as_secs_f64(),
+            )),
+        })),
+        OperatorKind::Pulses(p) => Box::new(Pulses::new(&p.channel.value)),
+        OperatorKind::Spo2(s) => Box::new(Spo2::new(Spo2Config {
+            red: s.red.value.clone(),
+            ir: s.ir.value.clone(),
+            window_s: s.window.value.0.as_secs_f64(),
+            hop_s: s.hop.value.0.as_secs_f64(),
+            a: s.a.value,
+            b: s.b.value,
+        })),
     })
 }
 

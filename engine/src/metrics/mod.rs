@@ -479,6 +479,42 @@ mod tests {
     }
 
     #[test]
+    fn privacy_counters_are_exported_per_node_with_the_node_label_only() {
+        let counters = Arc::new(PrivacyCounters::default());
+        let nodes = vec![
+            NodeSource {
+                name: "gate".into(),
+                role: "operator",
+                counters: Arc::default(),
+                privacy: Some(PrivacySource {
+                    kind: "k_anonymity",
+                    counters: counters.clone(),
+                }),
+            },
+            NodeSource {
+                name: "hourly".into(),
+                role: "operator",
+                counters: Arc::default(),
+                privacy: Some(PrivacySource {
+                    kind: "dp_aggregate",
+                    counters: counters.clone(),
+                }),
+            },
+        ];
+        let registry = EngineCollector::new(nodes, None, Arc::default(), Arc::default())
+            .into_registry()
+            .expect("specs and samples agree");
+        PrivacyCounters::add(&counters.suppressed, 7);
+        PrivacyCounters::add(&counters.refused, 2);
+        let text = render(&registry);
+        assert!(text.contains("sigfab_kanon_suppressed_total{node=\"gate\"} 7"), "{text}");
+        assert!(text.contains("sigfab_dp_refused_total{node=\"hourly\"} 2"), "{text}");
+        // Each family only for its own node type.
+        assert!(!text.contains("sigfab_kanon_suppressed_total{node=\"hourly\"}"));
+        assert!(!text.contains("sigfab_dp_refused_total{node=\"gate\"}"));
+    }
+
+    #[test]
     fn docs_list_every_metric() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
             .expect("docs/metrics.md");

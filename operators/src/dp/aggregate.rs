@@ -149,22 +149,18 @@ impl<R: RandomSource + Send, L: Ledger> DpAggregate<R, L> {
         PrivacyCounters::add(&self.counters.dropped, 1);
     }
 
-    /// Adds one record to the open window's tallies, or drops it.
-    fn take(&mut self, record: &Record) {
-        let Some(group) = record
+    /// The record's group and grid value, or None when it cannot be used
+    /// (no listed group, no value, NaN).
+    fn contribution(&self, record: &Record) -> Option<(usize, i64)> {
+        let group = record
             .label(&self.config.group_by)
-            .and_then(|g| self.config.groups.iter().position(|x| x == g))
-        else {
-            return self.dropped();
-        };
+            .and_then(|g| self.config.groups.iter().position(|x| x == g))?;
         let value = match self.config.statistic {
             Statistic::Count => 0,
             Statistic::Sum | Statistic::Mean => {
-                let Some(v) = self.config.value.as_deref().and_then(|n| record.value(n)) else {
-                    return self.dropped();
-                };
+                let v = self.config.value.as_deref().and_then(|n| record.value(n))?;
                 if v.is_nan() {
-                    return self.dropped();
+                    return None;
                 }
                 // Clamp, then snap to the grid (round half away from zero),
                 // then clamp again so the grid value stays in bounds.
@@ -172,6 +168,11 @@ impl<R: RandomSource + Send, L: Ledger> DpAggregate<R, L> {
                 ((v / self.config.granularity).round() as i64).clamp(self.grid.0, self.grid.1)
             }
         };
+        Some((group, value))
+    }
+
+    /// Adds one usable record to the open window's tallies, or drops it.
+    fn take(&mut self, record: &Record, group: usize, value: i64) {
         let used = self.contributions.entry(record.stream_id.clone()).or_insert(0);
         if *used >= self.config.max_contributions {
             return self.dropped();
@@ -252,6 +253,13 @@ impl<R: RandomSource + Send, L: Ledger> Operator for DpAggregate<R, L> {
         let Item::Record(record) = item else {
             return Err(Rejected::boxed(item, "dp_aggregate takes records only"));
         };
+        // Only usable records move the windows: an unrelated record (an
+        // audit record, another unit) must not close a window early or
+        // open one that costs budget.
+        let Some((group, value)) = self.contribution(&record) else {
+            self.dropped();
+            return Ok(());
+        };
         let window = window_index(record.start_ns, self.config.window_ns);
         match self.open {
             Some(open) if window < open => {
@@ -266,7 +274,7 @@ impl<R: RandomSource + Send, L: Ledger> Operator for DpAggregate<R, L> {
             Some(_) => {}
             None => self.open = Some(window),
         }
-        self.take(&record);
+        self.take(&record, group, value);
         Ok(())
     }
 

@@ -247,6 +247,7 @@ fn counts_every_listed_group_once_per_window_with_contribution_bounds() {
             record("s4", 50, "Z", 60.0), // not a listed group
             record("s5", 3700, "B", 60.0), // next window
             record("s6", 100, "A", 60.0), // late
+            record("s7", 99_999, "Z", 60.0), // unusable: opens no window
         ],
     );
     let got: Vec<(i64, String, f64)> = released
@@ -264,7 +265,7 @@ fn counts_every_listed_group_once_per_window_with_contribution_bounds() {
             (1, "C".into(), 0.0),
         ]
     );
-    assert_eq!(PrivacyCounters::get(&counters.dropped), 3);
+    assert_eq!(PrivacyCounters::get(&counters.dropped), 4);
     assert_eq!(PrivacyCounters::get(&counters.releases), 6);
     assert_eq!(op.ledger().spent, Budget::cost(1e6, 0.0).plus(Budget::cost(1e6, 0.0)).expect("fits"));
     assert!(released.iter().all(|r| &*r.kind == aggregate::KIND && r.value("epsilon") == Some(1e6)));

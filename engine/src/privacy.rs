@@ -21,11 +21,11 @@ use sigfab_operators::dp::{
 use sigfab_operators::privacy::{AttachLabels, KAction, KAnonymity, KAnonymityConfig, PrivacyCounters};
 use sigfab_operators::Operator;
 
-use crate::config::Pos;
 use crate::config::spec::{
     AttachLabelsSpec, DpAggregateSpec, DpMechanism, DpStatistic, KAnonymityAction, KAnonymitySpec,
 };
 use crate::config::LoadedPipeline;
+use crate::config::Pos;
 
 /// The ledger's format version, in every line.
 pub const LEDGER_VERSION: u32 = 1;
@@ -375,7 +375,10 @@ pub fn check_dp_spec(spec: &DpAggregateSpec) -> Vec<(Pos, String)> {
         _ => {}
     }
     match (&spec.bounds, needs_value) {
-        (None, true) => fail(spec.statistic.pos, "bounds [lower, upper] are needed for sum and mean"),
+        (None, true) => fail(
+            spec.statistic.pos,
+            "bounds [lower, upper] are needed for sum and mean",
+        ),
         (Some(b), false) => fail(b.pos, "bounds are not used by count"),
         (Some(b), true) => match b.value[..] {
             [lower, upper] if lower.is_finite() && upper.is_finite() && lower < upper => {}
@@ -407,7 +410,10 @@ pub fn check_dp_spec(spec: &DpAggregateSpec) -> Vec<(Pos, String)> {
         fail(spec.ledger.budget.pos, "ledger.budget must name the budget");
     }
     if !positive(spec.ledger.total_epsilon.value) {
-        fail(spec.ledger.total_epsilon.pos, "ledger.total_epsilon must be a positive number");
+        fail(
+            spec.ledger.total_epsilon.pos,
+            "ledger.total_epsilon must be a positive number",
+        );
     }
     if let Some(d) = &spec.ledger.total_delta {
         if !(d.value >= 0.0 && d.value < 1.0) {
@@ -423,10 +429,7 @@ pub fn check_dp_spec(spec: &DpAggregateSpec) -> Vec<(Pos, String)> {
         if let Err(e) = DpAggregate::new(config, OsRandom::default(), ledger, counters) {
             errors.push((spec.epsilon.pos, format!("dp_aggregate: {e}")));
         }
-        let cost = Budget::cost(
-            spec.epsilon.value,
-            spec.delta.as_ref().map_or(0.0, |d| d.value),
-        );
+        let cost = Budget::cost(spec.epsilon.value, spec.delta.as_ref().map_or(0.0, |d| d.value));
         if !cost.within(total_budget(spec)) {
             errors.push((
                 spec.ledger.total_epsilon.pos,
@@ -502,7 +505,10 @@ mod tests {
             for _ in 0..3 {
                 ledger.charge("n", "hourly", cost, total).expect("within budget");
             }
-            assert_eq!(ledger.charge("n", "hourly", cost, total), Err(Refusal::OverBudget));
+            assert_eq!(
+                ledger.charge("n", "hourly", cost, total),
+                Err(Refusal::OverBudget)
+            );
             // Another budget in the same file is separate.
             ledger.charge("n", "daily", cost, total).expect("other budget");
             assert_eq!(ledger.spent("hourly").nano_epsilon, 900_000_000);
@@ -511,7 +517,10 @@ mod tests {
         let mut ledger = LedgerFile::open(&path).expect("reopen");
         assert_eq!(ledger.spent("hourly").nano_epsilon, 900_000_000);
         assert_eq!(ledger.spent("daily").nano_epsilon, 300_000_000);
-        assert_eq!(ledger.charge("n", "hourly", cost, total), Err(Refusal::OverBudget));
+        assert_eq!(
+            ledger.charge("n", "hourly", cost, total),
+            Err(Refusal::OverBudget)
+        );
         ledger
             .charge("n", "hourly", Budget::cost(0.1, 0.0), total)
             .expect("exactly the rest");
@@ -538,7 +547,9 @@ mod tests {
         let total = Budget::total(1.0, 0.0);
         {
             let mut ledger = LedgerFile::open(&path).expect("open");
-            ledger.charge("n", "b", Budget::cost(0.5, 0.0), total).expect("charged");
+            ledger
+                .charge("n", "b", Budget::cost(0.5, 0.0), total)
+                .expect("charged");
             // Simulated crash: the process dies without releasing and
             // without running Drop (the lock file stays).
             std::mem::forget(ledger);
@@ -547,12 +558,18 @@ mod tests {
         std::fs::remove_file(lock_path(&path)).expect("operator removes the stale lock");
         // And a torn second write.
         let mut f = OpenOptions::new().append(true).open(&path).expect("append");
-        f.write_all(b"{\"v\":1,\"budget\":\"b\",\"node\":\"n\",\"nano_eps").expect("torn");
+        f.write_all(b"{\"v\":1,\"budget\":\"b\",\"node\":\"n\",\"nano_eps")
+            .expect("torn");
         drop(f);
         let mut ledger = LedgerFile::open(&path).expect("reopen");
         assert_eq!(ledger.spent("b").nano_epsilon, 500_000_000);
-        ledger.charge("n", "b", Budget::cost(0.5, 0.0), total).expect("the rest");
-        assert_eq!(ledger.charge("n", "b", Budget::cost(0.01, 0.0), total), Err(Refusal::OverBudget));
+        ledger
+            .charge("n", "b", Budget::cost(0.5, 0.0), total)
+            .expect("the rest");
+        assert_eq!(
+            ledger.charge("n", "b", Budget::cost(0.01, 0.0), total),
+            Err(Refusal::OverBudget)
+        );
         drop(ledger);
         let ledger = LedgerFile::open(&path).expect("clean file");
         assert_eq!(ledger.spent("b").nano_epsilon, 1_000_000_000);
@@ -562,7 +579,10 @@ mod tests {
     fn a_corrupt_complete_line_fails_closed() {
         let path = temp("corrupt");
         std::fs::write(&path, "{\"v\":1,\"budget\":\"b\"}\n").expect("write");
-        assert!(matches!(LedgerFile::open(&path), Err(LedgerError::Corrupt { line: 1, .. })));
+        assert!(matches!(
+            LedgerFile::open(&path),
+            Err(LedgerError::Corrupt { line: 1, .. })
+        ));
         // The failed open released its lock.
         assert!(!lock_path(&path).exists());
     }

@@ -115,7 +115,10 @@ fn labels_gate_and_budgeted_releases_through_the_binary() {
     // Labels are what the de-identification policy let through: kept keys
     // as they are, the MRN as its keyed pseudonym, the unlisted bed_label
     // not at all.
-    let mrn = first.features[0]["labels"]["mrn"].as_str().expect("mrn label").to_string();
+    let mrn = first.features[0]["labels"]["mrn"]
+        .as_str()
+        .expect("mrn label")
+        .to_string();
     assert!(mrn.starts_with("p1-") && mrn.len() == 35, "{mrn}");
     for record in &first.features {
         assert_eq!(
@@ -143,7 +146,10 @@ fn labels_gate_and_budgeted_releases_through_the_binary() {
     assert_eq!(ledger.len(), 1);
     assert_eq!(ledger[0]["budget"], "hourly");
     assert_eq!(ledger[0]["nano_epsilon"], 500_000_000);
-    assert!(!dir.join("ledger/dp.jsonl.lock").exists(), "the lock is released at exit");
+    assert!(
+        !dir.join("ledger/dp.jsonl.lock").exists(),
+        "the lock is released at exit"
+    );
 
     // A restart reads the ledger: 1.0 of 1.2 spent after the second run.
     let second = run(&dir, &pipeline);

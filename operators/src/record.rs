@@ -25,10 +25,7 @@ pub struct Record {
 impl Record {
     /// The value of the first label called `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| &**k == name)
-            .map(|(_, v)| &**v)
+        self.labels.iter().find(|(k, _)| &**k == name).map(|(_, v)| &**v)
     }
 
     /// The first value called `name`.

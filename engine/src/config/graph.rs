@@ -320,7 +320,12 @@ impl Builder {
 
     /// Frame metadata may be PHI: `attach_labels` may copy it only from
     /// frames that came through a `deidentify` node.
-    fn require_deidentified_frames(&mut self, spec: &PipelineSpec, id: usize, inputs: &[(usize, Option<ItemKind>)]) {
+    fn require_deidentified_frames(
+        &mut self,
+        spec: &PipelineSpec,
+        id: usize,
+        inputs: &[(usize, Option<ItemKind>)],
+    ) {
         for (position, &(input, kind)) in inputs.iter().enumerate() {
             if kind == Some(ItemKind::Frame) && !self.deidentified(spec, input) {
                 let message = format!(
@@ -342,7 +347,8 @@ impl Builder {
                     &spec.operators.0[node.spec_index].kind,
                     Ok(kind) if matches!(kind.value, OperatorKind::Deidentify(_))
                 );
-                is_deid || (!node.inputs.is_empty() && node.inputs.iter().all(|&i| self.deidentified(spec, i)))
+                is_deid
+                    || (!node.inputs.is_empty() && node.inputs.iter().all(|&i| self.deidentified(spec, i)))
             }
         }
     }
@@ -714,7 +720,10 @@ fn upstream_sources(nodes: &[GraphNode], id: usize) -> Vec<usize> {
 
 fn check_names(names: &Located<Vec<String>>, field: &str, fail: &mut impl FnMut(Pos, String)) {
     if names.value.is_empty() || names.value.iter().any(|n| n.trim().is_empty()) {
-        fail(names.pos, format!("{field} must list at least one name, none empty"));
+        fail(
+            names.pos,
+            format!("{field} must list at least one name, none empty"),
+        );
     }
 }
 

@@ -507,8 +507,14 @@ mod tests {
         PrivacyCounters::add(&counters.suppressed, 7);
         PrivacyCounters::add(&counters.refused, 2);
         let text = render(&registry);
-        assert!(text.contains("sigfab_kanon_suppressed_total{node=\"gate\"} 7"), "{text}");
-        assert!(text.contains("sigfab_dp_refused_total{node=\"hourly\"} 2"), "{text}");
+        assert!(
+            text.contains("sigfab_kanon_suppressed_total{node=\"gate\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sigfab_dp_refused_total{node=\"hourly\"} 2"),
+            "{text}"
+        );
         // Each family only for its own node type.
         assert!(!text.contains("sigfab_kanon_suppressed_total{node=\"hourly\"}"));
         assert!(!text.contains("sigfab_dp_refused_total{node=\"gate\"}"));

@@ -10,8 +10,9 @@ use sigfab_operators::{Item, Operator, Output, Rejected};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, OperatorError, RunOptions, RuntimeError};
-use sigfab_operators::privacy::PrivacyCounters;
+use super::{
+    DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, OperatorError, RunOptions, RuntimeError,
+};
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::spec::{BandPowersSpec, ButterworthSpec, FilterKind};
@@ -21,6 +22,7 @@ use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
 use sigfab_operators::features::{Band as FeatureBand, BandPowers, BandPowersConfig};
+use sigfab_operators::privacy::PrivacyCounters;
 
 struct DeadLetterNode {
     counters: Arc<NodeCounters>,
@@ -358,7 +360,9 @@ fn build_operator(
         OperatorKind::BandPowers(b) => Box::new(BandPowers::new(band_powers_config(b))),
         OperatorKind::AttachLabels(a) => crate::privacy::build_attach_labels(a),
         OperatorKind::KAnonymity(k) => crate::privacy::build_k_anonymity(k, privacy.clone()),
-        OperatorKind::DpAggregate(d) => crate::privacy::build_dp(pipeline, d, name, ledgers, privacy.clone())?,
+        OperatorKind::DpAggregate(d) => {
+            crate::privacy::build_dp(pipeline, d, name, ledgers, privacy.clone())?
+        }
     })
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Record};
 
 use super::{
-    channel_slices, check_count, check_rate, WireError, CRC_LEN, HEADER_LEN, MAGIC, MAX_CHANNELS,
-    MAX_LABELS, MAX_MESSAGE_LEN, MAX_METADATA, MAX_STRING_LEN, MAX_VALUES, VERSION,
+    channel_slices, check_count, check_rate, WireError, CRC_LEN, HEADER_LEN, MAGIC, MAX_CHANNELS, MAX_LABELS,
+    MAX_MESSAGE_LEN, MAX_METADATA, MAX_STRING_LEN, MAX_VALUES, VERSION,
 };
 
 pub(crate) const TYPE_FRAME: u8 = 1;
@@ -110,7 +110,13 @@ fn record_len(record: &Record) -> u64 {
     let values: u64 = record.values.iter().map(|(n, _)| str_len(n) + 8).sum();
     let labels: u64 = match record.labels.is_empty() {
         true => 0,
-        false => 2 + record.labels.iter().map(|(k, v)| str_len(k) + str_len(v)).sum::<u64>(),
+        false => {
+            2 + record
+                .labels
+                .iter()
+                .map(|(k, v)| str_len(k) + str_len(v))
+                .sum::<u64>()
+        }
     };
     let body = str_len(&record.stream_id) + str_len(&record.kind) + 8 + 8 + 8 + 4 + values + labels;
     (HEADER_LEN + CRC_LEN) as u64 + body
@@ -365,14 +371,19 @@ fn read_record(r: &mut Reader<'_>, flags: u16) -> Result<Record, WireError> {
     })
 }
 
+type Labels = Vec<(Arc<str>, Arc<str>)>;
+
 /// The labels section: a u16 count (1 to 1024: the flag says there is at
 /// least one, so every record has one encoding) and key/value strings.
-fn read_labels(r: &mut Reader<'_>) -> Result<Vec<(Arc<str>, Arc<str>)>, WireError> {
+fn read_labels(r: &mut Reader<'_>) -> Result<Labels, WireError> {
     let count = usize::from(r.u16("label count")?);
     if count == 0 {
         return Err(WireError::EmptyLabels);
     }
-    check_count(count, MAX_LABELS, |count, max| WireError::TooManyLabels { count, max })?;
+    check_count(count, MAX_LABELS, |count, max| WireError::TooManyLabels {
+        count,
+        max,
+    })?;
     let mut labels = Vec::with_capacity(count.min(r.remaining() / MIN_METADATA_LEN));
     for _ in 0..count {
         let key: Arc<str> = r.str("label key")?.into();

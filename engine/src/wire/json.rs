@@ -21,8 +21,8 @@ use serde_json::value::RawValue;
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Record};
 
 use super::{
-    channel_slices, check_count, check_rate, check_str, WireError, MAX_CHANNELS, MAX_MESSAGE_LEN,
-    MAX_LABELS, MAX_METADATA, MAX_VALUES, VERSION,
+    channel_slices, check_count, check_rate, check_str, WireError, MAX_CHANNELS, MAX_LABELS, MAX_MESSAGE_LEN,
+    MAX_METADATA, MAX_VALUES, VERSION,
 };
 
 // ---------------------------------------------------------------- encoding

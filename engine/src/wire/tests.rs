@@ -319,7 +319,10 @@ fn record_labels_section_layout_and_errors() {
     empty[8..12].copy_from_slice(&len.to_le_bytes());
     let crc = crc32c::crc32c(&empty);
     empty.extend_from_slice(&crc.to_le_bytes());
-    assert_eq!(decode_binary(&empty).expect_err("empty labels"), WireError::EmptyLabels);
+    assert_eq!(
+        decode_binary(&empty).expect_err("empty labels"),
+        WireError::EmptyLabels
+    );
     // JSON: labels on a frame are refused; too many are refused.
     let frame_with_labels = json_with(r#""channels""#, r#""labels":{"a":"b"},"channels""#);
     assert!(decode_json(frame_with_labels.as_bytes()).is_err());
@@ -330,7 +333,10 @@ fn record_labels_section_layout_and_errors() {
     );
     assert_eq!(
         json_err(&text),
-        WireError::TooManyLabels { count: 1025, max: 1024 }
+        WireError::TooManyLabels {
+            count: 1025,
+            max: 1024
+        }
     );
 }
 

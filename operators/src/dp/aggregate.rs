@@ -101,7 +101,9 @@ impl<R: RandomSource + Send, L: Ledger> DpAggregate<R, L> {
         let per_record = grid.0.unsigned_abs().max(grid.1.unsigned_abs()).max(1);
         let noise = |share: f64, sensitivity: u64| match config.mechanism {
             MechanismKind::Laplace => Noise::laplace(config.epsilon * share, sensitivity),
-            MechanismKind::Gaussian => Noise::gaussian(config.epsilon * share, config.delta * share, sensitivity),
+            MechanismKind::Gaussian => {
+                Noise::gaussian(config.epsilon * share, config.delta * share, sensitivity)
+            }
         };
         let (count_noise, sum_noise) = match config.statistic {
             Statistic::Count => (Some(noise(1.0, m)?), None),
@@ -189,7 +191,10 @@ impl<R: RandomSource + Send, L: Ledger> DpAggregate<R, L> {
 
     /// Charges the ledger, then draws and emits one record per group.
     fn close(&mut self, window: i64, out: &mut Output) {
-        let tallies = std::mem::replace(&mut self.tallies, vec![Tally::default(); self.config.groups.len()]);
+        let tallies = std::mem::replace(
+            &mut self.tallies,
+            vec![Tally::default(); self.config.groups.len()],
+        );
         self.contributions.clear();
         self.stream_group.clear();
         if self.ledger.charge(&self.config.budget, self.cost).is_err() {

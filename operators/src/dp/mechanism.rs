@@ -33,7 +33,9 @@ pub enum MechanismError {
     BadDelta,
     #[error("the sensitivity must be a positive integer number of grid steps")]
     BadSensitivity,
-    #[error("the noise scale is too large for exact sampling; use a coarser granularity or a larger epsilon")]
+    #[error(
+        "the noise scale is too large for exact sampling; use a coarser granularity or a larger epsilon"
+    )]
     ScaleTooLarge,
 }
 
@@ -55,7 +57,7 @@ impl Noise {
             return Err(MechanismError::BadSensitivity);
         }
         let scale = sensitivity as f64 / epsilon;
-        if !(scale <= MAX_LAPLACE_SCALE) {
+        if scale.is_nan() || scale > MAX_LAPLACE_SCALE {
             return Err(MechanismError::ScaleTooLarge);
         }
         // Rounded up after a relative margin of 1e-12 for the float division.
@@ -82,7 +84,7 @@ impl Noise {
         let rho = zcdp_rho(epsilon, delta);
         let delta_sens = sensitivity as f64;
         let variance = delta_sens * delta_sens / (2.0 * rho) * (1.0 + 1e-9);
-        if !(variance <= MAX_GAUSSIAN_VARIANCE) {
+        if variance.is_nan() || variance > MAX_GAUSSIAN_VARIANCE {
             return Err(MechanismError::ScaleTooLarge);
         }
         let (num, den) = rational_up(variance);

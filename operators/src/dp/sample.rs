@@ -66,7 +66,11 @@ pub fn uniform_below(rng: &mut impl RandomSource, n: u128) -> Result<u128, Rando
         return Ok(0);
     }
     let bits = 128 - (n - 1).leading_zeros();
-    let mask = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let mask = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
     loop {
         let high = u128::from(rng.next_u64()?);
         let low = u128::from(rng.next_u64()?);
@@ -165,7 +169,10 @@ fn exponent(abs: u128, t: u128, num: u128, den: u128) -> Option<(u128, u128)> {
     let a = abs.checked_mul(t)?.checked_mul(den)?;
     let diff = a.abs_diff(num);
     let n = diff.checked_mul(diff)?;
-    let d = num.checked_mul(2)?.checked_mul(t.checked_mul(t)?)?.checked_mul(den)?;
+    let d = num
+        .checked_mul(2)?
+        .checked_mul(t.checked_mul(t)?)?
+        .checked_mul(den)?;
     Some((n, d))
 }
 

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use super::mechanism::{MechanismKind, Noise};
-use super::sample::{bernoulli_exp, discrete_gaussian, discrete_laplace, isqrt, OsRandom, RandomError, RandomSource};
+use super::sample::{
+    bernoulli_exp, discrete_gaussian, discrete_laplace, isqrt, OsRandom, RandomError, RandomSource,
+};
 use super::*;
 use crate::privacy::PrivacyCounters;
 use crate::{Item, Operator, Output, Record};
@@ -78,7 +80,10 @@ fn check_distribution(noise: &Noise, draws: &[i128]) {
         *observed.entry(x as i64).or_default() += 1.0;
     }
     let mut bins: Vec<(f64, f64)> = Vec::new(); // (observed, expected)
-    let edge = (0..=reach).take_while(|&x| noise.pmf(x) * n >= 20.0).last().unwrap_or(0);
+    let edge = (0..=reach)
+        .take_while(|&x| noise.pmf(x) * n >= 20.0)
+        .last()
+        .unwrap_or(0);
     for x in -edge..=edge {
         bins.push((observed.get(&x).copied().unwrap_or(0.0), noise.pmf(x) * n));
     }
@@ -94,7 +99,10 @@ fn check_distribution(noise: &Noise, draws: &[i128]) {
     let chi2: f64 = bins.iter().map(|(o, e)| (o - e) * (o - e) / e).sum();
     let df = (bins.len() - 1) as f64;
     let chi_bound = df + 5.0 * (2.0 * df).sqrt();
-    assert!(chi2 <= chi_bound, "chi-square {chi2} with {df} dof beyond {chi_bound}");
+    assert!(
+        chi2 <= chi_bound,
+        "chi-square {chi2} with {df} dof beyond {chi_bound}"
+    );
 
     // Total variation distance over the whole support seen.
     let tv: f64 = 0.5
@@ -106,7 +114,11 @@ fn check_distribution(noise: &Noise, draws: &[i128]) {
         * (-reach..=reach)
             .map(|x| (noise.pmf(x) * (1.0 - noise.pmf(x)) / n).sqrt())
             .sum::<f64>();
-    assert!(tv <= 3.0 * expected_tv, "TV distance {tv} beyond {}", 3.0 * expected_tv);
+    assert!(
+        tv <= 3.0 * expected_tv,
+        "TV distance {tv} beyond {}",
+        3.0 * expected_tv
+    );
 }
 
 fn draws(noise: &Noise, rng: &mut impl RandomSource, n: usize) -> Vec<i128> {
@@ -137,7 +149,11 @@ fn discrete_gaussian_matches_its_distribution() {
         // For σ ≥ 1 the discrete Gaussian's variance is within 1e-3 of σ²
         // (CKS 2020, Cor. 9 bounds it above by σ² and the deficit is
         // tiny).
-        assert!((noise.variance() - sigma2).abs() / sigma2 < 1e-3, "{}", noise.variance());
+        assert!(
+            (noise.variance() - sigma2).abs() / sigma2 < 1e-3,
+            "{}",
+            noise.variance()
+        );
         let mut rng = TestRng::new(seed);
         check_distribution(&noise, &draws(&noise, &mut rng, N));
     }
@@ -161,7 +177,11 @@ fn bernoulli_exp_has_the_exact_probability() {
             .filter(|_| bernoulli_exp(&mut rng, num, den).expect("test rng"))
             .count() as f64;
         let bound = 5.0 * (p * (1.0 - p) / N as f64).sqrt() + 1e-12;
-        assert!((hits / N as f64 - p).abs() <= bound, "γ={num}/{den}: {} vs {p}", hits / N as f64);
+        assert!(
+            (hits / N as f64 - p).abs() <= bound,
+            "γ={num}/{den}: {} vs {p}",
+            hits / N as f64
+        );
     }
 }
 
@@ -179,7 +199,10 @@ fn samplers_are_symmetric_integers_with_scale_t_over_s() {
     assert!(y.abs() < 100);
     for n in [0u128, 1, 2, 3, 4, 15, 16, 17, u64::MAX as u128, u128::MAX] {
         let r = isqrt(n);
-        assert!(r * r <= n && (r + 1).checked_mul(r + 1).is_none_or(|s| s > n), "{n}");
+        assert!(
+            r * r <= n && (r + 1).checked_mul(r + 1).is_none_or(|s| s > n),
+            "{n}"
+        );
     }
 }
 
@@ -235,8 +258,13 @@ fn counts_every_listed_group_once_per_window_with_contribution_bounds() {
     let counters = Arc::new(PrivacyCounters::default());
     // ε so large the noise is 0 with probability 1 - 2e^-10^6: exact tallies.
     let ledger = MemoryLedger::new(Budget::total(1e7, 0.0));
-    let mut op = DpAggregate::new(config(Statistic::Count, 1e6), TestRng::new(1), ledger, counters.clone())
-        .expect("valid");
+    let mut op = DpAggregate::new(
+        config(Statistic::Count, 1e6),
+        TestRng::new(1),
+        ledger,
+        counters.clone(),
+    )
+    .expect("valid");
     let released = run_op(
         &mut op,
         vec![
@@ -244,15 +272,21 @@ fn counts_every_listed_group_once_per_window_with_contribution_bounds() {
             record("s1", 20, "A", 60.0), // over the bound of 1 per stream
             record("s2", 30, "A", 60.0),
             record("s3", 40, "B", 60.0),
-            record("s4", 50, "Z", 60.0), // not a listed group
-            record("s5", 3700, "B", 60.0), // next window
-            record("s6", 100, "A", 60.0), // late
+            record("s4", 50, "Z", 60.0),     // not a listed group
+            record("s5", 3700, "B", 60.0),   // next window
+            record("s6", 100, "A", 60.0),    // late
             record("s7", 99_999, "Z", 60.0), // unusable: opens no window
         ],
     );
     let got: Vec<(i64, String, f64)> = released
         .iter()
-        .map(|r| (r.start_ns / 3_600_000_000_000, r.label("unit").unwrap_or("").to_string(), r.value("count").unwrap_or(f64::NAN)))
+        .map(|r| {
+            (
+                r.start_ns / 3_600_000_000_000,
+                r.label("unit").unwrap_or("").to_string(),
+                r.value("count").unwrap_or(f64::NAN),
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -267,16 +301,26 @@ fn counts_every_listed_group_once_per_window_with_contribution_bounds() {
     );
     assert_eq!(PrivacyCounters::get(&counters.dropped), 4);
     assert_eq!(PrivacyCounters::get(&counters.releases), 6);
-    assert_eq!(op.ledger().spent, Budget::cost(1e6, 0.0).plus(Budget::cost(1e6, 0.0)).expect("fits"));
-    assert!(released.iter().all(|r| &*r.kind == aggregate::KIND && r.value("epsilon") == Some(1e6)));
+    assert_eq!(
+        op.ledger().spent,
+        Budget::cost(1e6, 0.0).plus(Budget::cost(1e6, 0.0)).expect("fits")
+    );
+    assert!(released
+        .iter()
+        .all(|r| &*r.kind == aggregate::KIND && r.value("epsilon") == Some(1e6)));
 }
 
 #[test]
 fn the_ledger_refuses_releases_past_the_budget() {
     let counters = Arc::new(PrivacyCounters::default());
     let ledger = MemoryLedger::new(Budget::total(1.0, 0.0));
-    let mut op = DpAggregate::new(config(Statistic::Count, 0.4), TestRng::new(2), ledger, counters.clone())
-        .expect("valid");
+    let mut op = DpAggregate::new(
+        config(Statistic::Count, 0.4),
+        TestRng::new(2),
+        ledger,
+        counters.clone(),
+    )
+    .expect("valid");
     let hours: Vec<Item> = (0..4).map(|h| record("s", h * 3600, "A", 1.0)).collect();
     let released = run_op(&mut op, hours);
     // 0.4 + 0.4 fits in 1.0; a third 0.4 would make 1.2.
@@ -289,9 +333,16 @@ fn the_ledger_refuses_releases_past_the_budget() {
 fn noisy_sums_are_unbiased_and_means_stay_in_bounds() {
     let counters = Arc::new(PrivacyCounters::default());
     let ledger = MemoryLedger::new(Budget::total(1e9, 0.0));
-    let mut sum = DpAggregate::new(config(Statistic::Sum, 1.0), TestRng::new(3), ledger.clone(), counters.clone())
-        .expect("valid");
-    let (_, Some(noise)) = sum.noise() else { panic!("sum noise") };
+    let mut sum = DpAggregate::new(
+        config(Statistic::Sum, 1.0),
+        TestRng::new(3),
+        ledger.clone(),
+        counters.clone(),
+    )
+    .expect("valid");
+    let (_, Some(noise)) = sum.noise() else {
+        panic!("sum noise")
+    };
     // Sensitivity: 200 / (1/16) = 3200 grid steps; scale 3200/ε.
     assert!((noise.scale() - 3200.0).abs() < 1e-2);
     // Many windows of the same data: the mean release is the true sum.
@@ -316,11 +367,18 @@ fn noisy_sums_are_unbiased_and_means_stay_in_bounds() {
     // True sum on the grid: 80 + 200 + 70.0 (70.03125 snaps to 70.0).
     let truth = 350.0;
     let sd = (noise.variance() / sums.len() as f64).sqrt() / 16.0;
-    assert!((mean - truth).abs() <= 5.0 * sd, "{mean} vs {truth} ± {}", 5.0 * sd);
+    assert!(
+        (mean - truth).abs() <= 5.0 * sd,
+        "{mean} vs {truth} ± {}",
+        5.0 * sd
+    );
 
-    let mut op = DpAggregate::new(config(Statistic::Mean, 0.1), TestRng::new(4), ledger, counters)
-        .expect("valid");
-    let released = run_op(&mut op, (0..50).map(|h| record("s", h * 3600, "B", 150.0)).collect());
+    let mut op =
+        DpAggregate::new(config(Statistic::Mean, 0.1), TestRng::new(4), ledger, counters).expect("valid");
+    let released = run_op(
+        &mut op,
+        (0..50).map(|h| record("s", h * 3600, "B", 150.0)).collect(),
+    );
     assert!(released
         .iter()
         .filter_map(|r| r.value("mean"))

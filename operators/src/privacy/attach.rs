@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::{Item, Operator, Output, Rejected};
 
+type Labels = Vec<(Arc<str>, Arc<str>)>;
+
 /// Reads frames and records. A frame sets its stream's labels from the
 /// listed metadata keys (a key the frame lacks is left off) and is consumed;
 /// a record gets its stream's current labels appended. Records of a stream
@@ -15,7 +17,7 @@ use crate::{Item, Operator, Output, Rejected};
 pub struct AttachLabels {
     keys: Vec<Arc<str>>,
     max_held: usize,
-    labels: HashMap<Arc<str>, Vec<(Arc<str>, Arc<str>)>>,
+    labels: HashMap<Arc<str>, Labels>,
     held: HashMap<Arc<str>, Vec<crate::Record>>,
 }
 
@@ -40,7 +42,7 @@ impl Operator for AttachLabels {
     fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
         match item {
             Item::Frame(frame) => {
-                let labels: Vec<(Arc<str>, Arc<str>)> = self
+                let labels: Labels = self
                     .keys
                     .iter()
                     .filter_map(|k| frame.metadata.get(k).map(|v| (k.clone(), Arc::from(v))))

@@ -43,7 +43,11 @@ pub struct KAnonymity {
 
 impl KAnonymity {
     pub fn new(config: KAnonymityConfig, counters: Arc<PrivacyCounters>) -> KAnonymity {
-        let qis = config.quasi_identifiers.iter().map(|q| Arc::from(q.as_str())).collect();
+        let qis = config
+            .quasi_identifiers
+            .iter()
+            .map(|q| Arc::from(q.as_str()))
+            .collect();
         let held = Vec::with_capacity(config.max_records.min(4096));
         KAnonymity {
             config,

@@ -11,7 +11,7 @@ mod tests;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use attach::AttachLabels;
-pub use kanon::{generalise_once, KAnonymity, KAnonymityConfig, KAction};
+pub use kanon::{generalise_once, KAction, KAnonymity, KAnonymityConfig};
 
 /// Counts a privacy operator keeps for the metrics (read at scrape time).
 /// Never values: only how many records met which fate.

@@ -13,7 +13,10 @@ fn rec(stream: &str, t_s: i64, labels: &[(&str, &str)]) -> Item {
         start_ns: t_s * 1_000_000_000,
         end_ns: t_s * 1_000_000_000 + 1,
         values: vec![("x".into(), 1.0)],
-        labels: labels.iter().map(|&(k, v)| (Arc::from(k), Arc::from(v))).collect(),
+        labels: labels
+            .iter()
+            .map(|&(k, v)| (Arc::from(k), Arc::from(v)))
+            .collect(),
     })
 }
 
@@ -64,7 +67,9 @@ fn classes_smaller_than_k_are_suppressed_per_window() {
     items.push(rec("s6", 3600, &b));
     let out = run(&mut op, items);
     assert_eq!(out.len(), 3);
-    assert!(out.iter().all(|r| qi(r) == ("60-69".into(), "F".into(), "ICU-A".into())));
+    assert!(out
+        .iter()
+        .all(|r| qi(r) == ("60-69".into(), "F".into(), "ICU-A".into())));
     assert_eq!(
         out.iter().map(|r| &*r.stream_id).collect::<Vec<_>>(),
         ["s1", "s2", "s4"],
@@ -88,7 +93,9 @@ fn generalisation_coarsens_the_most_varied_column_then_suppresses() {
     // Ages vary most (5 values): one step makes 60-79 ×4 and 20-39 ×1;
     // one record left in a small class (≤ k) is suppressed.
     assert_eq!(out.len(), 4);
-    assert!(out.iter().all(|r| qi(r) == ("60-79".into(), "F".into(), "A".into())));
+    assert!(out
+        .iter()
+        .all(|r| qi(r) == ("60-79".into(), "F".into(), "A".into())));
     assert_eq!(PrivacyCounters::get(&counters.generalised), 4);
     assert_eq!(PrivacyCounters::get(&counters.suppressed), 1);
 }
@@ -168,12 +175,22 @@ fn attach_labels_copies_listed_keys_and_holds_records_until_a_frame_arrives() {
     );
     let labels: Vec<Vec<(String, String)>> = out
         .iter()
-        .map(|r| r.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .map(|r| {
+            r.labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
         .collect();
-    let fu = vec![("sex".to_string(), "F".to_string()), ("unit".to_string(), "A".to_string())];
+    let fu = vec![
+        ("sex".to_string(), "F".to_string()),
+        ("unit".to_string(), "A".to_string()),
+    ];
     assert_eq!(labels, vec![fu.clone(), fu, vec![], vec![], vec![]]);
     assert_eq!(
-        out.iter().map(|r| (&*r.stream_id, r.start_ns / 1_000_000_000)).collect::<Vec<_>>(),
+        out.iter()
+            .map(|r| (&*r.stream_id, r.start_ns / 1_000_000_000))
+            .collect::<Vec<_>>(),
         [("s1", 0), ("s1", 1), ("s2", 2), ("s2", 0), ("s2", 1)]
     );
 }

@@ -12,6 +12,8 @@ const GAUSSIAN_PRECISION_BITS: i32 = 40;
 /// Largest σ² accepted, so that the sampler's integer arithmetic (u128)
 /// cannot overflow.
 pub const MAX_GAUSSIAN_VARIANCE: f64 = (1u64 << 56) as f64;
+/// Smallest σ² used (smaller ones are raised to it).
+const MIN_GAUSSIAN_VARIANCE: f64 = 1.0 / (1u64 << 20) as f64;
 /// Largest Laplace scale accepted (in grid units).
 pub const MAX_LAPLACE_SCALE: f64 = (1u64 << 56) as f64;
 
@@ -87,7 +89,9 @@ impl Noise {
         if variance.is_nan() || variance > MAX_GAUSSIAN_VARIANCE {
             return Err(MechanismError::ScaleTooLarge);
         }
-        let (num, den) = rational_up(variance);
+        // A tinier σ² (an enormous ε) is raised: more noise is always
+        // allowed, and it keeps the sampler's products within 128 bits.
+        let (num, den) = rational_up(variance.max(MIN_GAUSSIAN_VARIANCE));
         Ok(Noise::Gaussian { num, den })
     }
 
@@ -199,5 +203,10 @@ mod tests {
         assert_eq!(Noise::laplace(0.0, 1), Err(MechanismError::BadEpsilon));
         assert_eq!(Noise::gaussian(1.0, 0.0, 1), Err(MechanismError::BadDelta));
         assert_eq!(Noise::laplace(1e-30, 1), Err(MechanismError::ScaleTooLarge));
+        // An enormous ε gives the smallest σ² allowed, and draws terminate.
+        let tiny = Noise::gaussian(1e12, 0.5, 1).expect("valid");
+        assert!(tiny.scale().powi(2) >= MIN_GAUSSIAN_VARIANCE);
+        let mut rng = crate::dp::tests::TestRng::new(1);
+        assert_eq!(tiny.draw(&mut rng), Ok(0));
     }
 }

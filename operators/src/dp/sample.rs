@@ -155,8 +155,9 @@ pub fn discrete_gaussian(rng: &mut impl RandomSource, num: u128, den: u128) -> R
         let accept = match exponent(abs, t, num, den) {
             Some((n, d)) => bernoulli_exp(rng, n, d)?,
             // Only for |y| so far out that the acceptance probability is
-            // below exp(-2^60): rejecting is exact to far below any
-            // measurable difference.
+            // below exp(-2^15) (the parameters are bounded by
+            // `Noise::gaussian`: 2^-20 ≤ σ² ≤ 2^56): rejecting is exact to
+            // far below any measurable difference.
             None => false,
         };
         if accept {

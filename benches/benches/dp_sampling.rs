@@ -45,7 +45,11 @@ fn main() {
     ];
     println!(
         "\nexact DP noise, {DRAWS} draws per run, median of {RUNS} runs, OS CSPRNG, {}",
-        if pinned { "pinned to one core" } else { "NOT pinned" }
+        if pinned {
+            "pinned to one core"
+        } else {
+            "NOT pinned"
+        }
     );
     println!("| sampler | scale / σ | M draws/s (median) | (best) | numpy float peer M draws/s (median) | ours vs peer (median) |");
     println!("|---|---:|---:|---:|---:|---:|");

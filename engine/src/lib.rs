@@ -11,6 +11,7 @@ pub mod health;
 pub mod kafka;
 pub mod latency;
 pub mod metrics;
+pub mod privacy;
 pub mod readers;
 pub mod runtime;
 pub mod shared_data;

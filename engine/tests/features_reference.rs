@@ -188,6 +188,7 @@ fn records_are_the_same_for_any_framing() {
             pace: Pace::Fast,
             stream_id: Some("ref".into()),
             modality: None,
+            metadata: Default::default(),
         };
         let mut source = FileSource::open(&path, &spec).expect("file source");
         let mut frames = Vec::new();

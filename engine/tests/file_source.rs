@@ -24,6 +24,7 @@ fn spec(path: &Path, frame: Duration) -> FileSourceSpec {
         pace: Pace::Fast,
         stream_id: Some("bed-1".into()),
         modality: None,
+        metadata: Default::default(),
     }
 }
 

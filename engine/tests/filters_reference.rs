@@ -330,6 +330,7 @@ fn output_is_bitwise_identical_for_1_7_40_ms_frames_and_the_whole_record() {
             pace: Pace::Fast,
             stream_id: None,
             modality: None,
+            metadata: Default::default(),
         };
         let mut source = FileSource::open(&path, &spec).expect("file source");
         let mut frames = Vec::new();

@@ -157,6 +157,7 @@ impl Operator for FrameStats {
             start_ns: frame.start_ns,
             end_ns: frame.start_ns + frame.duration_ns(),
             values,
+            labels: Vec::new(),
         }));
         Ok(())
     }

@@ -9,10 +9,12 @@ pub mod basic;
 pub mod cardio;
 pub mod codec;
 pub mod deid;
+pub mod dp;
 pub mod features;
 pub mod filters;
 pub mod frame;
 pub mod operator;
+pub mod privacy;
 pub mod record;
 
 pub use frame::{ChannelLayout, ChannelSpec, Frame, FrameError, Metadata, Modality};

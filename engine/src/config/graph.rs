@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sigfab_operators::ItemKind;
 
-use super::located::{Deferred, NodeKinds, NodeSpec, Pos};
+use super::located::{Deferred, Located, NodeKinds, NodeSpec, Pos};
 use super::spec::*;
 use super::{closest, ConfigError};
 
@@ -54,6 +54,10 @@ pub struct Graph {
 /// What an operator reads and what it emits.
 enum Signature {
     FramesTo(ItemKind),
+    /// Reads records, emits records.
+    RecordsToRecords,
+    /// Reads frames and records (frames only set state), emits records.
+    FramesAndRecordsToRecords,
     /// Emits what it reads.
     Any,
 }
@@ -70,6 +74,8 @@ fn signature(kind: &OperatorKind) -> Signature {
         | OperatorKind::EcgBeats(_)
         | OperatorKind::Pulses(_)
         | OperatorKind::Spo2(_) => Signature::FramesTo(ItemKind::Record),
+        OperatorKind::KAnonymity(_) | OperatorKind::DpAggregate(_) => Signature::RecordsToRecords,
+        OperatorKind::AttachLabels(_) => Signature::FramesAndRecordsToRecords,
     }
 }
 
@@ -278,6 +284,14 @@ impl Builder {
                     self.require_frames(id, &input_kinds);
                     Some(output)
                 }
+                Signature::RecordsToRecords => {
+                    self.require_records(id, &input_kinds);
+                    Some(ItemKind::Record)
+                }
+                Signature::FramesAndRecordsToRecords => {
+                    self.require_deidentified_frames(spec, id, &input_kinds);
+                    Some(ItemKind::Record)
+                }
                 Signature::Any => self.common_kind(id, &input_kinds),
             };
             self.nodes[id].output = output;
@@ -292,6 +306,53 @@ impl Builder {
                     self.nodes[id].name, self.nodes[input].name
                 );
                 self.error(self.input_pos[id][position], message);
+            }
+        }
+    }
+
+    fn require_records(&mut self, id: usize, inputs: &[(usize, Option<ItemKind>)]) {
+        for (position, &(input, kind)) in inputs.iter().enumerate() {
+            if kind == Some(ItemKind::Frame) {
+                let message = format!(
+                    "operator '{}' takes records, but its input '{}' produces frames",
+                    self.nodes[id].name, self.nodes[input].name
+                );
+                self.error(self.input_pos[id][position], message);
+            }
+        }
+    }
+
+    /// Frame metadata may be PHI: `attach_labels` may copy it only from
+    /// frames that came through a `deidentify` node.
+    fn require_deidentified_frames(
+        &mut self,
+        spec: &PipelineSpec,
+        id: usize,
+        inputs: &[(usize, Option<ItemKind>)],
+    ) {
+        for (position, &(input, kind)) in inputs.iter().enumerate() {
+            if kind == Some(ItemKind::Frame) && !self.deidentified(spec, input) {
+                let message = format!(
+                    "operator '{}' copies frame metadata into labels, but its input '{}' is not de-identified: put a deidentify operator before it",
+                    self.nodes[id].name, self.nodes[input].name
+                );
+                self.error(self.input_pos[id][position], message);
+            }
+        }
+    }
+
+    /// Whether every path from a source to `id` passes a deidentify node.
+    fn deidentified(&self, spec: &PipelineSpec, id: usize) -> bool {
+        let node = &self.nodes[id];
+        match node.role {
+            Role::Source | Role::Sink => false,
+            Role::Operator => {
+                let is_deid = matches!(
+                    &spec.operators.0[node.spec_index].kind,
+                    Ok(kind) if matches!(kind.value, OperatorKind::Deidentify(_))
+                );
+                is_deid
+                    || (!node.inputs.is_empty() && node.inputs.iter().all(|&i| self.deidentified(spec, i)))
             }
         }
     }
@@ -511,6 +572,9 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             OperatorKind::EcgBeats(e) => check_ecg_beats(e, &mut fail),
             OperatorKind::Pulses(p) => check_channel_name(&p.channel, "pulses.channel", &mut fail),
             OperatorKind::Spo2(s) => check_spo2(s, &mut fail),
+            OperatorKind::AttachLabels(a) => check_names(&a.keys, "attach_labels.keys", &mut fail),
+            OperatorKind::KAnonymity(k) => check_k_anonymity(k, &mut fail),
+            OperatorKind::DpAggregate(d) => check_dp_aggregate(d, &mut fail),
             _ => {}
         }
     }
@@ -803,6 +867,40 @@ fn check_record_key(spec: &RecordKeySpec, at: Pos, fail: &mut impl FnMut(Pos, St
             spec.key_version.pos,
             "kafka.encrypt.key_version must be at least 1".into(),
         );
+    }
+}
+
+fn check_names(names: &Located<Vec<String>>, field: &str, fail: &mut impl FnMut(Pos, String)) {
+    if names.value.is_empty() || names.value.iter().any(|n| n.trim().is_empty()) {
+        fail(
+            names.pos,
+            format!("{field} must list at least one name, none empty"),
+        );
+    }
+}
+
+fn check_k_anonymity(spec: &KAnonymitySpec, fail: &mut impl FnMut(Pos, String)) {
+    if spec.k.value < 2 {
+        fail(spec.k.pos, "k_anonymity.k must be at least 2".into());
+    }
+    check_names(&spec.quasi_identifiers, "k_anonymity.quasi_identifiers", fail);
+    if spec.window.value.0.is_zero() {
+        fail(spec.window.pos, "k_anonymity.window must be longer than 0".into());
+    }
+    if spec.max_records.value < spec.k.value {
+        fail(
+            spec.max_records.pos,
+            "k_anonymity.max_records must be at least k".into(),
+        );
+    }
+}
+
+/// Every value and their combination: the mechanism is built here exactly
+/// as the run builds it, so a scale too large for exact sampling is a
+/// configuration error.
+fn check_dp_aggregate(spec: &DpAggregateSpec, fail: &mut impl FnMut(Pos, String)) {
+    for error in crate::privacy::check_dp_spec(spec) {
+        fail(error.0, error.1);
     }
 }
 

@@ -175,6 +175,11 @@ pub struct FileSourceSpec {
     /// Modality of the stream (default: eeg for EDF/BDF, ecg for WFDB).
     #[serde(default)]
     pub modality: Option<ModalityName>,
+    /// Metadata added to every frame after the recording's own, e.g.
+    /// `{ unit: ICU-A, age_band: 60-69 }` (what a bedside gateway would
+    /// attach). Treated like any metadata: `deidentify` applies its policy.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// A modality, written by its name (eeg, ecg, abp, ppg, spo2, resp, audio,
@@ -259,6 +264,21 @@ pub enum OperatorKind {
     /// SpO2 by the ratio of ratios of a red and an infrared PPG channel
     /// over sliding windows, `SpO2 = a - b·R`. See docs/features.md.
     Spo2(Spo2Spec),
+    /// Copies chosen keys of de-identified frame metadata (e.g. age_band,
+    /// sex, unit) onto the records of the same stream as labels
+    /// (quasi-identifiers). Reads frames, which must come through a
+    /// `deidentify` node, and records; emits the records. See
+    /// docs/privacy.md.
+    AttachLabels(AttachLabelsSpec),
+    /// k-anonymity gate: per tumbling window of record time, records whose
+    /// quasi-identifier labels are shared by fewer than k records are
+    /// suppressed, or generalised first. See docs/privacy.md.
+    KAnonymity(KAnonymitySpec),
+    /// Differentially private count, sum or mean of a record value per
+    /// window and group, with exact discrete Laplace or Gaussian noise,
+    /// clamping bounds and a persistent budget ledger that refuses releases
+    /// past the budget. See docs/privacy.md.
+    DpAggregate(DpAggregateSpec),
 }
 
 impl NodeKinds for OperatorKind {
@@ -277,6 +297,9 @@ impl NodeKinds for OperatorKind {
             "ecg_beats",
             "pulses",
             "spo2",
+            "attach_labels",
+            "k_anonymity",
+            "dp_aggregate",
         ]
     }
 }
@@ -550,6 +573,140 @@ pub struct DeidentifySpec {
     /// How timestamps are shifted.
     #[serde(default)]
     pub date_shift: DateShiftSpec,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachLabelsSpec {
+    /// Frame metadata keys copied as record labels, e.g. [age_band, sex,
+    /// unit]. Only what the upstream `deidentify` policy let through (kept
+    /// or generalised) can be copied.
+    pub keys: Located<Vec<String>>,
+    /// Records held per stream until its first frame arrives (default
+    /// 1024); beyond that they leave without labels.
+    #[serde(default = "default_max_held")]
+    pub max_held: Located<usize>,
+}
+
+fn default_max_held() -> Located<usize> {
+    Located::new(1024, Default::default())
+}
+
+/// What the k-anonymity gate does with a class smaller than k.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KAnonymityAction {
+    /// Withhold its records.
+    #[default]
+    Suppress,
+    /// Coarsen quasi-identifiers (age band → 20-year band → *, others →
+    /// *), one column at a time, then suppress what is still below k.
+    #[serde(alias = "generalize")]
+    Generalise,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KAnonymitySpec {
+    /// Smallest class size released, at least 2.
+    pub k: Located<usize>,
+    /// Record labels forming the equivalence classes, e.g. [age_band, sex,
+    /// unit]. A record without one counts as `*` for it.
+    pub quasi_identifiers: Located<Vec<String>>,
+    /// Tumbling window of record time (start_ns), e.g. 1h. Records are held
+    /// until a record of a later window arrives, or the run ends.
+    pub window: Located<DurationSpec>,
+    /// suppress (default) or generalise.
+    #[serde(default)]
+    pub action: KAnonymityAction,
+    /// Most records held per window (default 100000); reaching it decides
+    /// the window early and starts a new batch.
+    #[serde(default = "default_max_records")]
+    pub max_records: Located<usize>,
+}
+
+fn default_max_records() -> Located<usize> {
+    Located::new(100_000, Default::default())
+}
+
+/// The released statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DpStatistic {
+    Count,
+    Sum,
+    /// Noisy sum / noisy count, each with half of epsilon (and delta).
+    Mean,
+}
+
+/// The noise distribution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DpMechanism {
+    /// Discrete Laplace: pure epsilon-DP.
+    #[default]
+    Laplace,
+    /// Discrete Gaussian: (epsilon, delta)-DP; needs delta.
+    Gaussian,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DpAggregateSpec {
+    /// count, sum or mean.
+    pub statistic: Located<DpStatistic>,
+    /// The record value summed or averaged (sum and mean only).
+    #[serde(default)]
+    pub value: Option<Located<String>>,
+    /// Clamping bounds [lower, upper] of the value (sum and mean only).
+    #[serde(default)]
+    pub bounds: Option<Located<Vec<f64>>>,
+    /// Grid step values are snapped to before summing (default: the
+    /// largest power of two at most (upper - lower) / 4096).
+    #[serde(default)]
+    pub granularity: Option<Located<f64>>,
+    /// laplace (default) or gaussian.
+    #[serde(default)]
+    pub mechanism: DpMechanism,
+    /// Privacy loss charged per window release (all groups together).
+    pub epsilon: Located<f64>,
+    /// Gaussian only: delta per window release, between 0 and 1.
+    #[serde(default)]
+    pub delta: Option<Located<f64>>,
+    /// The record label that names the group, e.g. unit.
+    pub group_by: Located<String>,
+    /// Every group, listed in advance (public): each is released in every
+    /// window, empty or not; records of other groups are dropped.
+    pub groups: Located<Vec<String>>,
+    /// Tumbling window of record time, e.g. 1h.
+    pub window: Located<DurationSpec>,
+    /// Records one stream may add per window (default 1); the sensitivity
+    /// scales with it.
+    #[serde(default = "default_max_contributions")]
+    pub max_contributions: Located<u32>,
+    /// The persistent budget ledger.
+    pub ledger: DpLedgerSpec,
+}
+
+fn default_max_contributions() -> Located<u32> {
+    Located::new(1, Default::default())
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DpLedgerSpec {
+    /// Ledger file (JSON Lines, appended and fsynced before every release).
+    /// Relative to the pipeline file's folder.
+    pub path: Located<String>,
+    /// Name of the budget in the ledger; nodes and runs that name the same
+    /// budget spend from the same total.
+    pub budget: Located<String>,
+    /// Total epsilon of the budget over all releases ever (basic
+    /// composition).
+    pub total_epsilon: Located<f64>,
+    /// Total delta (Gaussian; default 0).
+    #[serde(default)]
+    pub total_delta: Option<Located<f64>>,
 }
 
 /// Whatever was written as an inline key, thrown away unread.

@@ -20,6 +20,7 @@ use crate::ack::{AckCounter, AckStatus};
 use crate::health::{NodeState, Readiness};
 use crate::latency::LatencyHistogram;
 use crate::runtime::NodeCounters;
+use sigfab_operators::privacy::PrivacyCounters;
 
 /// Every metric the engine exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,11 @@ pub enum Metric {
     NodeReady,
     Ready,
     BuildInfo,
+    KAnonSuppressed,
+    KAnonGeneralised,
+    DpReleases,
+    DpRefused,
+    PrivacyDropped,
 }
 
 /// What a metric is: name, type, help text and label names.
@@ -48,7 +54,7 @@ pub struct MetricSpec {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 17] = [
         Metric::ItemsIn,
         Metric::ItemsOut,
         Metric::SamplesIn,
@@ -61,6 +67,11 @@ impl Metric {
         Metric::NodeReady,
         Metric::Ready,
         Metric::BuildInfo,
+        Metric::KAnonSuppressed,
+        Metric::KAnonGeneralised,
+        Metric::DpReleases,
+        Metric::DpRefused,
+        Metric::PrivacyDropped,
     ];
 
     pub fn spec(self) -> MetricSpec {
@@ -138,6 +149,36 @@ impl Metric {
                 "Always 1; the version label says which sigfab is running.",
                 &["version"],
             ),
+            Metric::KAnonSuppressed => (
+                "sigfab_kanon_suppressed_total",
+                COUNTER,
+                "Records a k_anonymity node withheld (class below k after any generalisation, or late for its window).",
+                &["node"],
+            ),
+            Metric::KAnonGeneralised => (
+                "sigfab_kanon_generalised_total",
+                COUNTER,
+                "Records a k_anonymity node released with at least one quasi-identifier generalised.",
+                &["node"],
+            ),
+            Metric::DpReleases => (
+                "sigfab_dp_releases_total",
+                COUNTER,
+                "Noisy records a dp_aggregate node released (one per group per window).",
+                &["node"],
+            ),
+            Metric::DpRefused => (
+                "sigfab_dp_refused_total",
+                COUNTER,
+                "Window releases a dp_aggregate node withheld: over budget, or the ledger or random generator failed.",
+                &["node"],
+            ),
+            Metric::PrivacyDropped => (
+                "sigfab_dp_records_dropped_total",
+                COUNTER,
+                "Records a dp_aggregate node could not use: late, unlisted group, missing label or value, over the contribution bound.",
+                &["node"],
+            ),
         };
         MetricSpec {
             name,
@@ -160,6 +201,15 @@ pub struct NodeSource {
     pub name: String,
     pub role: &'static str,
     pub counters: Arc<NodeCounters>,
+    /// The counters of a privacy operator (`k_anonymity`, `dp_aggregate`).
+    pub privacy: Option<PrivacySource>,
+}
+
+/// A privacy operator's counters and its type name.
+#[derive(Clone, Debug)]
+pub struct PrivacySource {
+    pub kind: &'static str,
+    pub counters: Arc<PrivacyCounters>,
 }
 
 /// Reads one run's counters at scrape time.
@@ -247,6 +297,11 @@ impl EngineCollector {
                 spec.kind,
                 1.0,
             )],
+            Metric::KAnonSuppressed => self.per_privacy_node(&["k_anonymity"], |c| &c.suppressed),
+            Metric::KAnonGeneralised => self.per_privacy_node(&["k_anonymity"], |c| &c.generalised),
+            Metric::DpReleases => self.per_privacy_node(&["dp_aggregate"], |c| &c.releases),
+            Metric::DpRefused => self.per_privacy_node(&["dp_aggregate"], |c| &c.refused),
+            Metric::PrivacyDropped => self.per_privacy_node(&["dp_aggregate"], |c| &c.dropped),
         };
         let mut family = MetricFamily::default();
         family.set_name(spec.name.to_string());
@@ -262,6 +317,24 @@ impl EngineCollector {
             .map(|n| {
                 let labels = labels(&[("node", &n.name), ("role", n.role)]);
                 with_value(labels, MetricType::COUNTER, value(&n.counters) as f64)
+            })
+            .collect()
+    }
+
+    /// One sample per privacy node of the given kinds (node label only:
+    /// never a label value or group).
+    fn per_privacy_node(
+        &self,
+        kinds: &[&str],
+        counter: impl Fn(&PrivacyCounters) -> &std::sync::atomic::AtomicU64,
+    ) -> Vec<proto::Metric> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.privacy.as_ref().map(|p| (n, p)))
+            .filter(|(_, p)| kinds.contains(&p.kind))
+            .map(|(n, p)| {
+                let value = PrivacyCounters::get(counter(&p.counters)) as f64;
+                with_value(labels(&[("node", &n.name)]), MetricType::COUNTER, value)
             })
             .collect()
     }
@@ -352,6 +425,7 @@ mod tests {
             name: "archive".into(),
             role: "sink",
             counters: sink.clone(),
+            privacy: None,
         }];
         let collector = EngineCollector::new(nodes, None, Arc::new(AckCounter::default()), readiness.clone());
         (collector, sink, readiness)
@@ -402,6 +476,48 @@ mod tests {
         assert!(text.contains("sigfab_ready 0"));
         flag.set(NodeState::Ready);
         assert!(render(&registry).contains("sigfab_ready 1"));
+    }
+
+    #[test]
+    fn privacy_counters_are_exported_per_node_with_the_node_label_only() {
+        let counters = Arc::new(PrivacyCounters::default());
+        let nodes = vec![
+            NodeSource {
+                name: "gate".into(),
+                role: "operator",
+                counters: Arc::default(),
+                privacy: Some(PrivacySource {
+                    kind: "k_anonymity",
+                    counters: counters.clone(),
+                }),
+            },
+            NodeSource {
+                name: "hourly".into(),
+                role: "operator",
+                counters: Arc::default(),
+                privacy: Some(PrivacySource {
+                    kind: "dp_aggregate",
+                    counters: counters.clone(),
+                }),
+            },
+        ];
+        let registry = EngineCollector::new(nodes, None, Arc::default(), Arc::default())
+            .into_registry()
+            .expect("specs and samples agree");
+        PrivacyCounters::add(&counters.suppressed, 7);
+        PrivacyCounters::add(&counters.refused, 2);
+        let text = render(&registry);
+        assert!(
+            text.contains("sigfab_kanon_suppressed_total{node=\"gate\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sigfab_dp_refused_total{node=\"hourly\"} 2"),
+            "{text}"
+        );
+        // Each family only for its own node type.
+        assert!(!text.contains("sigfab_kanon_suppressed_total{node=\"hourly\"}"));
+        assert!(!text.contains("sigfab_dp_refused_total{node=\"gate\"}"));
     }
 
     #[test]

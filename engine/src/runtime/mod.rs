@@ -226,6 +226,15 @@ impl RunReport {
     }
 }
 
+/// Why an operator could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(transparent)]
+    Key(#[from] crate::deid::KeyError),
+    #[error(transparent)]
+    Ledger(#[from] crate::privacy::LedgerError),
+}
+
 /// Errors that stop a pipeline from starting or finishing.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -234,10 +243,7 @@ pub enum RuntimeError {
     #[error("sink '{node}': {error}")]
     Sink { node: String, error: SinkError },
     #[error("operator '{node}': {error}")]
-    Operator {
-        node: String,
-        error: crate::deid::KeyError,
-    },
+    Operator { node: String, error: OperatorError },
     #[error("node '{node}' stopped unexpectedly: {detail}")]
     Task { node: String, detail: String },
     #[error("cannot serve metrics on {address}: {detail}")]

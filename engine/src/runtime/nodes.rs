@@ -10,7 +10,9 @@ use sigfab_operators::{Item, Operator, Output, Rejected};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, RuntimeError};
+use super::{
+    DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, OperatorError, RunOptions, RuntimeError,
+};
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::spec::{BandPowersSpec, ButterworthSpec, FilterKind};
@@ -21,6 +23,7 @@ use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
 use sigfab_operators::cardio::{EcgBeats, EcgBeatsConfig, Pulses, Spo2, Spo2Config};
 use sigfab_operators::features::{Band as FeatureBand, BandPowers, BandPowersConfig};
+use sigfab_operators::privacy::PrivacyCounters;
 
 struct DeadLetterNode {
     counters: Arc<NodeCounters>,
@@ -33,6 +36,8 @@ struct Running {
     role: Role,
     counters: Arc<NodeCounters>,
     target: Option<String>,
+    /// Privacy operators' counts (suppressed, released, refused, ...).
+    privacy: Option<crate::metrics::PrivacySource>,
     handle: Option<JoinHandle<Result<(), RuntimeError>>>,
 }
 
@@ -85,9 +90,11 @@ impl Plan {
                 role: n.role,
                 counters: Arc::default(),
                 target: None,
+                privacy: None,
                 handle: None,
             })
             .collect();
+        let mut ledgers = crate::privacy::Ledgers::default();
 
         let mut sources_to_start = Vec::new();
         for (id, node) in graph.nodes.iter().enumerate() {
@@ -111,11 +118,21 @@ impl Plan {
                     let Ok(kind) = &pipeline.spec.operators.0[node.spec_index].kind else {
                         continue;
                     };
-                    let operator =
-                        build_operator(pipeline, &kind.value).map_err(|error| RuntimeError::Operator {
+                    let privacy = Arc::new(PrivacyCounters::default());
+                    let operator = build_operator(pipeline, &kind.value, &node.name, &mut ledgers, &privacy)
+                        .map_err(|error| RuntimeError::Operator {
                             node: node.name.clone(),
                             error,
                         })?;
+                    let privacy_kind = match kind.value {
+                        OperatorKind::KAnonymity(_) => Some("k_anonymity"),
+                        OperatorKind::DpAggregate(_) => Some("dp_aggregate"),
+                        _ => None,
+                    };
+                    running[id].privacy = privacy_kind.map(|kind| crate::metrics::PrivacySource {
+                        kind,
+                        counters: privacy,
+                    });
                     let task = OperatorTask {
                         operator,
                         acks: acks.clone(),
@@ -222,6 +239,7 @@ impl Plan {
                 name: n.name.clone(),
                 role: n.role.as_str(),
                 counters: n.counters.clone(),
+                privacy: n.privacy.clone(),
             })
             .collect();
         (nodes, self.dead_letter.as_ref().map(|d| d.counters.clone()))
@@ -313,7 +331,10 @@ fn spawn_source(
 fn build_operator(
     pipeline: &LoadedPipeline,
     kind: &OperatorKind,
-) -> Result<Box<dyn Operator>, crate::deid::KeyError> {
+    name: &str,
+    ledgers: &mut crate::privacy::Ledgers,
+    privacy: &Arc<PrivacyCounters>,
+) -> Result<Box<dyn Operator>, OperatorError> {
     Ok(match kind {
         OperatorKind::Passthrough(_) => Box::new(Passthrough),
         OperatorKind::SelectChannels(s) => Box::new(SelectChannels::new(s.channels.value.clone())),
@@ -356,6 +377,11 @@ fn build_operator(
             a: s.a.value,
             b: s.b.value,
         })),
+        OperatorKind::AttachLabels(a) => crate::privacy::build_attach_labels(a),
+        OperatorKind::KAnonymity(k) => crate::privacy::build_k_anonymity(k, privacy.clone()),
+        OperatorKind::DpAggregate(d) => {
+            crate::privacy::build_dp(pipeline, d, name, ledgers, privacy.clone())?
+        }
     })
 }
 

@@ -77,6 +77,7 @@ impl FileSource {
                 metadata.push((key.to_string(), value.clone()));
             }
         }
+        metadata.extend(spec.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
         let channels = header.signals.len();
         let (rate_ends, rate_group) = group_rates(&layout);
         Ok(FileSource {

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Record};
 
 use super::{
-    channel_slices, check_count, check_rate, WireError, CRC_LEN, HEADER_LEN, MAGIC, MAX_CHANNELS,
+    channel_slices, check_count, check_rate, WireError, CRC_LEN, HEADER_LEN, MAGIC, MAX_CHANNELS, MAX_LABELS,
     MAX_MESSAGE_LEN, MAX_METADATA, MAX_STRING_LEN, MAX_VALUES, VERSION,
 };
 
 pub(crate) const TYPE_FRAME: u8 = 1;
 pub(crate) const TYPE_RECORD: u8 = 2;
 pub(crate) const FLAG_DISCONTINUITY: u16 = 1;
+/// Record flag: a labels section follows the values.
+pub(crate) const FLAG_LABELS: u16 = 1;
 
 /// Smallest possible message: a header and a CRC around an empty body.
 const MIN_MESSAGE_LEN: usize = HEADER_LEN + CRC_LEN;
@@ -62,7 +64,8 @@ pub fn encode_frame_binary(frame: &Frame, out: &mut Vec<u8>) {
 /// Appends the binary encoding of `record` to `out`.
 pub fn encode_record_binary(record: &Record, out: &mut Vec<u8>) {
     out.reserve(usize::try_from(record_len(record)).unwrap_or(0));
-    let start = begin(out, TYPE_RECORD, 0);
+    let flags = if record.labels.is_empty() { 0 } else { FLAG_LABELS };
+    let start = begin(out, TYPE_RECORD, flags);
     put_str(out, &record.stream_id);
     put_str(out, &record.kind);
     out.extend_from_slice(&record.start_ns.to_le_bytes());
@@ -73,6 +76,13 @@ pub fn encode_record_binary(record: &Record, out: &mut Vec<u8>) {
     for (name, value) in &record.values {
         put_str(out, name);
         out.extend_from_slice(&value.to_le_bytes());
+    }
+    if !record.labels.is_empty() {
+        put_u16_len(out, record.labels.len());
+        for (key, value) in &record.labels {
+            put_str(out, key);
+            put_str(out, value);
+        }
     }
     finish(out, start);
 }
@@ -98,7 +108,17 @@ fn frame_len(frame: &Frame) -> u64 {
 fn record_len(record: &Record) -> u64 {
     let str_len = |s: &str| 2 + s.len() as u64;
     let values: u64 = record.values.iter().map(|(n, _)| str_len(n) + 8).sum();
-    let body = str_len(&record.stream_id) + str_len(&record.kind) + 8 + 8 + 8 + 4 + values;
+    let labels: u64 = match record.labels.is_empty() {
+        true => 0,
+        false => {
+            2 + record
+                .labels
+                .iter()
+                .map(|(k, v)| str_len(k) + str_len(v))
+                .sum::<u64>()
+        }
+    };
+    let body = str_len(&record.stream_id) + str_len(&record.kind) + 8 + 8 + 8 + 4 + values + labels;
     (HEADER_LEN + CRC_LEN) as u64 + body
 }
 
@@ -317,7 +337,7 @@ fn read_metadata(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, WireError>
 }
 
 fn read_record(r: &mut Reader<'_>, flags: u16) -> Result<Record, WireError> {
-    if flags != 0 {
+    if flags & !FLAG_LABELS != 0 {
         return Err(WireError::UnknownFlags { flags });
     }
     let stream_id = r.str("stream id")?.into();
@@ -335,6 +355,11 @@ fn read_record(r: &mut Reader<'_>, flags: u16) -> Result<Record, WireError> {
         let name: Arc<str> = r.str("value name")?.into();
         values.push((name, r.f64("value")?));
     }
+    let labels = if flags & FLAG_LABELS != 0 {
+        read_labels(r)?
+    } else {
+        Vec::new()
+    };
     Ok(Record {
         stream_id,
         sequence,
@@ -342,7 +367,30 @@ fn read_record(r: &mut Reader<'_>, flags: u16) -> Result<Record, WireError> {
         start_ns,
         end_ns,
         values,
+        labels,
     })
+}
+
+type Labels = Vec<(Arc<str>, Arc<str>)>;
+
+/// The labels section: a u16 count (1 to 1024: the flag says there is at
+/// least one, so every record has one encoding) and key/value strings.
+fn read_labels(r: &mut Reader<'_>) -> Result<Labels, WireError> {
+    let count = usize::from(r.u16("label count")?);
+    if count == 0 {
+        return Err(WireError::EmptyLabels);
+    }
+    check_count(count, MAX_LABELS, |count, max| WireError::TooManyLabels {
+        count,
+        max,
+    })?;
+    let mut labels = Vec::with_capacity(count.min(r.remaining() / MIN_METADATA_LEN));
+    for _ in 0..count {
+        let key: Arc<str> = r.str("label key")?.into();
+        let value: Arc<str> = r.str("label value")?.into();
+        labels.push((key, value));
+    }
+    Ok(labels)
 }
 
 /// A bounds-checked cursor: every read checks the remaining length first

@@ -50,6 +50,10 @@ pub enum WireError {
     TooManyMetadata { count: usize, max: usize },
     #[error("{count} record values; the limit is {max}")]
     TooManyValues { count: usize, max: usize },
+    #[error("{count} record labels; the limit is {max}")]
+    TooManyLabels { count: usize, max: usize },
+    #[error("the record's labels flag is set but it has no labels")]
+    EmptyLabels,
     #[error("channel {channel} has a sample rate that is not finite and positive")]
     BadSampleRate { channel: usize },
     #[error("unknown modality code {code}")]

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Record};
 
 use super::{
-    channel_slices, check_count, check_rate, check_str, WireError, MAX_CHANNELS, MAX_MESSAGE_LEN,
+    channel_slices, check_count, check_rate, check_str, WireError, MAX_CHANNELS, MAX_LABELS, MAX_MESSAGE_LEN,
     MAX_METADATA, MAX_VALUES, VERSION,
 };
 
@@ -100,7 +100,20 @@ fn record_json(record: &Record, out: &mut Vec<u8>) {
         out.push(b':');
         put_float(out, *value);
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
+    if !record.labels.is_empty() {
+        out.extend_from_slice(b",\"labels\":{");
+        for (i, (key, value)) in record.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put_str(out, key);
+            out.push(b':');
+            put_str(out, value);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
 }
 
 /// `Vec<u8>`'s `io::Write` never fails, so the result carries nothing.
@@ -207,6 +220,7 @@ struct MessageJson {
     kind: Option<String>,
     end_ns: Option<JsonInt<i64>>,
     values: Option<Pairs<JsonFloatValue<f64>>>,
+    labels: Option<Pairs<String>>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +236,7 @@ fn build_frame(m: MessageJson) -> Result<Frame, WireError> {
     forbid(m.kind.is_some(), "kind", "frame")?;
     forbid(m.end_ns.is_some(), "end_ns", "frame")?;
     forbid(m.values.is_some(), "values", "frame")?;
+    forbid(m.labels.is_some(), "labels", "frame")?;
     let stream_id = need(m.stream_id, "stream_id")?;
     check_str("stream id", &stream_id)?;
     let modality = Modality::parse(&need(m.modality, "modality")?).ok_or(WireError::UnknownModalityName)?;
@@ -294,6 +309,15 @@ fn build_record(m: MessageJson) -> Result<Record, WireError> {
     for (name, _) in &values {
         check_str("value name", name)?;
     }
+    let labels = m.labels.map_or_else(Vec::new, |p| p.0);
+    check_count(labels.len(), MAX_LABELS, |count, max| WireError::TooManyLabels {
+        count,
+        max,
+    })?;
+    for (key, value) in &labels {
+        check_str("label key", key)?;
+        check_str("label value", value)?;
+    }
     Ok(Record {
         stream_id: stream_id.into(),
         sequence: need(m.sequence, "sequence")?.0,
@@ -301,6 +325,10 @@ fn build_record(m: MessageJson) -> Result<Record, WireError> {
         start_ns: need(m.start_ns, "start_ns")?.0,
         end_ns: need(m.end_ns, "end_ns")?.0,
         values: values.into_iter().map(|(n, v)| (Arc::from(n), v.0)).collect(),
+        labels: labels
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+            .collect(),
     })
 }
 

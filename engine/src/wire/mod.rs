@@ -51,6 +51,8 @@ pub const MAX_STRING_LEN: usize = 1024;
 pub const MAX_METADATA: usize = 1024;
 /// Most named values in one record.
 pub const MAX_VALUES: usize = 65_536;
+/// Most labels (string pairs) on one record.
+pub const MAX_LABELS: usize = 1024;
 
 /// Which encoding a byte slice holds or should hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,6 +136,13 @@ fn check_record(record: &Record) -> Result<(), WireError> {
     })?;
     for (name, _) in &record.values {
         check_str("value name", name)?;
+    }
+    check_count(record.labels.len(), MAX_LABELS, |count, max| {
+        WireError::TooManyLabels { count, max }
+    })?;
+    for (key, value) in &record.labels {
+        check_str("label key", key)?;
+        check_str("label value", value)?;
     }
     Ok(())
 }
@@ -231,4 +240,5 @@ fn same_record_bits(a: &Record, b: &Record) -> bool {
             .iter()
             .zip(&b.values)
             .all(|((n, x), (m, y))| n == m && x.to_bits() == y.to_bits())
+        && a.labels == b.labels
 }

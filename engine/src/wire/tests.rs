@@ -85,6 +85,19 @@ fn record() -> Record {
             ("ABP.mean".into(), f64::NAN),
             ("ñ".into(), -1e300),
         ],
+        labels: Vec::new(),
+    }
+}
+
+/// A record with quasi-identifier labels (flags bit 0, labels section).
+fn labelled_record() -> Record {
+    Record {
+        labels: vec![
+            ("age_band".into(), "60-69".into()),
+            ("unit".into(), "ICU-é".into()),
+            ("age_band".into(), "".into()),
+        ],
+        ..record()
     }
 }
 
@@ -109,6 +122,7 @@ fn tiny_record_binary() -> Vec<u8> {
         start_ns: 0,
         end_ns: 0,
         values: vec![("x".into(), 1.0)],
+        labels: Vec::new(),
     };
     let mut out = Vec::new();
     encode_record_binary(&r, &mut out);
@@ -150,6 +164,7 @@ fn binary_round_trip_keeps_every_bit() {
         Item::Frame(rich_frame()),
         Item::Frame(doc_frame()),
         Item::Record(record()),
+        Item::Record(labelled_record()),
     ] {
         assert!(same_bits(&item, &round_trip(&item, Encoding::Binary)));
     }
@@ -161,6 +176,7 @@ fn json_round_trip_keeps_every_bit() {
         Item::Frame(rich_frame()),
         Item::Frame(doc_frame()),
         Item::Record(record()),
+        Item::Record(labelled_record()),
     ] {
         assert!(same_bits(&item, &round_trip(&item, Encoding::Json)));
     }
@@ -266,6 +282,62 @@ fn doc_json_examples_are_what_the_encoder_writes() {
     r.values.truncate(2);
     let text = String::from_utf8(to_vec(&Item::Record(r), Encoding::Json)).expect("utf-8");
     assert_eq!(doc_block("example:record-json").trim_end(), text);
+    let mut r = labelled_record();
+    r.values.truncate(1);
+    r.labels.truncate(2);
+    let text = String::from_utf8(to_vec(&Item::Record(r), Encoding::Json)).expect("utf-8");
+    assert_eq!(doc_block("example:labelled-record-json").trim_end(), text);
+}
+
+/// The labels section sits after the values and is there exactly when
+/// flags bit 0 is set; a record without labels encodes as before.
+#[test]
+fn record_labels_section_layout_and_errors() {
+    let plain = tiny_record_binary();
+    let labelled = Record {
+        labels: vec![("sex".into(), "F".into())],
+        ..match decode_binary(&plain) {
+            Ok(Item::Record(r)) => r,
+            other => panic!("record expected, got {other:?}"),
+        }
+    };
+    let bytes = to_vec(&Item::Record(labelled.clone()), Encoding::Binary);
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 1, "flags bit 0");
+    // Same bytes as the plain record up to its CRC, then count, key, value.
+    let body_end = plain.len() - CRC_LEN;
+    assert_eq!(&bytes[12..body_end], &plain[12..body_end]);
+    assert_eq!(
+        &bytes[body_end..bytes.len() - CRC_LEN],
+        &[1, 0, 3, 0, b's', b'e', b'x', 1, 0, b'F']
+    );
+    assert_eq!(encoded_binary_len(&Item::Record(labelled)), bytes.len() as u64);
+    // The flag with a zero count is refused (one encoding per record).
+    let mut empty = plain[..body_end].to_vec();
+    empty[6] = 1;
+    empty.extend_from_slice(&[0, 0]);
+    let len = (empty.len() + CRC_LEN) as u32;
+    empty[8..12].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c(&empty);
+    empty.extend_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        decode_binary(&empty).expect_err("empty labels"),
+        WireError::EmptyLabels
+    );
+    // JSON: labels on a frame are refused; too many are refused.
+    let frame_with_labels = json_with(r#""channels""#, r#""labels":{"a":"b"},"channels""#);
+    assert!(decode_json(frame_with_labels.as_bytes()).is_err());
+    let many: Vec<String> = (0..1025).map(|i| format!(r#""k{i}":"v""#)).collect();
+    let text = format!(
+        r#"{{"v":1,"type":"record","stream_id":"s","kind":"k","start_ns":0,"end_ns":0,"sequence":0,"values":{{}},"labels":{{{}}}}}"#,
+        many.join(",")
+    );
+    assert_eq!(
+        json_err(&text),
+        WireError::TooManyLabels {
+            count: 1025,
+            max: 1024
+        }
+    );
 }
 
 #[test]
@@ -314,7 +386,7 @@ fn binary_errors() {
         (patch(tiny.clone(), 4, &[2]), UnsupportedVersion { version: 2 }),
         (patch(tiny.clone(), 5, &[3]), UnknownMessageType { code: 3 }),
         (patch(tiny.clone(), 6, &[2, 0]), UnknownFlags { flags: 2 }),
-        (patch(tiny_record_binary(), 6, &[1, 0]), UnknownFlags { flags: 1 }),
+        (patch(tiny_record_binary(), 6, &[2, 0]), UnknownFlags { flags: 2 }),
         (
             patch(tiny.clone(), 8, &(64u32 << 20 | 1).to_le_bytes()),
             MessageTooLarge {
@@ -787,14 +859,19 @@ fn arb_record() -> impl Strategy<Value = Record> {
         any::<i64>(),
         any::<i64>(),
         proptest::collection::vec((arb_string(), value), 0..6),
+        proptest::collection::vec((arb_string(), arb_string()), 0..3),
     )
-        .prop_map(|(id, sequence, kind, start_ns, end_ns, values)| Record {
+        .prop_map(|(id, sequence, kind, start_ns, end_ns, values, labels)| Record {
             stream_id: id.into(),
             sequence,
             kind: kind.into(),
             start_ns,
             end_ns,
             values: values.into_iter().map(|(n, v)| (Arc::from(n), v)).collect(),
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+                .collect(),
         })
 }
 
@@ -859,6 +936,7 @@ fn write_fuzz_seeds() {
         ("doc-frame", Item::Frame(doc_frame())),
         ("rich-frame", Item::Frame(rich_frame())),
         ("record", Item::Record(record())),
+        ("labelled-record", Item::Record(labelled_record())),
         ("empty-frame", Item::Frame(frame(vec![], vec![], vec![]))),
     ];
     for (name, item) in &items {

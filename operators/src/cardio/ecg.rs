@@ -188,6 +188,7 @@ impl EcgBeats {
                         start_ns: c.sample_ns(c.previous_r.unwrap_or(r)),
                         end_ns: c.sample_ns(r),
                         values: names.iter().cloned().zip(values).collect(),
+                        labels: Vec::new(),
                     }));
                 }
                 c.previous_r = Some(r);
@@ -219,6 +220,7 @@ impl EcgBeats {
                     start_ns: c.sample_ns(start),
                     end_ns: c.sample_ns(end),
                     values: c.hrv_names.iter().cloned().zip(values).collect(),
+                    labels: Vec::new(),
                 }));
                 c.next_window_end += c.hop;
             }

@@ -121,6 +121,7 @@ impl Pulses {
                     start_ns: c.sample_ns(onset),
                     end_ns: c.sample_ns(end),
                     values: c.names.iter().cloned().zip(values).collect(),
+                    labels: Vec::new(),
                 }));
             }
         }

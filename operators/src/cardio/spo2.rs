@@ -213,6 +213,7 @@ impl Spo2 {
                 start_ns: c.sample_ns(start),
                 end_ns: c.sample_ns(end),
                 values: c.names.iter().cloned().zip(values).collect(),
+                labels: Vec::new(),
             }));
         }
         Ok(())

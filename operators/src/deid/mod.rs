@@ -196,6 +196,22 @@ impl Deidentify {
         record.start_ns = record.start_ns.saturating_add(offset_ns);
         record.end_ns = record.end_ns.saturating_add(offset_ns);
         record.stream_id = pseudonym;
+        // Labels are metadata that travel on records: the same policy applies
+        // (unknown keys dropped, generalised keys coarsened).
+        if !record.labels.is_empty() {
+            let context = Context {
+                reference_year: year_of(record.start_ns),
+                edf_plus: false,
+            };
+            let mut counts = AuditCounts::default();
+            let labels = std::mem::take(&mut record.labels);
+            for (key, value) in labels {
+                if let Some(value) = self.scrub_entry(&key, &value, context, &mut counts) {
+                    record.labels.push((key, Arc::from(value)));
+                }
+            }
+            self.totals.add(&counts);
+        }
         self.totals.records += 1;
         record
     }
@@ -350,6 +366,7 @@ impl Deidentify {
             start_ns: 0,
             end_ns: 0,
             values: values.iter().map(|&(k, v)| (Arc::from(k), v)).collect(),
+            labels: Vec::new(),
         }
     }
 }

@@ -188,6 +188,7 @@ fn records_follow_their_stream_and_the_audit_counts_without_values() {
         start_ns: START_NS,
         end_ns: START_NS + 10,
         values: vec![],
+        labels: vec![("sex".into(), "F".into()), ("bed".into(), "12".into())],
     };
     let mut out = Output::default();
     op.process(Item::Record(record), &mut out).expect("never rejects");
@@ -200,6 +201,8 @@ fn records_follow_their_stream_and_the_audit_counts_without_values() {
         (moved.start_ns, &moved.stream_id),
         (shifted.start_ns, &shifted.stream_id)
     );
+    // Labels pass the same policy: sex is kept, an unlisted key is dropped.
+    assert_eq!(moved.labels, vec![(Arc::from("sex"), Arc::from("F"))]);
     let Item::Record(audit) = &items[1] else {
         panic!("audit record expected")
     };
@@ -209,10 +212,10 @@ fn records_follow_their_stream_and_the_audit_counts_without_values() {
     assert_eq!(value("frames"), Some(2.0));
     assert_eq!(value("records"), Some(1.0));
     assert_eq!(value("patients"), Some(1.0));
-    assert_eq!(value("fields_kept"), Some(2.0));
+    assert_eq!(value("fields_kept"), Some(3.0));
     assert_eq!(value("fields_pseudonymised"), Some(4.0));
     assert_eq!(value("fields_generalised"), Some(2.0));
-    assert_eq!(value("fields_dropped"), Some(10.0));
+    assert_eq!(value("fields_dropped"), Some(11.0));
     assert_eq!(value("annotations_redacted"), Some(2.0));
     assert!(audit.stream_id.ends_with(op.policy_fingerprint()));
 }

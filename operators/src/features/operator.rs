@@ -262,6 +262,7 @@ fn window_record(
         start_ns,
         end_ns,
         values: named,
+        labels: Vec::new(),
     }
 }
 

@@ -230,6 +230,7 @@ impl SpectralFeatures {
         names.push("total_power".into());
         names.extend(self.edges.iter().map(|e| format!("sef{}", (e * 100.0).round())));
         names.push("peak_hz".into());
+        names.push("spectral_entropy".into());
         names
     }
 
@@ -253,7 +254,8 @@ impl SpectralFeatures {
         for &edge in &self.edges {
             out.push(edge_frequency(psd, range.clone(), df, edge * range_power));
         }
-        out.push(peak_frequency(psd, range, df));
+        out.push(peak_frequency(psd, range.clone(), df));
+        out.push(spectral_entropy(&psd[range]));
     }
 }
 
@@ -296,6 +298,30 @@ fn edge_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64, target: f
     f64::NAN
 }
 
+/// Normalised Shannon entropy of the PSD bins `p` (the edge range):
+/// q_k = p_k / Σ p, H = −Σ q_k log2 q_k / log2(N) with 0·log 0 = 0 and N
+/// the number of bins, so 1 is a flat spectrum and 0 a single line
+/// (`antropy.spectral_entropy(normalize=True)` restricted to the range).
+/// NaN when the range has fewer than 2 bins or holds no power.
+pub fn spectral_entropy(p: &[f64]) -> f64 {
+    let total: f64 = p.iter().sum();
+    if p.len() < 2 || total <= 0.0 || total.is_nan() {
+        return f64::NAN;
+    }
+    let h: f64 = p
+        .iter()
+        .map(|&x| {
+            let q = x / total;
+            if q > 0.0 {
+                -q * q.log2()
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    h / (p.len() as f64).log2()
+}
+
 fn peak_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64) -> f64 {
     let mut best: Option<(usize, f64)> = None;
     for k in range {
@@ -324,8 +350,22 @@ mod tests {
         // Sine power A²/2 = 4.5; Hann leakage stays within 9–11 Hz.
         assert!((values[2] - 4.5).abs() < 1e-9, "alpha {}", values[2]);
         assert!((values[7] - 1.0).abs() < 1e-9);
-        assert_eq!(values[values.len() - 1], 10.0);
+        assert_eq!(values[values.len() - 2], 10.0, "peak");
+        // Hann leakage spreads the line over 3 of 49 bins (1-50 Hz).
+        let entropy = values[values.len() - 1];
+        assert!(entropy > 0.0 && entropy < 0.3, "spectral entropy {entropy}");
         assert_eq!(values[11], 10.0, "sef50");
+    }
+
+    #[test]
+    fn spectral_entropy_is_one_for_flat_and_zero_for_a_line() {
+        assert!((spectral_entropy(&[2.0; 16]) - 1.0).abs() < 1e-15);
+        let mut line = [0.0; 16];
+        line[3] = 5.0;
+        assert_eq!(spectral_entropy(&line), 0.0);
+        // Two equal lines of 4 bins: log2(2) / log2(4) = 0.5.
+        assert!((spectral_entropy(&[1.0, 0.0, 1.0, 0.0]) - 0.5).abs() < 1e-15);
+        assert!(spectral_entropy(&[0.0; 4]).is_nan());
     }
 
     #[test]

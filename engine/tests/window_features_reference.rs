@@ -114,7 +114,11 @@ fn whole_excerpt(meta: &Value) -> Frame {
             .iter()
             .map(|x| number(x) as f32)
             .collect();
-        assert_eq!(all[index][..expected.len()], expected[..], "input differs from the script's");
+        assert_eq!(
+            all[index][..expected.len()],
+            expected[..],
+            "input differs from the script's"
+        );
         samples.extend_from_slice(&all[index][..len]);
     }
     let sum: f64 = samples.iter().map(|&x| f64::from(x)).sum();
@@ -162,7 +166,10 @@ fn compare(meta: &Value, records: &[Record], channels: &[String], tolerance: f64
                 let theirs = number(&meta["values"][c][w][v]);
                 let error = (ours - theirs).abs() / theirs.abs().max(floor);
                 worst = worst.max(error);
-                assert!(error <= tolerance, "{channel} window {w} {name}: {ours} vs {theirs}");
+                assert!(
+                    error <= tolerance,
+                    "{channel} window {w} {name}: {ours} vs {theirs}"
+                );
             }
             let (name, latency) = &record.values[value_names.len()];
             assert!(name.ends_with(".latency_s"));
@@ -180,7 +187,9 @@ fn time_features_equal_numpy_on_real_eeg() {
     // The reference exercises burst suppression: some windows are partly suppressed.
     let bsr = records.iter().filter(|r| r.values[6].1 > 0.0).count();
     assert!(bsr > 0, "no window with suppression");
-    eprintln!("time features: worst relative error against numpy {worst:.2e}; {bsr} windows with suppression");
+    eprintln!(
+        "time features: worst relative error against numpy {worst:.2e}; {bsr} windows with suppression"
+    );
 }
 
 #[test]
@@ -228,9 +237,16 @@ fn framing_invariance(meta: &Value, make: fn(&Value) -> Box<dyn Operator>) {
                 ..r
             })
             .collect();
-        let whole: Vec<Record> = whole.iter().cloned().map(|r| Record { sequence: 0, ..r }).collect();
+        let whole: Vec<Record> = whole
+            .iter()
+            .cloned()
+            .map(|r| Record { sequence: 0, ..r })
+            .collect();
         assert_eq!(framed.len(), whole.len(), "{frame_ms} ms frames: record count");
-        assert!(sorted(framed) == sorted(whole), "{frame_ms} ms frames change the records");
+        assert!(
+            sorted(framed) == sorted(whole),
+            "{frame_ms} ms frames change the records"
+        );
     }
 }
 
@@ -269,7 +285,10 @@ fn audio_features_equal_numpy_on_a_synthetic_signal() {
     let n = meta["samples"].as_u64().expect("samples") as usize;
     let x = audio_signal(n, rate);
     let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
-    assert!((sum - number(&meta["sum"])).abs() < 1e-9, "signal differs from the script's");
+    assert!(
+        (sum - number(&meta["sum"])).abs() < 1e-9,
+        "signal differs from the script's"
+    );
     let window = meta["window"].as_u64().expect("window") as f64 / rate;
     let hop = meta["hop"].as_u64().expect("hop") as f64 / rate;
     let config = AudioConfig {

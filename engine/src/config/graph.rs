@@ -628,7 +628,10 @@ fn check_quality(prefix: &str, spec: &QualitySpec, fail: &mut impl FnMut(Pos, St
     ] {
         if let Some(v) = value {
             if !(v.value.is_finite() && v.value >= 0.0) {
-                fail(v.pos, format!("{prefix}.{name} must be 0 or more, not {}", v.value));
+                fail(
+                    v.pos,
+                    format!("{prefix}.{name} must be 0 or more, not {}", v.value),
+                );
             }
         }
     }
@@ -640,13 +643,19 @@ fn check_quality(prefix: &str, spec: &QualitySpec, fail: &mut impl FnMut(Pos, St
     ] {
         if let Some(v) = value {
             if !(0.0..=1.0).contains(&v.value) {
-                fail(v.pos, format!("{prefix}.{name} must be between 0 and 1, not {}", v.value));
+                fail(
+                    v.pos,
+                    format!("{prefix}.{name} must be between 0 and 1, not {}", v.value),
+                );
             }
         }
     }
     if let Some(mains) = &spec.mains_hz {
         if !(mains.value.is_finite() && mains.value > 1.0) {
-            fail(mains.pos, format!("{prefix}.mains_hz must be above 1 Hz, not {}", mains.value));
+            fail(
+                mains.pos,
+                format!("{prefix}.mains_hz must be above 1 Hz, not {}", mains.value),
+            );
         }
     }
     check_range(&format!("{prefix}.clip_range"), &spec.clip_range, fail);
@@ -657,7 +666,10 @@ fn check_time_features(spec: &TimeFeaturesSpec, fail: &mut impl FnMut(Pos, Strin
     check_windows("eeg_time_features", &spec.window, &spec.hop, &spec.channels, fail);
     if let Some(t) = &spec.suppression_threshold {
         if !(t.value.is_finite() && t.value > 0.0) {
-            let message = format!("eeg_time_features.suppression_threshold must be positive, not {}", t.value);
+            let message = format!(
+                "eeg_time_features.suppression_threshold must be positive, not {}",
+                t.value
+            );
             fail(t.pos, message);
         }
     }
@@ -690,7 +702,10 @@ fn check_audio_features(spec: &AudioFeaturesSpec, fail: &mut impl FnMut(Pos, Str
     }
     if let Some(n) = &spec.n_fft {
         if n.value < 2 {
-            fail(n.pos, format!("audio_features.n_fft must be at least 2, not {}", n.value));
+            fail(
+                n.pos,
+                format!("audio_features.n_fft must be at least 2, not {}", n.value),
+            );
         }
     }
 }

@@ -22,8 +22,8 @@ use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
 use sigfab_operators::features::{
-    AudioConfig, AudioFeatures, Band as FeatureBand, BandPowers, BandPowersConfig, QualityConfig, SignalQuality,
-    TimeFeatures, TimeFeaturesConfig, WindowConfig,
+    AudioConfig, AudioFeatures, Band as FeatureBand, BandPowers, BandPowersConfig, QualityConfig,
+    SignalQuality, TimeFeatures, TimeFeaturesConfig, WindowConfig,
 };
 
 struct DeadLetterNode {

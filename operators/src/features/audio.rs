@@ -111,7 +111,12 @@ impl WindowKernel for AudioKernel {
         names
     }
 
-    fn channel(&self, spec: &ChannelSpec, _modality: Modality, window: usize) -> Result<AudioChannel, String> {
+    fn channel(
+        &self,
+        spec: &ChannelSpec,
+        _modality: Modality,
+        window: usize,
+    ) -> Result<AudioChannel, String> {
         let n_fft = self.config.n_fft.unwrap_or(window.next_power_of_two());
         if n_fft < window {
             return Err("audio_features.n_fft is shorter than the window".into());
@@ -166,14 +171,14 @@ impl WindowKernel for AudioKernel {
             magnitude += m;
         }
         for (first, weights) in &ch.mel {
-            let energy: f64 = weights
-                .iter()
-                .zip(&ch.power[*first..])
-                .map(|(w, p)| w * p)
-                .sum();
+            let energy: f64 = weights.iter().zip(&ch.power[*first..]).map(|(w, p)| w * p).sum();
             out.push(energy.max(1e-10).log10());
         }
-        out.push(if magnitude > 0.0 { weighted / magnitude } else { f64::NAN });
+        out.push(if magnitude > 0.0 {
+            weighted / magnitude
+        } else {
+            f64::NAN
+        });
     }
 }
 
@@ -188,7 +193,11 @@ impl AudioFeatures {
     }
 
     pub fn new(windows: WindowConfig, config: AudioConfig) -> Self {
-        Self(Windowed::new(windows, Ok(AudioKernel::new(config)), "audio_features"))
+        Self(Windowed::new(
+            windows,
+            Ok(AudioKernel::new(config)),
+            "audio_features",
+        ))
     }
 }
 

@@ -2,7 +2,7 @@
 //! never cross a gap, each turned into one record of Welch features.
 
 use super::quality::QualityConfig;
-use super::welch::{Band, SpectralFeatures, Welch, WelchError};
+use super::welch::{Band, FeaturePlan, SpectralFeatures, Welch, WelchError};
 use super::windowed::{WindowConfig, WindowKernel, Windowed};
 use crate::{ChannelSpec, Item, Modality, Operator, Output, Rejected};
 
@@ -43,7 +43,8 @@ pub struct SpectralKernel {
 }
 
 impl WindowKernel for SpectralKernel {
-    type Channel = Welch;
+    /// The channel's estimator and its feature bin ranges.
+    type Channel = (Welch, FeaturePlan);
 
     fn kind(&self) -> &'static str {
         "band_powers"
@@ -53,24 +54,39 @@ impl WindowKernel for SpectralKernel {
         self.features.names()
     }
 
-    fn channel(&self, spec: &ChannelSpec, _modality: Modality, window: usize) -> Result<Welch, String> {
+    fn channel(
+        &self,
+        spec: &ChannelSpec,
+        _modality: Modality,
+        window: usize,
+    ) -> Result<Self::Channel, String> {
         let segment = (self.segment_s * spec.sample_rate).round() as usize;
         if segment > window {
             return Err("band_powers window, hop or segment too short for a channel's rate".into());
         }
-        Welch::new(segment).map_err(|e| format!("band_powers: {e}"))
+        let welch = Welch::new(segment).map_err(|e| format!("band_powers: {e}"))?;
+        let plan = self
+            .features
+            .plan(welch.bins(), spec.sample_rate / segment as f64);
+        Ok((welch, plan))
     }
 
-    fn forget(&self, welch: &mut Welch) {
+    fn forget(&self, (welch, _): &mut Self::Channel) {
         welch.forget();
     }
 
-    fn compute(&self, welch: &mut Welch, window: &[f64], first: u64, rate: f64, out: &mut Vec<f64>) {
-        let df = rate / welch.segment() as f64;
+    fn compute(
+        &self,
+        (welch, plan): &mut Self::Channel,
+        window: &[f64],
+        first: u64,
+        rate: f64,
+        out: &mut Vec<f64>,
+    ) {
         // Sample indices name the same samples until a discontinuity or a
         // NaN, which make the Welch cache forget.
         let psd = welch.psd_at(window, rate, first);
-        self.features.compute(psd, df, out);
+        plan.compute(psd, out);
     }
 }
 
@@ -85,7 +101,11 @@ impl BandPowers {
 
     /// As [`BandPowers::new`], with the shared window options: one record
     /// per window across channels, and a quality gate.
-    pub fn with_windows(config: BandPowersConfig, across_channels: bool, quality_gate: Option<QualityConfig>) -> Self {
+    pub fn with_windows(
+        config: BandPowersConfig,
+        across_channels: bool,
+        quality_gate: Option<QualityConfig>,
+    ) -> Self {
         let kernel = SpectralFeatures::new(config.bands.clone(), config.edge_range_hz)
             .map(|features| SpectralKernel {
                 features,

@@ -139,7 +139,12 @@ impl WindowKernel for QualityKernel {
         QUALITY_NAMES.iter().map(|n| n.to_string()).collect()
     }
 
-    fn channel(&self, spec: &ChannelSpec, modality: Modality, window: usize) -> Result<QualityChannel, String> {
+    fn channel(
+        &self,
+        spec: &ChannelSpec,
+        modality: Modality,
+        window: usize,
+    ) -> Result<QualityChannel, String> {
         let segment = ((self.config.segment_s * spec.sample_rate).round() as usize).min(window);
         let welch = Welch::new(segment).map_err(|e| format!("signal_quality: {e}"))?;
         let flat_min = ((self.config.flat_min_s * spec.sample_rate).round() as usize).max(2);

@@ -12,7 +12,9 @@ use crate::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output,
 
 /// Deterministic noise in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             state = state
@@ -52,7 +54,14 @@ fn layout(channels: usize, rate: f64, unit: &str) -> Arc<ChannelLayout> {
 
 /// Runs `data` (one vector per channel) in frames of `frame` samples;
 /// records with sequence zeroed.
-fn run(op: &mut dyn Operator, data: &[Vec<f32>], rate: f64, frame: usize, modality: Modality, unit: &str) -> Vec<Record> {
+fn run(
+    op: &mut dyn Operator,
+    data: &[Vec<f32>],
+    rate: f64,
+    frame: usize,
+    modality: Modality,
+    unit: &str,
+) -> Vec<Record> {
     let layout = layout(data.len(), rate, unit);
     let mut out = Output::default();
     let mut records = Vec::new();
@@ -62,8 +71,16 @@ fn run(op: &mut dyn Operator, data: &[Vec<f32>], rate: f64, frame: usize, modali
         let counts = vec![(end - start) as u32; data.len()];
         let samples = data.iter().flat_map(|c| c[start..end].iter().copied()).collect();
         let start_ns = 5_000_000_000 + (start as f64 * 1e9 / rate).round() as i64;
-        let f = Frame::new("s".into(), modality, layout.clone(), start_ns, seq as u64, counts, samples)
-            .expect("frame");
+        let f = Frame::new(
+            "s".into(),
+            modality,
+            layout.clone(),
+            start_ns,
+            seq as u64,
+            counts,
+            samples,
+        )
+        .expect("frame");
         op.process(Item::Frame(f), &mut out).expect("processed");
         records.extend(out.drain().map(|i| match i {
             Item::Record(r) => Record { sequence: 0, ..r },
@@ -92,10 +109,7 @@ fn quality_records(data: &[f32], config: QualityConfig) -> Vec<Record> {
 /// Reasons of the window that starts at `t` s.
 fn reasons_at(records: &[Record], t: f64) -> u32 {
     let start = 5_000_000_000 + (t * 1e9) as i64;
-    let r = records
-        .iter()
-        .find(|r| r.start_ns == start)
-        .expect("window at t");
+    let r = records.iter().find(|r| r.start_ns == start).expect("window at t");
     value(r, "reasons") as u32
 }
 
@@ -146,16 +160,26 @@ fn each_quality_flag_fires_on_its_fault_only() {
         // (the whole-signal faults, clipping and hum, are everywhere).
         assert_eq!(reasons_at(&records, 3.5), bit, "fault {bit}");
         let whole = bit == quality::CLIPPING || bit == quality::LINE_NOISE;
-        assert_eq!(reasons_at(&records, 0.0), if whole { bit } else { 0 }, "fault {bit} at 0 s");
-        let flagged = records.iter().find(|r| r.start_ns == 5_000_000_000 + 3_500_000_000);
+        assert_eq!(
+            reasons_at(&records, 0.0),
+            if whole { bit } else { 0 },
+            "fault {bit} at 0 s"
+        );
+        let flagged = records
+            .iter()
+            .find(|r| r.start_ns == 5_000_000_000 + 3_500_000_000);
         assert_eq!(flagged.map(|r| value(r, "ok")), Some(0.0));
     }
     // The values themselves: 1 s flat in a 2 s window is half of it.
     let records = quality_records(&flat, QualityConfig::default());
-    let r = records.iter().find(|r| r.start_ns == 5_000_000_000 + 3_500_000_000);
+    let r = records
+        .iter()
+        .find(|r| r.start_ns == 5_000_000_000 + 3_500_000_000);
     assert_eq!(r.map(|r| value(r, "flat_fraction")), Some(0.5));
     let records = quality_records(&nan, QualityConfig::default());
-    let r = records.iter().find(|r| r.start_ns == 5_000_000_000 + 3_500_000_000);
+    let r = records
+        .iter()
+        .find(|r| r.start_ns == 5_000_000_000 + 3_500_000_000);
     assert_eq!(r.map(|r| value(r, "nan_fraction")), Some(0.25));
     assert!(r.is_some_and(|r| value(r, "line_noise_ratio").is_nan()));
 }
@@ -175,12 +199,26 @@ fn quality_records_do_not_depend_on_frame_size() {
     data[700..760].iter_mut().for_each(|x| *x = f32::NAN);
     let whole = {
         let mut op = SignalQuality::new(WindowConfig::new(2.0, 0.25), QualityConfig::default());
-        run(&mut op, std::slice::from_ref(&data), RATE, data.len(), Modality::Eeg, "uV")
+        run(
+            &mut op,
+            std::slice::from_ref(&data),
+            RATE,
+            data.len(),
+            Modality::Eeg,
+            "uV",
+        )
     };
     assert_eq!(whole.len(), 17);
     for frame in [1, 7, 10] {
         let mut op = SignalQuality::new(WindowConfig::new(2.0, 0.25), QualityConfig::default());
-        let framed = run(&mut op, std::slice::from_ref(&data), RATE, frame, Modality::Eeg, "uV");
+        let framed = run(
+            &mut op,
+            std::slice::from_ref(&data),
+            RATE,
+            frame,
+            Modality::Eeg,
+            "uV",
+        );
         assert_eq!(format!("{framed:?}"), format!("{whole:?}"), "frame {frame}");
     }
 }
@@ -210,13 +248,23 @@ fn the_quality_gate_drops_flagged_windows_only() {
         .map(|r| (r.start_ns - 5_000_000_000) / 250_000_000)
         .collect();
     assert_eq!(dropped, (9..=19).collect::<Vec<i64>>());
-    assert_eq!(records.iter().filter(|r| r.values[0].0.starts_with("C0.")).count(), 33);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.values[0].0.starts_with("C0."))
+            .count(),
+        33
+    );
     assert!(records.iter().all(|r| all.contains(r)));
 }
 
 #[test]
 fn across_channels_merges_each_window_into_one_record() {
-    let data = vec![eeg(256 * 4, RATE, 5), eeg(256 * 4, RATE, 6), eeg(256 * 4, RATE, 7)];
+    let data = vec![
+        eeg(256 * 4, RATE, 5),
+        eeg(256 * 4, RATE, 6),
+        eeg(256 * 4, RATE, 7),
+    ];
     let per_channel = {
         let mut op = TimeFeatures::new(WindowConfig::new(2.0, 0.25), TimeFeaturesConfig::default());
         run(&mut op, &data, RATE, 7, Modality::Eeg, "uV")
@@ -251,11 +299,19 @@ fn time_features_of_known_signals() {
     assert!((value(r, "activity") - 50.0).abs() < 0.1);
     // Hjorth mobility of a sine: 2 sin(πf/fs) ≈ ω/fs per sample.
     let mobility = 2.0 * (PI * 10.0 / RATE).sin();
-    assert!((value(r, "mobility") - mobility).abs() < 1e-3, "{}", value(r, "mobility"));
+    assert!(
+        (value(r, "mobility") - mobility).abs() < 1e-3,
+        "{}",
+        value(r, "mobility")
+    );
     // 1 for an infinite sine; the differenced sequences (511 and 510
     // samples) are not whole periods, which costs about 0.4 % here. The
     // exact values are checked against numpy in engine/tests.
-    assert!((value(r, "complexity") - 1.0).abs() < 1e-2, "complexity {}", value(r, "complexity"));
+    assert!(
+        (value(r, "complexity") - 1.0).abs() < 1e-2,
+        "complexity {}",
+        value(r, "complexity")
+    );
     // 20 periods: 40 sign changes (the first sample is 0, the mean ≈ 0).
     assert!((value(r, "zero_crossings") - 40.0).abs() <= 1.0);
     assert_eq!(value(r, "bsr"), 0.0);
@@ -284,7 +340,11 @@ fn time_features_do_not_depend_on_frame_size() {
     assert_eq!(whole.len(), 26);
     for frame in [1, 7, 10] {
         let mut op = TimeFeatures::new(WindowConfig::new(2.0, 0.25), TimeFeaturesConfig::default());
-        assert_eq!(run(&mut op, &data, RATE, frame, Modality::Eeg, "uV"), whole, "frame {frame}");
+        assert_eq!(
+            run(&mut op, &data, RATE, frame, Modality::Eeg, "uV"),
+            whole,
+            "frame {frame}"
+        );
     }
 }
 
@@ -309,7 +369,10 @@ fn a_tone_has_its_centroid_level_and_mel_band() {
         assert_eq!(records.len(), 18);
         for r in &records {
             let centroid = value(r, "centroid_hz");
-            assert!((centroid - freq).abs() < 0.05 * freq, "{freq} Hz: centroid {centroid}");
+            assert!(
+                (centroid - freq).abs() < 0.05 * freq,
+                "{freq} Hz: centroid {centroid}"
+            );
             // A 0.5 sine: RMS 0.354, -9.03 dBFS.
             assert!((value(r, "dbfs") - (-9.03)).abs() < 0.05, "{}", value(r, "dbfs"));
             let mels: Vec<f64> = (0..40).map(|b| value(r, &format!("mel{b:02}"))).collect();
@@ -320,11 +383,16 @@ fn a_tone_has_its_centroid_level_and_mel_band() {
             // The peak band's triangle spans the tone.
             let step = hz_to_mel(8000.0) / 41.0;
             let (lo, hi) = (mel_to_hz(step * peak as f64), mel_to_hz(step * (peak + 2) as f64));
-            assert!(lo <= freq && freq <= hi, "{freq} Hz peaks in band {peak} ({lo}-{hi} Hz)");
+            assert!(
+                lo <= freq && freq <= hi,
+                "{freq} Hz peaks in band {peak} ({lo}-{hi} Hz)"
+            );
         }
     }
     let silent = audio(&vec![0.0; 1600], 1600);
-    assert!(silent.iter().all(|r| value(r, "dbfs") == -200.0 && value(r, "centroid_hz").is_nan()));
+    assert!(silent
+        .iter()
+        .all(|r| value(r, "dbfs") == -200.0 && value(r, "centroid_hz").is_nan()));
 }
 
 #[test]
@@ -333,6 +401,10 @@ fn audio_records_do_not_depend_on_frame_size() {
     let whole = audio(&x, x.len());
     assert_eq!(whole.len(), 48);
     for frame in [1, 7, 640] {
-        assert_eq!(format!("{:?}", audio(&x, frame)), format!("{whole:?}"), "frame {frame}");
+        assert_eq!(
+            format!("{:?}", audio(&x, frame)),
+            format!("{whole:?}"),
+            "frame {frame}"
+        );
     }
 }

@@ -128,7 +128,11 @@ pub struct TimeFeatures(Windowed<TimeKernel>);
 
 impl TimeFeatures {
     pub fn new(windows: WindowConfig, config: TimeFeaturesConfig) -> Self {
-        Self(Windowed::new(windows, Ok(TimeKernel::new(config)), "eeg_time_features"))
+        Self(Windowed::new(
+            windows,
+            Ok(TimeKernel::new(config)),
+            "eeg_time_features",
+        ))
     }
 }
 

@@ -236,20 +236,50 @@ impl SpectralFeatures {
 
     /// Appends the feature values of `psd` (bin spacing `df`) to `out`.
     pub fn compute(&self, psd: &[f64], df: f64, out: &mut Vec<f64>) {
+        self.plan(psd.len(), df).compute(psd, out);
+    }
+
+    /// The bin ranges for PSDs of `bins` bins spaced `df`, computed once
+    /// per channel instead of once per window.
+    pub fn plan(&self, bins: usize, df: f64) -> FeaturePlan {
         let (low, high) = Self::span(&self.bands);
-        let total = band_power(psd, df, low, high);
-        let first = out.len();
-        out.extend(
-            self.bands
+        let (lo, hi) = self.edge_range_hz;
+        FeaturePlan {
+            df,
+            total: bins_in(bins, df, low, high),
+            bands: self
+                .bands
                 .iter()
-                .map(|b| band_power(psd, df, b.low_hz, b.high_hz)),
-        );
+                .map(|b| bins_in(bins, df, b.low_hz, b.high_hz))
+                .collect(),
+            edge: bins_in(bins, df, lo, hi),
+            edges: self.edges.clone(),
+        }
+    }
+}
+
+/// [`SpectralFeatures`] with the bin ranges resolved for one bin spacing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeaturePlan {
+    df: f64,
+    total: std::ops::Range<usize>,
+    bands: Vec<std::ops::Range<usize>>,
+    edge: std::ops::Range<usize>,
+    edges: Vec<f64>,
+}
+
+impl FeaturePlan {
+    /// As [`SpectralFeatures::compute`], same values bit for bit.
+    pub fn compute(&self, psd: &[f64], out: &mut Vec<f64>) {
+        let df = self.df;
+        let total = psd[self.total.clone()].iter().sum::<f64>() * df;
+        let first = out.len();
+        out.extend(self.bands.iter().map(|r| psd[r.clone()].iter().sum::<f64>() * df));
         for i in 0..self.bands.len() {
             out.push(out[first + i] / total);
         }
         out.push(total);
-        let (lo, hi) = self.edge_range_hz;
-        let range = bins_in(psd.len(), df, lo, hi);
+        let range = self.edge.clone();
         let range_power: f64 = psd[range.clone()].iter().sum();
         for &edge in &self.edges {
             out.push(edge_frequency(psd, range.clone(), df, edge * range_power));

@@ -62,7 +62,8 @@ pub trait WindowKernel: Send {
 
     /// State for one channel whose windows hold `window` samples; an error
     /// (a reason naming no value) rejects the stream's frames.
-    fn channel(&self, spec: &ChannelSpec, modality: Modality, window: usize) -> Result<Self::Channel, String>;
+    fn channel(&self, spec: &ChannelSpec, modality: Modality, window: usize)
+        -> Result<Self::Channel, String>;
 
     /// A new run starts: sample indices no longer name the same samples.
     fn forget(&self, _channel: &mut Self::Channel) {}
@@ -169,7 +170,12 @@ impl<K: WindowKernel> Windowed<K> {
         }
     }
 
-    fn build(&self, layout: &ChannelLayout, modality: Modality, start_ns: i64) -> Result<Vec<ChannelWindow<K::Channel>>, String> {
+    fn build(
+        &self,
+        layout: &ChannelLayout,
+        modality: Modality,
+        start_ns: i64,
+    ) -> Result<Vec<ChannelWindow<K::Channel>>, String> {
         let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
         let kind = &self.kind;
         let indices: Vec<usize> = match &self.config.channels {
@@ -219,7 +225,9 @@ impl<K: WindowKernel> Windowed<K> {
     }
 
     fn prepare(&mut self, frame: &Frame) {
-        let same = |s: &StreamWindows<K::Channel>| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
+        let same = |s: &StreamWindows<K::Channel>| {
+            Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout
+        };
         let known = self.streams.get(&*frame.stream_id).is_some_and(same);
         if !known {
             let channels = self.build(&frame.layout, frame.modality, frame.start_ns);

@@ -408,3 +408,35 @@ fn audio_records_do_not_depend_on_frame_size() {
         );
     }
 }
+
+#[test]
+fn the_gate_forgets_its_spectra_at_a_discontinuity() {
+    // 2 s with 50 Hz hum (one gated window), then a discontinuity and 2 s
+    // of clean EEG: sample indices restart at 0, so the gate's Welch cache
+    // must not serve the hum's segments for the clean window.
+    let clean = eeg(512, RATE, 13);
+    let hum: Vec<f32> = clean
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x + (40.0 * (2.0 * PI * 50.0 * i as f64 / RATE).sin()) as f32)
+        .collect();
+    let windows = WindowConfig {
+        quality_gate: Some(QualityConfig::default()),
+        ..WindowConfig::new(2.0, 0.25)
+    };
+    let mut op = BandPowers::with_windows(BandPowersConfig::eeg_default(), false, windows.quality_gate);
+    let layout = layout(1, RATE, "uV");
+    let mut out = Output::default();
+    for (seq, (data, start_ns, gap)) in [(&hum, 0, false), (&clean, 60_000_000_000, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut f = Frame::new("s".into(), Modality::Eeg, layout.clone(), start_ns, seq as u64, vec![512], data.clone())
+            .expect("frame");
+        f.discontinuity = gap;
+        op.process(Item::Frame(f), &mut out).expect("processed");
+    }
+    let records: Vec<Item> = out.drain().collect();
+    assert_eq!(records.len(), 1, "the hum window is gated, the clean one is not");
+    assert!(matches!(&records[0], Item::Record(r) if r.start_ns == 60_000_000_000));
+}

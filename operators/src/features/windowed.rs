@@ -246,6 +246,10 @@ impl<K: WindowKernel> Windowed<K> {
             for c in channels {
                 c.reset_buffer();
                 kernel.forget(&mut c.state);
+                // Sample indices restart at 0: the gate's Welch cache too.
+                if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
+                    gate.forget(state);
+                }
                 c.anchor_ns = frame.start_ns;
                 c.count = 0;
             }

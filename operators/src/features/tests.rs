@@ -431,8 +431,16 @@ fn the_gate_forgets_its_spectra_at_a_discontinuity() {
         .into_iter()
         .enumerate()
     {
-        let mut f = Frame::new("s".into(), Modality::Eeg, layout.clone(), start_ns, seq as u64, vec![512], data.clone())
-            .expect("frame");
+        let mut f = Frame::new(
+            "s".into(),
+            Modality::Eeg,
+            layout.clone(),
+            start_ns,
+            seq as u64,
+            vec![512],
+            data.clone(),
+        )
+        .expect("frame");
         f.discontinuity = gap;
         op.process(Item::Frame(f), &mut out).expect("processed");
     }

@@ -73,7 +73,10 @@ fn signature(kind: &OperatorKind) -> Signature {
         | OperatorKind::BandPowers(_)
         | OperatorKind::EcgBeats(_)
         | OperatorKind::Pulses(_)
-        | OperatorKind::Spo2(_) => Signature::FramesTo(ItemKind::Record),
+        | OperatorKind::Spo2(_)
+        | OperatorKind::EegTimeFeatures(_)
+        | OperatorKind::SignalQuality(_)
+        | OperatorKind::AudioFeatures(_) => Signature::FramesTo(ItemKind::Record),
         OperatorKind::KAnonymity(_) | OperatorKind::DpAggregate(_) => Signature::RecordsToRecords,
         OperatorKind::AttachLabels(_) => Signature::FramesAndRecordsToRecords,
     }
@@ -575,6 +578,12 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             OperatorKind::AttachLabels(a) => check_names(&a.keys, "attach_labels.keys", &mut fail),
             OperatorKind::KAnonymity(k) => check_k_anonymity(k, &mut fail),
             OperatorKind::DpAggregate(d) => check_dp_aggregate(d, &mut fail),
+            OperatorKind::EegTimeFeatures(t) => check_time_features(t, &mut fail),
+            OperatorKind::SignalQuality(q) => {
+                check_windows("signal_quality", &q.window, &q.hop, &q.channels, &mut fail);
+                check_quality("signal_quality.checks", &q.checks, &mut fail);
+            }
+            OperatorKind::AudioFeatures(a) => check_audio_features(a, &mut fail),
             _ => {}
         }
     }
@@ -700,6 +709,135 @@ fn check_band_powers(spec: &BandPowersSpec, fail: &mut impl FnMut(Pos, String)) 
         }
     }
     check_filter_channels(&spec.channels, "band_powers", fail);
+    if let Some(gate) = &spec.quality_gate {
+        check_quality("band_powers.quality_gate", gate, fail);
+    }
+}
+
+/// Window, hop and channel list of a windowed operator.
+fn check_windows(
+    operator: &str,
+    window: &super::Located<DurationSpec>,
+    hop: &super::Located<DurationSpec>,
+    channels: &Option<super::Located<Vec<String>>>,
+    fail: &mut impl FnMut(Pos, String),
+) {
+    if window.value.0.is_zero() {
+        fail(window.pos, format!("{operator}.window must be longer than 0"));
+    }
+    if hop.value.0.is_zero() || (hop.value.0 > window.value.0 && !window.value.0.is_zero()) {
+        // A default hop has no place in the file: point at the window.
+        let pos = if hop.pos.line == 0 { window.pos } else { hop.pos };
+        fail(
+            pos,
+            format!("{operator}.hop must be longer than 0 and at most {operator}.window"),
+        );
+    }
+    check_filter_channels(channels, operator, fail);
+}
+
+/// `[low, high]` with low < high, both finite.
+fn check_range(field: &str, range: &Option<super::Located<Vec<f64>>>, fail: &mut impl FnMut(Pos, String)) {
+    if let Some(range) = range {
+        if !matches!(range.value[..], [low, high] if low.is_finite() && high.is_finite() && low < high) {
+            fail(range.pos, format!("{field} must be [low, high] with low < high"));
+        }
+    }
+}
+
+fn check_quality(prefix: &str, spec: &QualitySpec, fail: &mut impl FnMut(Pos, String)) {
+    if let Some(flat) = &spec.flat_min {
+        if flat.value.0.is_zero() {
+            fail(flat.pos, format!("{prefix}.flat_min must be longer than 0"));
+        }
+    }
+    for (name, value) in [
+        ("flat_tolerance", &spec.flat_tolerance),
+        ("clip_tolerance", &spec.clip_tolerance),
+        ("max_line_noise_ratio", &spec.max_line_noise_ratio),
+    ] {
+        if let Some(v) = value {
+            if !(v.value.is_finite() && v.value >= 0.0) {
+                fail(
+                    v.pos,
+                    format!("{prefix}.{name} must be 0 or more, not {}", v.value),
+                );
+            }
+        }
+    }
+    for (name, value) in [
+        ("max_flat_fraction", &spec.max_flat_fraction),
+        ("max_clip_fraction", &spec.max_clip_fraction),
+        ("max_nan_fraction", &spec.max_nan_fraction),
+        ("max_out_of_range_fraction", &spec.max_out_of_range_fraction),
+    ] {
+        if let Some(v) = value {
+            if !(0.0..=1.0).contains(&v.value) {
+                fail(
+                    v.pos,
+                    format!("{prefix}.{name} must be between 0 and 1, not {}", v.value),
+                );
+            }
+        }
+    }
+    if let Some(mains) = &spec.mains_hz {
+        if !(mains.value.is_finite() && mains.value > 1.0) {
+            fail(
+                mains.pos,
+                format!("{prefix}.mains_hz must be above 1 Hz, not {}", mains.value),
+            );
+        }
+    }
+    check_range(&format!("{prefix}.clip_range"), &spec.clip_range, fail);
+    check_range(&format!("{prefix}.range"), &spec.range, fail);
+}
+
+fn check_time_features(spec: &TimeFeaturesSpec, fail: &mut impl FnMut(Pos, String)) {
+    check_windows("eeg_time_features", &spec.window, &spec.hop, &spec.channels, fail);
+    if let Some(t) = &spec.suppression_threshold {
+        if !(t.value.is_finite() && t.value > 0.0) {
+            let message = format!(
+                "eeg_time_features.suppression_threshold must be positive, not {}",
+                t.value
+            );
+            fail(t.pos, message);
+        }
+    }
+    if let Some(gate) = &spec.quality_gate {
+        check_quality("eeg_time_features.quality_gate", gate, fail);
+    }
+}
+
+/// Most mel bands accepted.
+const MAX_MEL_BANDS: u32 = 256;
+
+fn check_audio_features(spec: &AudioFeaturesSpec, fail: &mut impl FnMut(Pos, String)) {
+    check_windows("audio_features", &spec.window, &spec.hop, &spec.channels, fail);
+    if let Some(bands) = &spec.mel_bands {
+        if bands.value == 0 || bands.value > MAX_MEL_BANDS {
+            let message = format!(
+                "audio_features.mel_bands must be 1 to {MAX_MEL_BANDS}, not {}",
+                bands.value
+            );
+            fail(bands.pos, message);
+        }
+    }
+    if let Some(range) = &spec.mel_range_hz {
+        if !matches!(range.value[..], [low, high] if low >= 0.0 && low < high) {
+            fail(
+                range.pos,
+                "audio_features.mel_range_hz must be [low, high] Hz with 0 <= low < high".into(),
+            );
+        }
+    }
+    if let Some(n) = &spec.n_fft {
+        if n.value < 2 {
+            fail(
+                n.pos,
+                format!("audio_features.n_fft must be at least 2, not {}", n.value),
+            );
+        }
+    }
 }
 
 fn check_channel_name(name: &super::Located<String>, field: &str, fail: &mut impl FnMut(Pos, String)) {

@@ -279,6 +279,17 @@ pub enum OperatorKind {
     /// clamping bounds and a persistent budget ledger that refuses releases
     /// past the budget. See docs/privacy.md.
     DpAggregate(DpAggregateSpec),
+    /// Sliding windows per channel and, per window, line length, RMS,
+    /// Hjorth activity/mobility/complexity, zero crossings and the
+    /// burst-suppression ratio. See docs/features.md.
+    EegTimeFeatures(TimeFeaturesSpec),
+    /// Per channel per window: flat-line, clipping, NaN, line-noise and
+    /// out-of-range fractions, and a quality flag (`ok`, `reasons` bits).
+    /// See docs/features.md.
+    SignalQuality(SignalQualitySpec),
+    /// Per channel per (25 ms) window: RMS, dBFS, log-mel band energies,
+    /// spectral centroid. See docs/features.md.
+    AudioFeatures(AudioFeaturesSpec),
 }
 
 impl NodeKinds for OperatorKind {
@@ -300,6 +311,9 @@ impl NodeKinds for OperatorKind {
             "attach_labels",
             "k_anonymity",
             "dp_aggregate",
+            "eeg_time_features",
+            "signal_quality",
+            "audio_features",
         ]
     }
 }
@@ -447,6 +461,130 @@ pub struct BandPowersSpec {
     /// Channels to compute (default: all).
     #[serde(default)]
     pub channels: Option<Located<Vec<String>>>,
+    /// One record per window with every channel's values.
+    #[serde(default)]
+    pub across_channels: bool,
+    /// Drop a window's record when its signal quality is flagged.
+    #[serde(default)]
+    pub quality_gate: Option<QualitySpec>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeFeaturesSpec {
+    /// Window length, e.g. 2s.
+    #[serde(default = "default_feature_window")]
+    pub window: Located<DurationSpec>,
+    /// Time between successive windows, e.g. 250ms; at most `window`.
+    #[serde(default = "default_feature_hop")]
+    pub hop: Located<DurationSpec>,
+    /// Channels to compute (default: all).
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+    /// One record per window with every channel's values.
+    #[serde(default)]
+    pub across_channels: bool,
+    /// Drop a window's record when its signal quality is flagged.
+    #[serde(default)]
+    pub quality_gate: Option<QualitySpec>,
+    /// |x| below this (channel unit, default 5, i.e. 5 µV) is suppressed.
+    #[serde(default)]
+    pub suppression_threshold: Option<Located<f64>>,
+    /// Shortest suppression counted (default 500ms).
+    #[serde(default)]
+    pub suppression_min: Option<Located<DurationSpec>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalQualitySpec {
+    /// Window length, e.g. 2s.
+    #[serde(default = "default_feature_window")]
+    pub window: Located<DurationSpec>,
+    /// Time between successive windows, e.g. 250ms; at most `window`.
+    #[serde(default = "default_feature_hop")]
+    pub hop: Located<DurationSpec>,
+    /// Channels to check (default: all).
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+    /// One record per window with every channel's values.
+    #[serde(default)]
+    pub across_channels: bool,
+    /// Definitions and thresholds (defaults in docs/features.md).
+    #[serde(default)]
+    pub checks: QualitySpec,
+}
+
+/// Signal-quality definitions and thresholds; every field is optional and
+/// amplitudes are in the channel's unit.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySpec {
+    /// Shortest flat run counted (default 100ms).
+    #[serde(default)]
+    pub flat_min: Option<Located<DurationSpec>>,
+    /// Largest step between samples of a flat run (default 0).
+    #[serde(default)]
+    pub flat_tolerance: Option<Located<f64>>,
+    /// `[low, high]` rails of the amplifier; default: repeats of the
+    /// window's extremes count as clipped.
+    #[serde(default)]
+    pub clip_range: Option<Located<Vec<f64>>>,
+    /// Distance from a rail (or extreme) still counted as clipped (default 0).
+    #[serde(default)]
+    pub clip_tolerance: Option<Located<f64>>,
+    /// `[low, high]` physiological range (default per modality: EEG ±500 µV,
+    /// ECG ±10 mV, ABP -20 to 300 mmHg, audio ±1).
+    #[serde(default)]
+    pub range: Option<Located<Vec<f64>>>,
+    /// Mains frequency, 50 or 60 Hz (default 50).
+    #[serde(default)]
+    pub mains_hz: Option<Located<f64>>,
+    /// Thresholds: a value above its maximum sets its reason bit.
+    #[serde(default)]
+    pub max_flat_fraction: Option<Located<f64>>,
+    #[serde(default)]
+    pub max_clip_fraction: Option<Located<f64>>,
+    #[serde(default)]
+    pub max_nan_fraction: Option<Located<f64>>,
+    #[serde(default)]
+    pub max_line_noise_ratio: Option<Located<f64>>,
+    #[serde(default)]
+    pub max_out_of_range_fraction: Option<Located<f64>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AudioFeaturesSpec {
+    /// Window length (default 25ms).
+    #[serde(default = "default_audio_window")]
+    pub window: Located<DurationSpec>,
+    /// Time between successive windows (default 10ms); at most `window`.
+    #[serde(default = "default_audio_hop")]
+    pub hop: Located<DurationSpec>,
+    /// Channels to compute (default: all).
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+    /// One record per window with every channel's values.
+    #[serde(default)]
+    pub across_channels: bool,
+    /// Number of HTK mel bands (default 40).
+    #[serde(default)]
+    pub mel_bands: Option<Located<u32>>,
+    /// `[low, high]` Hz of the mel filterbank (default 0 to Nyquist).
+    #[serde(default)]
+    pub mel_range_hz: Option<Located<Vec<f64>>>,
+    /// FFT length (default: the next power of two at or above the window).
+    #[serde(default)]
+    pub n_fft: Option<Located<u32>>,
+}
+
+fn default_audio_window() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_millis(25)), Default::default())
+}
+
+fn default_audio_hop() -> Located<DurationSpec> {
+    Located::new(DurationSpec(Duration::from_millis(10)), Default::default())
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

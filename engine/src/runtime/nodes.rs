@@ -15,14 +15,19 @@ use super::{
 };
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
-use crate::config::spec::{BandPowersSpec, ButterworthSpec, FilterKind};
+use crate::config::spec::{
+    AudioFeaturesSpec, BandPowersSpec, ButterworthSpec, FilterKind, QualitySpec, TimeFeaturesSpec,
+};
 use crate::config::{LoadedPipeline, OperatorKind};
 use crate::health::Readiness;
 use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
 use crate::sources::{self, SourceDriver, SourceError};
 use sigfab_operators::cardio::{EcgBeats, EcgBeatsConfig, Pulses, Spo2, Spo2Config};
-use sigfab_operators::features::{Band as FeatureBand, BandPowers, BandPowersConfig};
+use sigfab_operators::features::{
+    AudioConfig, AudioFeatures, Band as FeatureBand, BandPowers, BandPowersConfig, QualityConfig,
+    SignalQuality, TimeFeatures, TimeFeaturesConfig, WindowConfig,
+};
 use sigfab_operators::privacy::PrivacyCounters;
 
 struct DeadLetterNode {
@@ -359,7 +364,36 @@ fn build_operator(
             n.warm_start,
         )),
         OperatorKind::Deidentify(d) => Box::new(crate::deid::build(pipeline, d)?),
-        OperatorKind::BandPowers(b) => Box::new(BandPowers::new(band_powers_config(b))),
+        OperatorKind::BandPowers(b) => Box::new(BandPowers::with_windows(
+            band_powers_config(b),
+            b.across_channels,
+            b.quality_gate.as_ref().map(quality_config),
+        )),
+        OperatorKind::EegTimeFeatures(t) => Box::new(TimeFeatures::new(
+            WindowConfig {
+                channels: t.channels.as_ref().map(|c| c.value.clone()),
+                across_channels: t.across_channels,
+                quality_gate: t.quality_gate.as_ref().map(quality_config),
+                ..WindowConfig::new(t.window.value.0.as_secs_f64(), t.hop.value.0.as_secs_f64())
+            },
+            time_features_config(t),
+        )),
+        OperatorKind::SignalQuality(q) => Box::new(SignalQuality::new(
+            WindowConfig {
+                channels: q.channels.as_ref().map(|c| c.value.clone()),
+                across_channels: q.across_channels,
+                ..WindowConfig::new(q.window.value.0.as_secs_f64(), q.hop.value.0.as_secs_f64())
+            },
+            quality_config(&q.checks),
+        )),
+        OperatorKind::AudioFeatures(a) => Box::new(AudioFeatures::new(
+            WindowConfig {
+                channels: a.channels.as_ref().map(|c| c.value.clone()),
+                across_channels: a.across_channels,
+                ..WindowConfig::new(a.window.value.0.as_secs_f64(), a.hop.value.0.as_secs_f64())
+            },
+            audio_config(a),
+        )),
         OperatorKind::EcgBeats(e) => Box::new(EcgBeats::new(EcgBeatsConfig {
             channel: e.channel.value.clone(),
             beats: e.beats,
@@ -383,6 +417,62 @@ fn build_operator(
             crate::privacy::build_dp(pipeline, d, name, ledgers, privacy.clone())?
         }
     })
+}
+
+/// `[low, high]` of a checked range (graph.rs made sure it has two values).
+fn pair(range: &Option<crate::config::Located<Vec<f64>>>) -> Option<(f64, f64)> {
+    range.as_ref().and_then(|r| match r.value[..] {
+        [low, high] => Some((low, high)),
+        _ => None,
+    })
+}
+
+/// The checked quality spec over the documented defaults.
+fn quality_config(spec: &QualitySpec) -> QualityConfig {
+    let d = QualityConfig::default();
+    let or = |v: &Option<crate::config::Located<f64>>, default: f64| v.as_ref().map_or(default, |v| v.value);
+    QualityConfig {
+        flat_min_s: spec
+            .flat_min
+            .as_ref()
+            .map_or(d.flat_min_s, |f| f.value.0.as_secs_f64()),
+        flat_tolerance: or(&spec.flat_tolerance, d.flat_tolerance),
+        clip_range: pair(&spec.clip_range),
+        clip_tolerance: or(&spec.clip_tolerance, d.clip_tolerance),
+        range: pair(&spec.range),
+        mains_hz: or(&spec.mains_hz, d.mains_hz),
+        segment_s: d.segment_s,
+        max_flat_fraction: or(&spec.max_flat_fraction, d.max_flat_fraction),
+        max_clip_fraction: or(&spec.max_clip_fraction, d.max_clip_fraction),
+        max_nan_fraction: or(&spec.max_nan_fraction, d.max_nan_fraction),
+        max_line_noise_ratio: or(&spec.max_line_noise_ratio, d.max_line_noise_ratio),
+        max_out_of_range_fraction: or(&spec.max_out_of_range_fraction, d.max_out_of_range_fraction),
+    }
+}
+
+fn time_features_config(spec: &TimeFeaturesSpec) -> TimeFeaturesConfig {
+    let d = TimeFeaturesConfig::default();
+    TimeFeaturesConfig {
+        suppression_threshold: spec
+            .suppression_threshold
+            .as_ref()
+            .map_or(d.suppression_threshold, |t| t.value),
+        suppression_min_s: spec
+            .suppression_min
+            .as_ref()
+            .map_or(d.suppression_min_s, |m| m.value.0.as_secs_f64()),
+    }
+}
+
+fn audio_config(spec: &AudioFeaturesSpec) -> AudioConfig {
+    let d = AudioConfig::default();
+    let range = pair(&spec.mel_range_hz);
+    AudioConfig {
+        mel_bands: spec.mel_bands.as_ref().map_or(d.mel_bands, |b| b.value as usize),
+        fmin_hz: range.map_or(d.fmin_hz, |r| r.0),
+        fmax_hz: range.map(|r| r.1),
+        n_fft: spec.n_fft.as_ref().map(|n| n.value as usize),
+    }
 }
 
 /// The checked spec as the operator's configuration.

@@ -1,11 +1,10 @@
 //! The `band_powers` operator: per-stream, per-channel sliding windows that
 //! never cross a gap, each turned into one record of Welch features.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use super::welch::{Band, SpectralFeatures, Welch, WelchError};
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
+use super::quality::QualityConfig;
+use super::welch::{Band, FeaturePlan, SpectralFeatures, Welch, WelchError};
+use super::windowed::{WindowConfig, WindowKernel, Windowed};
+use crate::{ChannelSpec, Item, Modality, Operator, Output, Rejected};
 
 /// What the operator computes; durations are in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,259 +34,106 @@ impl BandPowersConfig {
     }
 }
 
-/// One channel's ring buffer and timing. The ring is allocated once per
-/// layout; a NaN sample or a discontinuity empties it, so a window only
-/// ever holds contiguous valid samples.
+/// Welch spectral features as a [`WindowKernel`]: one estimator (plan,
+/// scratch, segment cache) per channel.
 #[derive(Debug)]
-struct ChannelWindow {
-    index: usize,
-    rate: f64,
-    ring: Vec<f32>,
-    /// Next write position in `ring`.
-    head: usize,
-    /// Valid samples held (up to the ring length).
-    filled: usize,
-    /// Samples to take before the next window is emitted.
-    until_emit: usize,
-    hop: usize,
-    /// Time of sample 0 of `count`; sample times are derived from this one
-    /// anchor so they do not depend on how the stream was cut into frames.
-    anchor_ns: i64,
-    count: u64,
-    welch: Welch,
-    /// Value names "<channel>.<feature>", built once per layout.
-    names: Vec<Arc<str>>,
+pub struct SpectralKernel {
+    features: SpectralFeatures,
+    segment_s: f64,
 }
 
-impl ChannelWindow {
-    fn reset_buffer(&mut self) {
-        self.filled = 0;
-        self.head = 0;
-        self.until_emit = self.ring.len();
-        self.welch.forget();
+impl WindowKernel for SpectralKernel {
+    /// The channel's estimator and its feature bin ranges.
+    type Channel = (Welch, FeaturePlan);
+
+    fn kind(&self) -> &'static str {
+        "band_powers"
     }
 
-    fn sample_ns(&self, k: u64) -> i64 {
-        self.anchor_ns + (k as f64 * 1e9 / self.rate).round() as i64
+    fn names(&self) -> Vec<String> {
+        self.features.names()
     }
 
-    /// Takes one sample; true when a window ends with it.
-    fn push(&mut self, x: f32) -> bool {
-        self.count += 1;
-        if x.is_nan() {
-            self.reset_buffer();
-            return false;
+    fn channel(
+        &self,
+        spec: &ChannelSpec,
+        _modality: Modality,
+        window: usize,
+    ) -> Result<Self::Channel, String> {
+        let segment = (self.segment_s * spec.sample_rate).round() as usize;
+        if segment > window {
+            return Err("band_powers window, hop or segment too short for a channel's rate".into());
         }
-        self.ring[self.head] = x;
-        self.head = (self.head + 1) % self.ring.len();
-        self.filled = (self.filled + 1).min(self.ring.len());
-        self.until_emit -= 1;
-        if self.until_emit == 0 {
-            self.until_emit = self.hop;
-            return true;
-        }
-        false
+        let welch = Welch::new(segment).map_err(|e| format!("band_powers: {e}"))?;
+        let plan = self
+            .features
+            .plan(welch.bins(), spec.sample_rate / segment as f64);
+        Ok((welch, plan))
     }
-}
 
-/// One stream's layout and windows, or why the layout cannot be handled.
-#[derive(Debug)]
-struct StreamWindows {
-    layout: Arc<ChannelLayout>,
-    channels: Result<Vec<ChannelWindow>, String>,
+    fn forget(&self, (welch, _): &mut Self::Channel) {
+        welch.forget();
+    }
+
+    fn compute(
+        &self,
+        (welch, plan): &mut Self::Channel,
+        window: &[f64],
+        first: u64,
+        rate: f64,
+        out: &mut Vec<f64>,
+    ) {
+        // Sample indices name the same samples until a discontinuity or a
+        // NaN, which make the Welch cache forget.
+        let psd = welch.psd_at(window, rate, first);
+        plan.compute(psd, out);
+    }
 }
 
 /// Sliding-window Welch band powers; see `docs/features.md`.
 #[derive(Debug)]
-pub struct BandPowers {
-    config: BandPowersConfig,
-    /// The feature set, or why the configuration cannot make one (every
-    /// frame is then rejected with that reason; the engine's config checks
-    /// refuse such pipelines before they run).
-    features: Result<SpectralFeatures, String>,
-    streams: HashMap<Arc<str>, StreamWindows>,
-    kind: Arc<str>,
-    /// Scratch: the window in time order, as f64.
-    linear: Vec<f64>,
-    values: Vec<f64>,
-    /// Records of the current frame, sorted by (end, channel) before they
-    /// go out, so the order does not depend on frame size.
-    pending: Vec<(i64, usize, Record)>,
-}
+pub struct BandPowers(Windowed<SpectralKernel>);
 
 impl BandPowers {
     pub fn new(config: BandPowersConfig) -> Self {
-        let features = SpectralFeatures::new(config.bands.clone(), config.edge_range_hz)
-            .map_err(|e: WelchError| format!("band_powers: {e}"));
-        Self {
-            config,
-            features,
-            streams: HashMap::new(),
-            kind: Arc::from("band_powers"),
-            linear: Vec::new(),
-            values: Vec::new(),
-            pending: Vec::new(),
-        }
+        Self::with_windows(config, false, None)
     }
 
-    fn build(&self, layout: &ChannelLayout, start_ns: i64) -> Result<Vec<ChannelWindow>, String> {
-        let features = self.features.as_ref().map_err(|e| e.clone())?;
-        let indices: Vec<usize> = match &self.config.channels {
-            None => (0..layout.len()).collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| layout.index_of(n))
-                .collect::<Option<_>>()
-                .ok_or("frame lacks a channel named in band_powers.channels")?,
-        };
-        let mut names = features.names();
-        names.push("latency_s".into());
-        indices
-            .into_iter()
-            .map(|index| {
-                let spec = &layout.channels[index];
-                let samples = |s: f64| (s * spec.sample_rate).round() as usize;
-                let (window, hop, segment) = (
-                    samples(self.config.window_s),
-                    samples(self.config.hop_s),
-                    samples(self.config.segment_s),
-                );
-                if hop == 0 || segment > window {
-                    return Err("band_powers window, hop or segment too short for a channel's rate".into());
-                }
-                let welch = Welch::new(segment).map_err(|e| format!("band_powers: {e}"))?;
-                let names = names
-                    .iter()
-                    .map(|n| Arc::from(format!("{}.{n}", spec.name)))
-                    .collect();
-                Ok(ChannelWindow {
-                    index,
-                    rate: spec.sample_rate,
-                    ring: vec![0.0; window],
-                    head: 0,
-                    filled: 0,
-                    until_emit: window,
-                    hop,
-                    anchor_ns: start_ns,
-                    count: 0,
-                    welch,
-                    names,
-                })
+    /// As [`BandPowers::new`], with the shared window options: one record
+    /// per window across channels, and a quality gate.
+    pub fn with_windows(
+        config: BandPowersConfig,
+        across_channels: bool,
+        quality_gate: Option<QualityConfig>,
+    ) -> Self {
+        let kernel = SpectralFeatures::new(config.bands.clone(), config.edge_range_hz)
+            .map(|features| SpectralKernel {
+                features,
+                segment_s: config.segment_s,
             })
-            .collect()
-    }
-
-    /// The frame's stream state: built for a new stream or layout; on a
-    /// discontinuity every channel starts afresh, anchored at this frame.
-    fn prepare(&mut self, frame: &Frame) {
-        let same = |s: &StreamWindows| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
-        let known = self.streams.get(&*frame.stream_id).is_some_and(same);
-        if !known {
-            let channels = self.build(&frame.layout, frame.start_ns);
-            let layout = frame.layout.clone();
-            self.streams
-                .insert(frame.stream_id.clone(), StreamWindows { layout, channels });
-        } else if frame.discontinuity {
-            if let Some(Ok(channels)) = self
-                .streams
-                .get_mut(&*frame.stream_id)
-                .map(|s| s.channels.as_mut())
-            {
-                for c in channels {
-                    c.reset_buffer();
-                    c.anchor_ns = frame.start_ns;
-                    c.count = 0;
-                }
-            }
-        }
-    }
-
-    /// Runs the frame's samples through every channel's ring, computing a
-    /// record for each window that completes.
-    fn windows(&mut self, frame: &Frame) -> Result<(), String> {
-        let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
-            return Ok(());
+            .map_err(|e: WelchError| format!("band_powers: {e}"));
+        let windows = WindowConfig {
+            window_s: config.window_s,
+            hop_s: config.hop_s,
+            channels: config.channels.clone(),
+            across_channels,
+            quality_gate,
         };
-        let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
-        let features = self.features.as_ref().map_err(|e| e.clone())?;
-        for c in channels.iter_mut() {
-            for &x in frame.channel(c.index) {
-                if c.push(x) {
-                    let record = window_record(
-                        c,
-                        (features, &self.kind, &frame.stream_id),
-                        frame.sequence,
-                        (&mut self.linear, &mut self.values),
-                    );
-                    self.pending.push((record.end_ns, c.index, record));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Computes the features of the channel's current (full) window.
-fn window_record(
-    c: &mut ChannelWindow,
-    (features, kind, stream_id): (&SpectralFeatures, &Arc<str>, &Arc<str>),
-    sequence: u64,
-    (linear, values): (&mut Vec<f64>, &mut Vec<f64>),
-) -> Record {
-    let n = c.ring.len();
-    linear.clear();
-    linear.extend(
-        c.ring[c.head..]
-            .iter()
-            .chain(&c.ring[..c.head])
-            .map(|&x| f64::from(x)),
-    );
-    let df = c.rate / c.welch.segment() as f64;
-    // Sample indices name the same samples until a discontinuity, which
-    // makes the Welch cache forget (reset_buffer).
-    let psd = c.welch.psd_at(linear, c.rate, c.count - n as u64);
-    values.clear();
-    features.compute(psd, df, values);
-    let end_ns = c.sample_ns(c.count);
-    let start_ns = c.sample_ns(c.count - n as u64);
-    // Latency contribution: the window's first sample waits the whole
-    // window before its record exists.
-    let latency_s = (end_ns - start_ns) as f64 / 1e9;
-    values.push(latency_s);
-    let named = c.names.iter().cloned().zip(values.iter().copied()).collect();
-    Record {
-        stream_id: stream_id.clone(),
-        sequence,
-        kind: kind.clone(),
-        start_ns,
-        end_ns,
-        values: named,
-        labels: Vec::new(),
+        Self(Windowed::new(windows, kernel, "band_powers"))
     }
 }
 
 impl Operator for BandPowers {
     fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
-        let Item::Frame(frame) = item else {
-            out.push(item);
-            return Ok(());
-        };
-        self.prepare(&frame);
-        if let Err(reason) = self.windows(&frame) {
-            return Err(Rejected::boxed(Item::Frame(frame), reason));
-        }
-        self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
-        for (_, _, record) in self.pending.drain(..) {
-            out.push(Item::Record(record));
-        }
-        Ok(())
+        self.0.process(item, out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChannelSpec, Modality};
+    use crate::{ChannelLayout, Frame, Record};
+    use std::sync::Arc;
 
     const RATE: f64 = 128.0;
 

@@ -230,30 +230,62 @@ impl SpectralFeatures {
         names.push("total_power".into());
         names.extend(self.edges.iter().map(|e| format!("sef{}", (e * 100.0).round())));
         names.push("peak_hz".into());
+        names.push("spectral_entropy".into());
         names
     }
 
     /// Appends the feature values of `psd` (bin spacing `df`) to `out`.
     pub fn compute(&self, psd: &[f64], df: f64, out: &mut Vec<f64>) {
+        self.plan(psd.len(), df).compute(psd, out);
+    }
+
+    /// The bin ranges for PSDs of `bins` bins spaced `df`, computed once
+    /// per channel instead of once per window.
+    pub fn plan(&self, bins: usize, df: f64) -> FeaturePlan {
         let (low, high) = Self::span(&self.bands);
-        let total = band_power(psd, df, low, high);
-        let first = out.len();
-        out.extend(
-            self.bands
+        let (lo, hi) = self.edge_range_hz;
+        FeaturePlan {
+            df,
+            total: bins_in(bins, df, low, high),
+            bands: self
+                .bands
                 .iter()
-                .map(|b| band_power(psd, df, b.low_hz, b.high_hz)),
-        );
+                .map(|b| bins_in(bins, df, b.low_hz, b.high_hz))
+                .collect(),
+            edge: bins_in(bins, df, lo, hi),
+            edges: self.edges.clone(),
+        }
+    }
+}
+
+/// [`SpectralFeatures`] with the bin ranges resolved for one bin spacing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeaturePlan {
+    df: f64,
+    total: std::ops::Range<usize>,
+    bands: Vec<std::ops::Range<usize>>,
+    edge: std::ops::Range<usize>,
+    edges: Vec<f64>,
+}
+
+impl FeaturePlan {
+    /// As [`SpectralFeatures::compute`], same values bit for bit.
+    pub fn compute(&self, psd: &[f64], out: &mut Vec<f64>) {
+        let df = self.df;
+        let total = psd[self.total.clone()].iter().sum::<f64>() * df;
+        let first = out.len();
+        out.extend(self.bands.iter().map(|r| psd[r.clone()].iter().sum::<f64>() * df));
         for i in 0..self.bands.len() {
             out.push(out[first + i] / total);
         }
         out.push(total);
-        let (lo, hi) = self.edge_range_hz;
-        let range = bins_in(psd.len(), df, lo, hi);
+        let range = self.edge.clone();
         let range_power: f64 = psd[range.clone()].iter().sum();
         for &edge in &self.edges {
             out.push(edge_frequency(psd, range.clone(), df, edge * range_power));
         }
-        out.push(peak_frequency(psd, range, df));
+        out.push(peak_frequency(psd, range.clone(), df));
+        out.push(spectral_entropy(&psd[range]));
     }
 }
 
@@ -296,6 +328,30 @@ fn edge_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64, target: f
     f64::NAN
 }
 
+/// Normalised Shannon entropy of the PSD bins `p` (the edge range):
+/// q_k = p_k / Σ p, H = −Σ q_k log2 q_k / log2(N) with 0·log 0 = 0 and N
+/// the number of bins, so 1 is a flat spectrum and 0 a single line
+/// (`antropy.spectral_entropy(normalize=True)` restricted to the range).
+/// NaN when the range has fewer than 2 bins or holds no power.
+pub fn spectral_entropy(p: &[f64]) -> f64 {
+    let total: f64 = p.iter().sum();
+    if p.len() < 2 || total <= 0.0 || total.is_nan() {
+        return f64::NAN;
+    }
+    let h: f64 = p
+        .iter()
+        .map(|&x| {
+            let q = x / total;
+            if q > 0.0 {
+                -q * q.log2()
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    h / (p.len() as f64).log2()
+}
+
 fn peak_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64) -> f64 {
     let mut best: Option<(usize, f64)> = None;
     for k in range {
@@ -324,8 +380,22 @@ mod tests {
         // Sine power A²/2 = 4.5; Hann leakage stays within 9–11 Hz.
         assert!((values[2] - 4.5).abs() < 1e-9, "alpha {}", values[2]);
         assert!((values[7] - 1.0).abs() < 1e-9);
-        assert_eq!(values[values.len() - 1], 10.0);
+        assert_eq!(values[values.len() - 2], 10.0, "peak");
+        // Hann leakage spreads the line over 3 of 49 bins (1-50 Hz).
+        let entropy = values[values.len() - 1];
+        assert!(entropy > 0.0 && entropy < 0.3, "spectral entropy {entropy}");
         assert_eq!(values[11], 10.0, "sef50");
+    }
+
+    #[test]
+    fn spectral_entropy_is_one_for_flat_and_zero_for_a_line() {
+        assert!((spectral_entropy(&[2.0; 16]) - 1.0).abs() < 1e-15);
+        let mut line = [0.0; 16];
+        line[3] = 5.0;
+        assert_eq!(spectral_entropy(&line), 0.0);
+        // Two equal lines of 4 bins: log2(2) / log2(4) = 0.5.
+        assert!((spectral_entropy(&[1.0, 0.0, 1.0, 0.0]) - 0.5).abs() < 1e-15);
+        assert!(spectral_entropy(&[0.0; 4]).is_nan());
     }
 
     #[test]

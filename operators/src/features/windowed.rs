@@ -1,0 +1,353 @@
+//! The window machinery shared by every windowed feature operator
+//! (`band_powers`, `eeg_time_features`, `signal_quality`,
+//! `audio_features`): per-stream, per-channel sliding windows of a length
+//! and hop that never cross a discontinuity, each turned into one record by
+//! a [`WindowKernel`].
+//!
+//! * Sample times come from one anchor per run (the stream start or the
+//!   last discontinuity) and a sample count, so records do not depend on
+//!   how the stream was cut into frames.
+//! * A NaN sample empties the channel's window (no window spans it) unless
+//!   the kernel keeps NaNs ([`WindowKernel::keeps_nan`], signal quality
+//!   counts them).
+//! * Records of one frame go out sorted by (window end, channel), so their
+//!   order does not depend on frame size either; with `across_channels`
+//!   the channels' records of the same window are merged into one.
+//! * An optional quality gate ([`super::quality`]) computes the signal
+//!   quality of the same window and drops the record when it is flagged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::quality::{QualityChannel, QualityConfig, QualityKernel};
+use crate::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output, Record, Rejected};
+
+/// Window geometry and channel choice; durations in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowConfig {
+    pub window_s: f64,
+    pub hop_s: f64,
+    /// Channels to compute (default: all).
+    pub channels: Option<Vec<String>>,
+    /// One record per window holding every channel's values instead of one
+    /// record per channel per window.
+    pub across_channels: bool,
+    /// Drop a window's record when its signal quality is flagged.
+    pub quality_gate: Option<QualityConfig>,
+}
+
+impl WindowConfig {
+    pub fn new(window_s: f64, hop_s: f64) -> Self {
+        Self {
+            window_s,
+            hop_s,
+            channels: None,
+            across_channels: false,
+            quality_gate: None,
+        }
+    }
+}
+
+/// What a windowed operator computes from one channel's window.
+pub trait WindowKernel: Send {
+    /// Per-channel state (FFT plans, caches, channel-specific limits).
+    type Channel: Send;
+
+    /// The record kind, e.g. "band_powers".
+    fn kind(&self) -> &'static str;
+
+    /// Value names in the order [`WindowKernel::compute`] writes them,
+    /// without the channel prefix and without `latency_s`.
+    fn names(&self) -> Vec<String>;
+
+    /// State for one channel whose windows hold `window` samples; an error
+    /// (a reason naming no value) rejects the stream's frames.
+    fn channel(&self, spec: &ChannelSpec, modality: Modality, window: usize)
+        -> Result<Self::Channel, String>;
+
+    /// A new run starts: sample indices no longer name the same samples.
+    fn forget(&self, _channel: &mut Self::Channel) {}
+
+    /// Whether NaN samples stay in the window (else they restart it).
+    fn keeps_nan(&self) -> bool {
+        false
+    }
+
+    /// Appends the features of `window` (time order; sample 0 is sample
+    /// `first` of the current run) to `out`.
+    fn compute(&self, channel: &mut Self::Channel, window: &[f64], first: u64, rate: f64, out: &mut Vec<f64>);
+}
+
+/// One channel's ring buffer and timing.
+struct ChannelWindow<C> {
+    index: usize,
+    rate: f64,
+    ring: Vec<f32>,
+    head: usize,
+    filled: usize,
+    until_emit: usize,
+    hop: usize,
+    anchor_ns: i64,
+    count: u64,
+    state: C,
+    gate: Option<QualityChannel>,
+    /// "<channel>.<feature>" names, built once per layout.
+    names: Vec<Arc<str>>,
+}
+
+impl<C> ChannelWindow<C> {
+    fn reset_buffer(&mut self) {
+        self.filled = 0;
+        self.head = 0;
+        self.until_emit = self.ring.len();
+    }
+
+    fn sample_ns(&self, k: u64) -> i64 {
+        self.anchor_ns + (k as f64 * 1e9 / self.rate).round() as i64
+    }
+
+    /// Takes one sample; true when a window ends with it.
+    fn push(&mut self, x: f32, keeps_nan: bool) -> bool {
+        self.count += 1;
+        if x.is_nan() && !keeps_nan {
+            self.reset_buffer();
+            return false;
+        }
+        self.ring[self.head] = x;
+        self.head = (self.head + 1) % self.ring.len();
+        self.filled = (self.filled + 1).min(self.ring.len());
+        self.until_emit -= 1;
+        if self.until_emit == 0 {
+            self.until_emit = self.hop;
+            return true;
+        }
+        false
+    }
+}
+
+struct StreamWindows<C> {
+    layout: Arc<ChannelLayout>,
+    channels: Result<Vec<ChannelWindow<C>>, String>,
+}
+
+/// A sliding-window operator computing `K` on every window.
+pub struct Windowed<K: WindowKernel> {
+    config: WindowConfig,
+    kernel: Result<K, String>,
+    gate: Option<QualityKernel>,
+    streams: HashMap<Arc<str>, StreamWindows<K::Channel>>,
+    kind: Arc<str>,
+    linear: Vec<f64>,
+    values: Vec<f64>,
+    gate_values: Vec<f64>,
+    pending: Vec<(i64, usize, Record)>,
+}
+
+impl<K: WindowKernel> std::fmt::Debug for Windowed<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Windowed")
+            .field("kind", &self.kind)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<K: WindowKernel> Windowed<K> {
+    /// `kernel` is the feature computation, or why the configuration cannot
+    /// make one (every frame is then rejected with that reason).
+    pub fn new(config: WindowConfig, kernel: Result<K, String>, kind: &'static str) -> Self {
+        let gate = config.quality_gate.clone().map(QualityKernel::new);
+        Self {
+            config,
+            kernel,
+            gate,
+            streams: HashMap::new(),
+            kind: Arc::from(kind),
+            linear: Vec::new(),
+            values: Vec::new(),
+            gate_values: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn build(
+        &self,
+        layout: &ChannelLayout,
+        modality: Modality,
+        start_ns: i64,
+    ) -> Result<Vec<ChannelWindow<K::Channel>>, String> {
+        let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
+        let kind = &self.kind;
+        let indices: Vec<usize> = match &self.config.channels {
+            None => (0..layout.len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| layout.index_of(n))
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("frame lacks a channel named in {kind}.channels"))?,
+        };
+        let mut names = kernel.names();
+        names.push("latency_s".into());
+        indices
+            .into_iter()
+            .map(|index| {
+                let spec = &layout.channels[index];
+                let samples = |s: f64| (s * spec.sample_rate).round() as usize;
+                let (window, hop) = (samples(self.config.window_s), samples(self.config.hop_s));
+                if hop == 0 || window < 2 {
+                    return Err(format!("{kind} window or hop too short for a channel's rate"));
+                }
+                let state = kernel.channel(spec, modality, window)?;
+                let gate = match &self.gate {
+                    Some(g) => Some(g.channel(spec, modality, window)?),
+                    None => None,
+                };
+                let names = names
+                    .iter()
+                    .map(|n| Arc::from(format!("{}.{n}", spec.name)))
+                    .collect();
+                Ok(ChannelWindow {
+                    index,
+                    rate: spec.sample_rate,
+                    ring: vec![0.0; window],
+                    head: 0,
+                    filled: 0,
+                    until_emit: window,
+                    hop,
+                    anchor_ns: start_ns,
+                    count: 0,
+                    state,
+                    gate,
+                    names,
+                })
+            })
+            .collect()
+    }
+
+    fn prepare(&mut self, frame: &Frame) {
+        let same = |s: &StreamWindows<K::Channel>| {
+            Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout
+        };
+        let known = self.streams.get(&*frame.stream_id).is_some_and(same);
+        if !known {
+            let channels = self.build(&frame.layout, frame.modality, frame.start_ns);
+            let layout = frame.layout.clone();
+            self.streams
+                .insert(frame.stream_id.clone(), StreamWindows { layout, channels });
+        } else if frame.discontinuity {
+            let (Some(Ok(channels)), Ok(kernel)) = (
+                self.streams
+                    .get_mut(&*frame.stream_id)
+                    .map(|s| s.channels.as_mut()),
+                self.kernel.as_ref(),
+            ) else {
+                return;
+            };
+            for c in channels {
+                c.reset_buffer();
+                kernel.forget(&mut c.state);
+                // Sample indices restart at 0: the gate's Welch cache too.
+                if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
+                    gate.forget(state);
+                }
+                c.anchor_ns = frame.start_ns;
+                c.count = 0;
+            }
+        }
+    }
+
+    fn windows(&mut self, frame: &Frame) -> Result<(), String> {
+        let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
+            return Ok(());
+        };
+        let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
+        let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
+        let keeps_nan = kernel.keeps_nan();
+        for c in channels.iter_mut() {
+            for &x in frame.channel(c.index) {
+                if x.is_nan() && !keeps_nan {
+                    kernel.forget(&mut c.state);
+                }
+                if !c.push(x, keeps_nan) {
+                    continue;
+                }
+                let n = c.ring.len();
+                self.linear.clear();
+                self.linear.extend(
+                    c.ring[c.head..]
+                        .iter()
+                        .chain(&c.ring[..c.head])
+                        .map(|&x| f64::from(x)),
+                );
+                let first = c.count - n as u64;
+                if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
+                    self.gate_values.clear();
+                    gate.compute(state, &self.linear, first, c.rate, &mut self.gate_values);
+                    if QualityKernel::flagged(&self.gate_values) {
+                        continue;
+                    }
+                }
+                self.values.clear();
+                kernel.compute(&mut c.state, &self.linear, first, c.rate, &mut self.values);
+                let end_ns = c.sample_ns(c.count);
+                let start_ns = c.sample_ns(first);
+                // Latency contribution: the window's first sample waits the
+                // whole window before its record exists.
+                self.values.push((end_ns - start_ns) as f64 / 1e9);
+                let values = c.names.iter().cloned().zip(self.values.iter().copied()).collect();
+                let record = Record {
+                    stream_id: frame.stream_id.clone(),
+                    sequence: frame.sequence,
+                    kind: self.kind.clone(),
+                    start_ns,
+                    end_ns,
+                    values,
+                    labels: Vec::new(),
+                };
+                self.pending.push((end_ns, c.index, record));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorted records out; merged per window when `across_channels`.
+    fn flush(&mut self, out: &mut Output) {
+        self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
+        let mut merged: Option<Record> = None;
+        for (_, _, record) in self.pending.drain(..) {
+            if !self.config.across_channels {
+                out.push(Item::Record(record));
+                continue;
+            }
+            match &mut merged {
+                Some(m) if m.start_ns == record.start_ns && m.end_ns == record.end_ns => {
+                    m.values.extend(record.values);
+                }
+                _ => {
+                    if let Some(m) = merged.replace(record) {
+                        out.push(Item::Record(m));
+                    }
+                }
+            }
+        }
+        if let Some(m) = merged {
+            out.push(Item::Record(m));
+        }
+    }
+}
+
+impl<K: WindowKernel> Operator for Windowed<K> {
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
+        let Item::Frame(frame) = item else {
+            out.push(item);
+            return Ok(());
+        };
+        self.prepare(&frame);
+        if let Err(reason) = self.windows(&frame) {
+            self.pending.clear();
+            return Err(Rejected::boxed(Item::Frame(frame), reason));
+        }
+        self.flush(out);
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The FIR operator: designs taps once per distinct sample rate of the
+//! selected channels and carries each channel's history across frames.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::fir::{DirectFir, FftFir, FftPlan, FirDesign, FirError};
+use super::ChannelSelection;
+use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
+
+/// Kernels with at least this many taps run by overlap-save when the method
+/// is `Auto` (measured by `benches/benches/fir_filters.rs`; docs/filters.md).
+pub const FFT_CROSSOVER_TAPS: usize = 192;
+
+/// How the taps are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FirMethod {
+    /// Direct below [`FFT_CROSSOVER_TAPS`] taps, overlap-save from there.
+    #[default]
+    Auto,
+    /// Direct convolution: no added latency.
+    Direct,
+    /// Overlap-save: adds its block hop of latency.
+    Fft,
+}
+
+#[derive(Debug)]
+enum Kernel {
+    Direct(DirectFir),
+    Fft(FftFir),
+}
+
+impl Kernel {
+    fn process(&mut self, x: &mut [f32]) {
+        match self {
+            Kernel::Direct(k) => k.process(x),
+            Kernel::Fft(k) => k.process(x),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Kernel::Direct(k) => k.reset(),
+            Kernel::Fft(k) => k.reset(),
+        }
+    }
+}
+
+/// One stream's layout and its per-channel kernels (channel index, kernel),
+/// or why that layout cannot be filtered.
+#[derive(Debug)]
+struct StreamFir {
+    layout: Arc<ChannelLayout>,
+    kernels: Result<Vec<(usize, Kernel)>, Cow<'static, str>>,
+}
+
+/// A causal FIR filter operator; state per stream as [`super::IirFilter`]:
+/// a frame with `discontinuity`, or a changed layout, restarts every
+/// channel from zero history. A NaN input makes NaN every output whose
+/// window holds it (direct: the next `taps` outputs; overlap-save: the
+/// blocks that hold it).
+#[derive(Debug)]
+pub struct FirFilter {
+    design: FirDesign,
+    selection: ChannelSelection,
+    method: FirMethod,
+    streams: HashMap<Arc<str>, StreamFir>,
+}
+
+/// The design for one rate, with its delays.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FirReport {
+    pub taps: usize,
+    /// Whether overlap-save runs it.
+    pub fft: bool,
+    /// Total delay in samples of a linear-phase design: `(taps - 1) / 2`
+    /// plus the overlap-save hop when that runs it.
+    pub delay_samples: Option<f64>,
+    /// Latency the overlap-save blocks add (0 for direct).
+    pub block_latency: usize,
+}
+
+impl FirFilter {
+    pub fn new(design: FirDesign, selection: ChannelSelection, method: FirMethod) -> Self {
+        Self {
+            design,
+            selection,
+            method,
+            streams: HashMap::new(),
+        }
+    }
+
+    /// What runs at `sample_rate`: taps, method and delay.
+    pub fn report(&self, sample_rate: f64) -> Result<FirReport, FirError> {
+        let taps = self.design.taps(sample_rate)?;
+        let fft = self.uses_fft(taps.taps.len());
+        let block_latency = if fft {
+            FftPlan::new(&taps.taps).latency()
+        } else {
+            0
+        };
+        Ok(FirReport {
+            taps: taps.taps.len(),
+            fft,
+            delay_samples: taps.delay_samples.map(|d| d + block_latency as f64),
+            block_latency,
+        })
+    }
+
+    fn uses_fft(&self, taps: usize) -> bool {
+        match self.method {
+            FirMethod::Auto => taps >= FFT_CROSSOVER_TAPS,
+            FirMethod::Direct => false,
+            FirMethod::Fft => true,
+        }
+    }
+
+    fn build(&self, layout: &ChannelLayout) -> Result<Vec<(usize, Kernel)>, Cow<'static, str>> {
+        let selected: Vec<usize> = match &self.selection {
+            ChannelSelection::All => (0..layout.len()).collect(),
+            ChannelSelection::Named(names) => names
+                .iter()
+                .map(|n| layout.index_of(n))
+                .collect::<Option<_>>()
+                .ok_or(Cow::Borrowed("frame lacks a channel named in fir.channels"))?,
+        };
+        let mut designs: Vec<(f64, Arc<[f64]>, Option<FftPlan>)> = Vec::new();
+        let mut kernels = Vec::with_capacity(selected.len());
+        for index in selected {
+            let rate = layout.channels[index].sample_rate;
+            let position = match designs.iter().position(|(r, _, _)| *r == rate) {
+                Some(p) => p,
+                None => {
+                    let taps = self
+                        .design
+                        .taps(rate)
+                        .map_err(|e| Cow::from(format!("fir cannot be designed for {rate} Hz: {e}")))?;
+                    let plan = self.uses_fft(taps.taps.len()).then(|| FftPlan::new(&taps.taps));
+                    designs.push((rate, taps.taps.into(), plan));
+                    designs.len() - 1
+                }
+            };
+            let (_, taps, plan) = &designs[position];
+            let kernel = match plan {
+                Some(plan) => Kernel::Fft(FftFir::new(plan)),
+                None => Kernel::Direct(DirectFir::new(taps.clone())),
+            };
+            kernels.push((index, kernel));
+        }
+        Ok(kernels)
+    }
+}
+
+impl Operator for FirFilter {
+    fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
+        let Item::Frame(mut frame) = item else {
+            out.push(item);
+            return Ok(());
+        };
+        let same = |s: &StreamFir| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
+        let known = self.streams.get(&*frame.stream_id).is_some_and(same);
+        if !known {
+            let kernels = self.build(&frame.layout);
+            self.streams.insert(
+                frame.stream_id.clone(),
+                StreamFir {
+                    layout: frame.layout.clone(),
+                    kernels,
+                },
+            );
+        }
+        let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
+            return Err(Rejected::boxed(Item::Frame(frame), "fir stream state missing"));
+        };
+        let kernels = match &mut stream.kernels {
+            Ok(kernels) => kernels,
+            Err(reason) => {
+                let reason = reason.clone();
+                return Err(Rejected::boxed(Item::Frame(frame), reason));
+            }
+        };
+        if known && frame.discontinuity {
+            kernels.iter_mut().for_each(|(_, k)| k.reset());
+        }
+        process_channels(&mut frame, kernels);
+        out.push(Item::Frame(frame));
+        Ok(())
+    }
+}
+
+/// Runs each kernel on its channel's span of the planar buffer (channels in
+/// any order, no allocation; the start is a sum over the few channels).
+fn process_channels(frame: &mut Frame, kernels: &mut [(usize, Kernel)]) {
+    for (channel, kernel) in kernels.iter_mut() {
+        let counts = frame.counts();
+        let start: usize = counts[..*channel].iter().map(|&c| c as usize).sum();
+        let len = counts[*channel] as usize;
+        kernel.process(&mut frame.samples_mut()[start..start + len]);
+    }
+}

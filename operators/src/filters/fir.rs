@@ -442,12 +442,14 @@ impl std::fmt::Debug for FftPlan {
 }
 
 impl FftPlan {
-    /// FFT length: the power of two from `2 * taps` to `16 * taps` with the
-    /// least estimated work per output sample, `L log2 L / (L - taps + 1)`.
+    /// FFT length: of the two powers of two from `2 * taps` up, the one
+    /// with the least estimated work per output sample,
+    /// `L log2 L / (L - taps + 1)` (longer blocks save little work and add
+    /// latency).
     pub fn new(taps: &[f64]) -> Self {
         let n = taps.len().max(1);
         let first = (2 * n).next_power_of_two().max(8);
-        let fft_len = (0..4)
+        let fft_len = (0..2)
             .map(|k| first << k)
             .min_by(|&a, &b| {
                 let cost = |l: usize| l as f64 * (l as f64).log2() / (l - n + 1) as f64;

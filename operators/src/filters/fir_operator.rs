@@ -199,3 +199,104 @@ fn process_channels(frame: &mut Frame, kernels: &mut [(usize, Kernel)]) {
         kernel.process(&mut frame.samples_mut()[start..start + len]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::f64::consts::PI;
+
+    use super::*;
+    use crate::filters::design::Band;
+    use crate::filters::fir::{FirLength, FirWindow};
+    use crate::filters::test_noise::{measured_response, noise};
+    use crate::{ChannelSpec, Modality};
+
+    fn one_channel(rate: f64, samples: Vec<f32>) -> Frame {
+        let layout = Arc::new(ChannelLayout::new(vec![ChannelSpec {
+            name: "x".into(),
+            unit: "uV".into(),
+            sample_rate: rate,
+        }]));
+        let count = samples.len() as u32;
+        Frame::new("s".into(), Modality::Eeg, layout, 0, 0, vec![count], samples).unwrap()
+    }
+
+    fn designed_response(taps: &[f64], f: f64, rate: f64) -> f64 {
+        let (re, im) = taps.iter().enumerate().fold((0.0, 0.0), |(re, im), (k, h)| {
+            let phase = -2.0 * PI * f / rate * k as f64;
+            (re + h * phase.cos(), im + h * phase.sin())
+        });
+        re.hypot(im)
+    }
+
+    #[test]
+    fn response_measured_on_white_noise_matches_the_design() {
+        let rate = 256.0;
+        let designs = [
+            (Band::Bandpass(8.0, 30.0), FirLength::Taps(129, FirWindow::Hamming), false),
+            (
+                Band::Highpass(1.0),
+                FirLength::Kaiser {
+                    attenuation_db: 60.0,
+                    transition_hz: 2.0,
+                },
+                false,
+            ),
+            (Band::Lowpass(40.0), FirLength::Taps(101, FirWindow::Blackman), true),
+        ];
+        let input = noise(1 << 17, 21);
+        let frequencies = [0.5, 2.0, 6.0, 8.0, 10.0, 20.0, 30.0, 35.0, 40.0, 45.0, 60.0, 100.0];
+        for (band, length, minimum_phase) in designs {
+            let design = FirDesign {
+                band,
+                length,
+                minimum_phase,
+            };
+            let taps = design.taps(rate).unwrap().taps;
+            for method in [FirMethod::Direct, FirMethod::Fft] {
+                let mut filter = FirFilter::new(design, ChannelSelection::All, method);
+                // Align the output by the whole delay (block latency and
+                // linear-phase delay): a delay biases the H1 estimate low by
+                // decorrelating the segments, and |H| does not depend on it.
+                let report = filter.report(rate).unwrap();
+                let latency = report.delay_samples.map_or(report.block_latency, |d| d.floor() as usize);
+                let mut out = Output::default();
+                filter
+                    .process(Item::Frame(one_channel(rate, input.clone())), &mut out)
+                    .unwrap();
+                let Some(Item::Frame(frame)) = out.drain().next() else {
+                    panic!("a frame")
+                };
+                let skip = taps.len();
+                let output = &frame.channel(0)[skip + latency..];
+                let measured = measured_response(&input[skip..input.len() - latency], output, &frequencies, rate);
+                for (&f, &estimate) in frequencies.iter().zip(&measured) {
+                    let expected = designed_response(&taps, f, rate);
+                    assert!(
+                        (estimate - expected).abs() <= 0.01,
+                        "{design:?} {method:?} at {f} Hz: measured {estimate:.4}, designed {expected:.4}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn auto_switches_to_overlap_save_at_the_crossover() {
+        let design = |taps| FirDesign {
+            band: Band::Lowpass(10.0),
+            length: FirLength::Taps(taps, FirWindow::Hamming),
+            minimum_phase: false,
+        };
+        let below = FirFilter::new(design(FFT_CROSSOVER_TAPS - 1), ChannelSelection::All, FirMethod::Auto);
+        let report = below.report(100.0).unwrap();
+        assert!(!report.fft);
+        assert_eq!(report.delay_samples, Some((FFT_CROSSOVER_TAPS as f64 - 2.0) / 2.0));
+        let at = FirFilter::new(design(FFT_CROSSOVER_TAPS), ChannelSelection::All, FirMethod::Auto);
+        let report = at.report(100.0).unwrap();
+        assert!(report.fft && report.block_latency > 0);
+        assert_eq!(
+            report.delay_samples,
+            Some((FFT_CROSSOVER_TAPS as f64 - 1.0) / 2.0 + report.block_latency as f64)
+        );
+    }
+}

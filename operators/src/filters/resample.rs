@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::fir::{dot, firwin, FirWindow};
-use crate::{ChannelLayout, ChannelSpec, Frame, Item, Operator, Output, Rejected};
+use crate::{ChannelLayout, ChannelSpec, Item, Operator, Output, Rejected};
 
 /// Largest `up` or `down` accepted (a filter of `20 * max + 1` taps).
 pub const MAX_FACTOR: u64 = 1000;

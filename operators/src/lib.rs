@@ -11,6 +11,7 @@ pub mod deid;
 pub mod features;
 pub mod filters;
 pub mod frame;
+pub mod montage;
 pub mod operator;
 pub mod record;
 

@@ -93,11 +93,23 @@ fn main() {
     let rate_of = |seconds: f64| channel_samples / seconds / 1e6;
     for (i, &taps) in TAPS.iter().enumerate() {
         let direct = time_operator(
-            || Box::new(FirFilter::new(lowpass(taps), ChannelSelection::All, FirMethod::Direct)),
+            || {
+                Box::new(FirFilter::new(
+                    lowpass(taps),
+                    ChannelSelection::All,
+                    FirMethod::Direct,
+                ))
+            },
             &frames,
         );
         let fft = time_operator(
-            || Box::new(FirFilter::new(lowpass(taps), ChannelSelection::All, FirMethod::Fft)),
+            || {
+                Box::new(FirFilter::new(
+                    lowpass(taps),
+                    ChannelSelection::All,
+                    FirMethod::Fft,
+                ))
+            },
             &frames,
         );
         let peer = scipy.as_ref().map(|s| (s[2 * i], s[2 * i + 1]));

@@ -115,8 +115,14 @@ fn designs_equal_scipy_firwin_kaiserord_and_minimum_phase() {
     }
     for entry in designs["kaiser"].as_array().expect("kaiser") {
         let rate = number(&entry["sample_rate"]);
-        let (raw_taps, beta) = kaiserord(number(&entry["attenuation_db"]), number(&entry["transition_hz"]) / (rate / 2.0));
-        assert!((beta - number(&entry["beta"])).abs() <= MAX_TAP_ERROR, "beta of {entry}");
+        let (raw_taps, beta) = kaiserord(
+            number(&entry["attenuation_db"]),
+            number(&entry["transition_hz"]) / (rate / 2.0),
+        );
+        assert!(
+            (beta - number(&entry["beta"])).abs() <= MAX_TAP_ERROR,
+            "beta of {entry}"
+        );
         let expected_taps = entry["taps"].as_u64().expect("taps") as usize;
         assert!(raw_taps == expected_taps || raw_taps + 1 == expected_taps);
         let taps = design_of(entry, false).taps(rate).expect("a valid design");
@@ -165,7 +171,11 @@ fn read_excerpt(meta: &Value) -> Excerpt {
         .zip(meta["first_samples"].as_array().expect("first"))
     {
         let expected: Vec<f32> = numbers(first).iter().map(|&x| x as f32).collect();
-        assert_eq!(channel[..expected.len()], expected[..], "input differs from the script's");
+        assert_eq!(
+            channel[..expected.len()],
+            expected[..],
+            "input differs from the script's"
+        );
     }
     let sum: f64 = channels.iter().flatten().map(|&x| f64::from(x)).sum();
     let expected_sum = number(&meta["sum"]);
@@ -181,11 +191,23 @@ fn frames(excerpt: &Excerpt, size: usize) -> Vec<Frame> {
         .enumerate()
         .map(|(sequence, start)| {
             let end = (start + size).min(len);
-            let samples = excerpt.channels.iter().flat_map(|c| c[start..end].to_vec()).collect();
+            let samples = excerpt
+                .channels
+                .iter()
+                .flat_map(|c| c[start..end].to_vec())
+                .collect();
             let start_ns = (start as f64 * 1e9 / excerpt.specs[0].sample_rate).round() as i64;
             let counts = vec![(end - start) as u32; excerpt.channels.len()];
-            Frame::new("ref".into(), Modality::Other, layout.clone(), start_ns, sequence as u64, counts, samples)
-                .expect("consistent frame")
+            Frame::new(
+                "ref".into(),
+                Modality::Other,
+                layout.clone(),
+                start_ns,
+                sequence as u64,
+                counts,
+                samples,
+            )
+            .expect("consistent frame")
         })
         .collect()
 }
@@ -197,7 +219,9 @@ fn run(operator: &mut dyn Operator, frames: Vec<Frame>) -> Vec<Frame> {
     for frame in frames {
         operator.process(Item::Frame(frame), &mut out).expect("accepted");
         for item in out.drain() {
-            let Item::Frame(frame) = item else { panic!("a frame") };
+            let Item::Frame(frame) = item else {
+                panic!("a frame")
+            };
             produced.push(frame);
         }
     }
@@ -271,16 +295,27 @@ fn fir_outputs_equal_scipy_lfilter_on_real_eeg_and_ecg() {
                 channels: excerpt
                     .channels
                     .iter()
-                    .map(|c| c.iter().copied().chain(std::iter::repeat_n(0.0, latency)).collect())
+                    .map(|c| {
+                        c.iter()
+                            .copied()
+                            .chain(std::iter::repeat_n(0.0, latency))
+                            .collect()
+                    })
                     .collect(),
             };
-            let ours = joined(&run(&mut filter, frames(&flushed, frame_len)), excerpt.channels.len());
+            let ours = joined(
+                &run(&mut filter, frames(&flushed, frame_len)),
+                excerpt.channels.len(),
+            );
             for (c, channel) in ours.iter().enumerate() {
                 assert!(channel[..latency].iter().all(|&y| y == 0.0));
                 let reference = &all[offset + c * len..offset + (c + 1) * len];
                 let error = relative_rms_error(&channel[latency..], reference);
                 eprintln!("{name} {method:?} channel {c}: relative RMS error {error:e}");
-                assert!(error <= MAX_RELATIVE_RMS_ERROR, "{name} {method:?} channel {c}: {error:e}");
+                assert!(
+                    error <= MAX_RELATIVE_RMS_ERROR,
+                    "{name} {method:?} channel {c}: {error:e}"
+                );
             }
         }
     }
@@ -300,7 +335,11 @@ fn check_resampled(name: &str, frames: &[Frame], reference: &[&[f32]], rate_in: 
     let mut next = 0u64;
     for frame in &outputs {
         assert!(frame.layout.channels.iter().all(|c| c.sample_rate == rate_out));
-        assert_eq!(frame.start_ns, (next as f64 * 1e9 / rate_out).round() as i64, "{name}: start_ns");
+        assert_eq!(
+            frame.start_ns,
+            (next as f64 * 1e9 / rate_out).round() as i64,
+            "{name}: start_ns"
+        );
         next += u64::from(frame.counts()[0]);
     }
     let ours = joined(&outputs, reference.len());
@@ -329,7 +368,10 @@ fn resampled_outputs_equal_scipy_resample_poly_shifted_by_the_delay() {
         let reference: Vec<&[f32]> = (0..excerpt.channels.len())
             .map(|c| &all[offset + c * per_channel..offset + (c + 1) * per_channel])
             .collect();
-        let (up, down) = (case["up"].as_u64().expect("up"), case["down"].as_u64().expect("down"));
+        let (up, down) = (
+            case["up"].as_u64().expect("up"),
+            case["down"].as_u64().expect("down"),
+        );
         let frame_len = (rate * 0.040).round() as usize;
         let name = case["name"].as_str().expect("name");
         check_resampled(name, &frames(excerpt, frame_len), &reference, rate, up, down);
@@ -350,10 +392,20 @@ fn resampled_outputs_equal_scipy_resample_poly_shifted_by_the_delay() {
         };
         let per_channel = case["per_channel"].as_u64().expect("length") as usize;
         let offset = case["offset"].as_u64().expect("offset") as usize;
-        let (up, down) = (case["up"].as_u64().expect("up"), case["down"].as_u64().expect("down"));
+        let (up, down) = (
+            case["up"].as_u64().expect("up"),
+            case["down"].as_u64().expect("down"),
+        );
         let frame_len = (rate * 0.040).round() as usize;
         let name = case["name"].as_str().expect("name");
-        check_resampled(name, &frames(&excerpt, frame_len), &[&all[offset..offset + per_channel]], rate, up, down);
+        check_resampled(
+            name,
+            &frames(&excerpt, frame_len),
+            &[&all[offset..offset + per_channel]],
+            rate,
+            up,
+            down,
+        );
     }
 }
 
@@ -452,11 +504,15 @@ fn output_is_bitwise_identical_for_1_7_40_ms_frames_and_the_whole_record() {
         }
         let origin = frames[0].start_ns;
         let (framed, starts) = run_chain(frames);
-        assert!(same_bits(&framed, &whole), "{frame_ms} ms frames change the output");
+        assert!(
+            same_bits(&framed, &whole),
+            "{frame_ms} ms frames change the output"
+        );
         // Output frames start on the 100 Hz output clock from the origin.
-        assert!(starts
-            .iter()
-            .all(|&s| ((s - origin) as f64 * 100.0 / 1e9 - ((s - origin) as f64 * 100.0 / 1e9).round()).abs() < 1e-6));
+        assert!(starts.iter().all(|&s| ((s - origin) as f64 * 100.0 / 1e9
+            - ((s - origin) as f64 * 100.0 / 1e9).round())
+        .abs()
+            < 1e-6));
     }
 }
 
@@ -466,8 +522,16 @@ fn keep_channels(frame: Frame, n: usize) -> Frame {
     let counts = frame.counts()[..n].to_vec();
     let total: usize = counts.iter().map(|&c| c as usize).sum();
     let samples = frame.samples()[..total].to_vec();
-    let mut kept = Frame::new(frame.stream_id.clone(), frame.modality, layout, frame.start_ns, frame.sequence, counts, samples)
-        .expect("consistent");
+    let mut kept = Frame::new(
+        frame.stream_id.clone(),
+        frame.modality,
+        layout,
+        frame.start_ns,
+        frame.sequence,
+        counts,
+        samples,
+    )
+    .expect("consistent");
     kept.discontinuity = frame.discontinuity;
     kept
 }

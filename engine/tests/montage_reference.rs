@@ -56,7 +56,12 @@ fn table(value: &Value) -> Vec<(String, f64)> {
 fn excerpt(meta: &Value) -> (Arc<ChannelLayout>, Vec<Vec<f32>>) {
     let path = shared_data::require(meta["recording"].as_str().expect("recording"));
     let mut reader = readers::open(&path).expect("open");
-    let specs = reader.header().signals.iter().map(|s| s.channel_spec()).collect::<Vec<_>>();
+    let specs = reader
+        .header()
+        .signals
+        .iter()
+        .map(|s| s.channel_spec())
+        .collect::<Vec<_>>();
     let len = meta["samples_per_channel"].as_u64().expect("length") as usize;
     let channels: Vec<Vec<f32>> = readers::read_to_end(reader.as_mut())
         .expect("read")
@@ -96,7 +101,12 @@ fn config(meta: &Value, case: &str) -> MontageConfig {
                     .as_array()
                     .expect("matrix")
                     .iter()
-                    .map(|row| (row["name"].as_str().expect("name").to_string(), table(&row["weights"])))
+                    .map(|row| {
+                        (
+                            row["name"].as_str().expect("name").to_string(),
+                            table(&row["weights"]),
+                        )
+                    })
                     .collect(),
             ),
             gain: table(&meta["gain"]),
@@ -108,7 +118,12 @@ fn config(meta: &Value, case: &str) -> MontageConfig {
 }
 
 /// Runs the excerpt in frames of `size` samples; each output channel joined.
-fn run(config: MontageConfig, layout: &Arc<ChannelLayout>, channels: &[Vec<f32>], size: usize) -> Vec<(String, Vec<f32>)> {
+fn run(
+    config: MontageConfig,
+    layout: &Arc<ChannelLayout>,
+    channels: &[Vec<f32>],
+    size: usize,
+) -> Vec<(String, Vec<f32>)> {
     let mut montage = Montage::new(config);
     let mut out = Output::default();
     let len = channels[0].len();
@@ -117,13 +132,28 @@ fn run(config: MontageConfig, layout: &Arc<ChannelLayout>, channels: &[Vec<f32>]
         let end = (start + size).min(len);
         let samples = channels.iter().flat_map(|c| c[start..end].to_vec()).collect();
         let counts = vec![(end - start) as u32; channels.len()];
-        let frame = Frame::new("ref".into(), Modality::Eeg, layout.clone(), 0, sequence as u64, counts, samples)
-            .expect("frame");
+        let frame = Frame::new(
+            "ref".into(),
+            Modality::Eeg,
+            layout.clone(),
+            0,
+            sequence as u64,
+            counts,
+            samples,
+        )
+        .expect("frame");
         montage.process(Item::Frame(frame), &mut out).expect("accepted");
         for item in out.drain() {
-            let Item::Frame(frame) = item else { panic!("a frame") };
+            let Item::Frame(frame) = item else {
+                panic!("a frame")
+            };
             if joined.is_empty() {
-                joined = frame.layout.channels.iter().map(|c| (c.name.clone(), Vec::new())).collect();
+                joined = frame
+                    .layout
+                    .channels
+                    .iter()
+                    .map(|c| (c.name.clone(), Vec::new()))
+                    .collect();
             }
             for (c, (_, samples)) in joined.iter_mut().enumerate() {
                 samples.extend_from_slice(frame.channel(c));
@@ -160,7 +190,10 @@ fn montages_equal_numpy_on_real_eeg_for_any_framing() {
             assert!(
                 framed.len() == whole.len()
                     && framed.iter().zip(&whole).all(|(a, b)| a.0 == b.0
-                        && a.1.iter().map(|x| x.to_bits()).eq(b.1.iter().map(|x| x.to_bits()))),
+                        && a.1
+                            .iter()
+                            .map(|x| x.to_bits())
+                            .eq(b.1.iter().map(|x| x.to_bits()))),
                 "{name}: frames of {size} change the output"
             );
         }

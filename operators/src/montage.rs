@@ -206,7 +206,12 @@ impl Montage {
                 };
                 DOUBLE_BANANA
                     .iter()
-                    .map(|(a, b)| Ok((format!("{a}-{b}"), vec![(find_key(a)?, 1.0), (find_key(b)?, -1.0)])))
+                    .map(|(a, b)| {
+                        Ok((
+                            format!("{a}-{b}"),
+                            vec![(find_key(a)?, 1.0), (find_key(b)?, -1.0)],
+                        ))
+                    })
                     .collect::<Result<_, Cow<'static, str>>>()?
             }
             MontageKind::Matrix(rows) => rows
@@ -228,7 +233,10 @@ impl Montage {
         inputs.sort_unstable();
         inputs.dedup();
         let rate = inputs.first().map(|&i| layout.channels[i].sample_rate);
-        if inputs.iter().any(|&i| Some(layout.channels[i].sample_rate) != rate) {
+        if inputs
+            .iter()
+            .any(|&i| Some(layout.channels[i].sample_rate) != rate)
+        {
             return Err("montage channels must share one sample rate".into());
         }
         let mut weights = Array2::<f32>::zeros((rows.len(), inputs.len()));
@@ -241,15 +249,24 @@ impl Montage {
             let first = terms.first().map_or(0, |&(i, _)| i);
             specs.push(ChannelSpec {
                 name: name.clone(),
-                unit: layout.channels.get(first).map_or_else(String::new, |c| c.unit.clone()),
+                unit: layout
+                    .channels
+                    .get(first)
+                    .map_or_else(String::new, |c| c.unit.clone()),
                 sample_rate: rate.unwrap_or(1.0),
             });
         }
         let lookup = |table: &[(String, f64)], name: &str, default: f64| {
             table.iter().find(|(n, _)| n == name).map_or(default, |&(_, v)| v) as f32
         };
-        let gain = specs.iter().map(|s| lookup(&self.config.gain, &s.name, 1.0)).collect();
-        let offset = specs.iter().map(|s| lookup(&self.config.offset, &s.name, 0.0)).collect();
+        let gain = specs
+            .iter()
+            .map(|s| lookup(&self.config.gain, &s.name, 1.0))
+            .collect();
+        let offset = specs
+            .iter()
+            .map(|s| lookup(&self.config.offset, &s.name, 0.0))
+            .collect();
         let dc = self.config.dc_time_constant_s.map(|tau| {
             let a = 1.0 - (-1.0 / (tau * rate.unwrap_or(1.0))).exp();
             (a, vec![None; specs.len()])
@@ -286,7 +303,12 @@ impl Operator for Montage {
                 let reason = reason.clone();
                 return Err(Rejected::boxed(Item::Frame(frame), reason));
             }
-            None => return Err(Rejected::boxed(Item::Frame(frame), "montage stream state missing")),
+            None => {
+                return Err(Rejected::boxed(
+                    Item::Frame(frame),
+                    "montage stream state missing",
+                ))
+            }
         };
         if known && frame.discontinuity {
             if let Some((_, means)) = &mut plan.dc {
@@ -347,7 +369,10 @@ impl Operator for Montage {
                 self.spare_samples = old_samples;
             }
             Err(_) => {
-                return Err(Rejected::boxed(Item::Frame(frame), "montage produced an inconsistent frame"));
+                return Err(Rejected::boxed(
+                    Item::Frame(frame),
+                    "montage produced an inconsistent frame",
+                ));
             }
         }
         out.push(Item::Frame(frame));
@@ -397,8 +422,15 @@ mod tests {
 
     #[test]
     fn linked_reference_bipolar_gain_and_offset() {
-        let input = frame(&["C3", "A1", "A2"], &[vec![10.0, 20.0], vec![2.0, 4.0], vec![4.0, 8.0]]);
-        let linked = run(plain(MontageKind::Linked(vec!["A1".into(), "A2".into()])), input.clone()).unwrap();
+        let input = frame(
+            &["C3", "A1", "A2"],
+            &[vec![10.0, 20.0], vec![2.0, 4.0], vec![4.0, 8.0]],
+        );
+        let linked = run(
+            plain(MontageKind::Linked(vec!["A1".into(), "A2".into()])),
+            input.clone(),
+        )
+        .unwrap();
         assert_eq!(linked.layout.channels.len(), 1);
         assert_eq!(linked.channel(0), &[7.0, 14.0]);
         let mut config = plain(MontageKind::Bipolar(vec![("C3".into(), "A1".into())]));
@@ -407,7 +439,11 @@ mod tests {
         let bipolar = run(config, input.clone()).unwrap();
         assert_eq!(bipolar.layout.channels[0].name, "C3-A1");
         assert_eq!(bipolar.channel(0), &[17.0, 33.0]);
-        let missing = run(plain(MontageKind::Bipolar(vec![("C4".into(), "A1".into())])), input).unwrap_err();
+        let missing = run(
+            plain(MontageKind::Bipolar(vec![("C4".into(), "A1".into())])),
+            input,
+        )
+        .unwrap_err();
         assert_eq!(missing.reason, "frame lacks a channel named in montage.pairs");
     }
 

@@ -191,7 +191,10 @@ fn operators_do_not_allocate_in_steady_state() {
     run(steady, &mut counts);
     eprintln!("allocations during warm-up: {warm_up:?}; in steady state: {counts:?}");
     assert_eq!(counts.len(), 6);
-    assert!(counts.iter().all(|&(_, n)| n == 0), "steady state allocates: {counts:?}");
+    assert!(
+        counts.iter().all(|&(_, n)| n == 0),
+        "steady state allocates: {counts:?}"
+    );
     // The counter does count: a fresh operator's first frame allocates.
     assert!(warm_up.iter().all(|&(_, n)| n > 0), "{warm_up:?}");
 }

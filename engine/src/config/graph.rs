@@ -585,8 +585,12 @@ fn check_fir(spec: &FirSpec, fail: &mut impl FnMut(Pos, String)) {
         (Some(taps), None, None) => {
             let max = sigfab_operators::filters::fir::MAX_TAPS;
             if taps.value == 0 || taps.value as usize > max {
-                fail(taps.pos, format!("fir.taps must be between 1 and {max}, not {}", taps.value));
-            } else if taps.value % 2 == 0 && matches!(spec.kind, FilterKind::Highpass | FilterKind::Bandstop) {
+                fail(
+                    taps.pos,
+                    format!("fir.taps must be between 1 and {max}, not {}", taps.value),
+                );
+            } else if taps.value % 2 == 0 && matches!(spec.kind, FilterKind::Highpass | FilterKind::Bandstop)
+            {
                 fail(
                     taps.pos,
                     format!(
@@ -596,7 +600,10 @@ fn check_fir(spec: &FirSpec, fail: &mut impl FnMut(Pos, String)) {
                     ),
                 );
             }
-            let kaiser = spec.window.as_ref().is_some_and(|w| w.value == FirWindowName::Kaiser);
+            let kaiser = spec
+                .window
+                .as_ref()
+                .is_some_and(|w| w.value == FirWindowName::Kaiser);
             match (&spec.kaiser_beta, kaiser) {
                 (None, true) => {
                     if let Some(window) = &spec.window {
@@ -605,7 +612,10 @@ fn check_fir(spec: &FirSpec, fail: &mut impl FnMut(Pos, String)) {
                 }
                 (Some(beta), false) => fail(beta.pos, "fir.kaiser_beta goes with window: kaiser".into()),
                 (Some(beta), true) if !(beta.value >= 0.0 && beta.value.is_finite()) => {
-                    fail(beta.pos, format!("fir.kaiser_beta must be 0 or more, not {}", beta.value));
+                    fail(
+                        beta.pos,
+                        format!("fir.kaiser_beta must be 0 or more, not {}", beta.value),
+                    );
                 }
                 _ => {}
             }
@@ -628,7 +638,10 @@ fn check_fir(spec: &FirSpec, fail: &mut impl FnMut(Pos, String)) {
                 (spec.kaiser_beta.as_ref().map(|b| b.pos), "fir.kaiser_beta"),
             ] {
                 if let Some(pos) = pos {
-                    fail(pos, format!("{field} goes with fir.taps; a Kaiser design sets its own window"));
+                    fail(
+                        pos,
+                        format!("{field} goes with fir.taps; a Kaiser design sets its own window"),
+                    );
                 }
             }
         }
@@ -649,10 +662,17 @@ fn check_edges(
 ) {
     let edges = cutoff.value.frequencies();
     if edges.len() != kind.edges() {
-        let expected = if kind.edges() == 1 { "one frequency" } else { "[low, high]" };
+        let expected = if kind.edges() == 1 {
+            "one frequency"
+        } else {
+            "[low, high]"
+        };
         fail(
             cutoff.pos,
-            format!("{operator}.cutoff_hz of a {} filter takes {expected}", kind.as_str()),
+            format!(
+                "{operator}.cutoff_hz of a {} filter takes {expected}",
+                kind.as_str()
+            ),
         );
     } else if let Some(bad) = edges.iter().find(|f| !(**f > 0.0 && f.is_finite())) {
         fail(
@@ -674,7 +694,10 @@ fn check_resample(spec: &ResampleSpec, node: Pos, fail: &mut impl FnMut(Pos, Str
     match (&spec.to_hz, &spec.up, &spec.down) {
         (Some(to), None, None) => {
             if !(to.value > 0.0 && to.value.is_finite()) {
-                fail(to.pos, format!("resample.to_hz must be a positive rate, not {}", to.value));
+                fail(
+                    to.pos,
+                    format!("resample.to_hz must be a positive rate, not {}", to.value),
+                );
             }
         }
         (None, Some(up), Some(down)) => {
@@ -682,58 +705,119 @@ fn check_resample(spec: &ResampleSpec, node: Pos, fail: &mut impl FnMut(Pos, Str
                 if factor.value == 0 || u64::from(factor.value) > max {
                     fail(
                         factor.pos,
-                        format!("resample.{field} must be between 1 and {max}, not {}", factor.value),
+                        format!(
+                            "resample.{field} must be between 1 and {max}, not {}",
+                            factor.value
+                        ),
                     );
                 }
             }
         }
-        _ => fail(node, "resample needs either to_hz, or up and down (not both)".into()),
+        _ => fail(
+            node,
+            "resample needs either to_hz, or up and down (not both)".into(),
+        ),
     }
 }
 
 fn check_montage(spec: &MontageSpec, fail: &mut impl FnMut(Pos, String)) {
     let kind = spec.kind.value;
     let fields: [(bool, Option<Pos>, &str, MontageKindName); 4] = [
-        (spec.channels.is_some(), spec.channels.as_ref().map(|c| c.pos), "channels", MontageKindName::CommonAverage),
-        (spec.reference.is_some(), spec.reference.as_ref().map(|c| c.pos), "reference", MontageKindName::Linked),
-        (spec.pairs.is_some(), spec.pairs.as_ref().map(|c| c.pos), "pairs", MontageKindName::Bipolar),
-        (spec.rows.is_some(), spec.rows.as_ref().map(|c| c.pos), "rows", MontageKindName::Matrix),
+        (
+            spec.channels.is_some(),
+            spec.channels.as_ref().map(|c| c.pos),
+            "channels",
+            MontageKindName::CommonAverage,
+        ),
+        (
+            spec.reference.is_some(),
+            spec.reference.as_ref().map(|c| c.pos),
+            "reference",
+            MontageKindName::Linked,
+        ),
+        (
+            spec.pairs.is_some(),
+            spec.pairs.as_ref().map(|c| c.pos),
+            "pairs",
+            MontageKindName::Bipolar,
+        ),
+        (
+            spec.rows.is_some(),
+            spec.rows.as_ref().map(|c| c.pos),
+            "rows",
+            MontageKindName::Matrix,
+        ),
     ];
     for (present, pos, field, owner) in fields {
         if let (true, Some(pos)) = (present, pos) {
             if owner != kind {
-                fail(pos, format!("montage.{field} does not go with kind {}", montage_kind_name(kind)));
+                fail(
+                    pos,
+                    format!(
+                        "montage.{field} does not go with kind {}",
+                        montage_kind_name(kind)
+                    ),
+                );
             }
         }
         let required = owner == kind && owner != MontageKindName::CommonAverage;
         if required && !present {
-            fail(spec.kind.pos, format!("montage kind {} needs montage.{field}", montage_kind_name(kind)));
+            fail(
+                spec.kind.pos,
+                format!("montage kind {} needs montage.{field}", montage_kind_name(kind)),
+            );
         }
     }
     let empty_name = |n: &String| n.trim().is_empty();
     if let Some(list) = spec.channels.as_ref().or(spec.reference.as_ref()) {
         if list.value.is_empty() || list.value.iter().any(empty_name) {
-            fail(list.pos, "montage channel lists must name at least one channel, none empty".into());
+            fail(
+                list.pos,
+                "montage channel lists must name at least one channel, none empty".into(),
+            );
         }
     }
     if let Some(pairs) = &spec.pairs {
         if pairs.value.is_empty() || pairs.value.iter().flatten().any(empty_name) {
-            fail(pairs.pos, "montage.pairs must list [A, B] pairs of channel names".into());
+            fail(
+                pairs.pos,
+                "montage.pairs must list [A, B] pairs of channel names".into(),
+            );
         }
     }
     if let Some(rows) = &spec.rows {
-        if rows.value.is_empty() || rows.value.iter().any(|r| empty_name(&r.name) || r.weights.is_empty()) {
-            fail(rows.pos, "montage.rows must each have a name and at least one weight".into());
+        if rows.value.is_empty()
+            || rows
+                .value
+                .iter()
+                .any(|r| empty_name(&r.name) || r.weights.is_empty())
+        {
+            fail(
+                rows.pos,
+                "montage.rows must each have a name and at least one weight".into(),
+            );
         }
-        if let Some(bad) = rows.value.iter().flat_map(|r| r.weights.values()).find(|w| !w.is_finite()) {
-            fail(rows.pos, format!("montage.rows weights must be finite, not {bad}"));
+        if let Some(bad) = rows
+            .value
+            .iter()
+            .flat_map(|r| r.weights.values())
+            .find(|w| !w.is_finite())
+        {
+            fail(
+                rows.pos,
+                format!("montage.rows weights must be finite, not {bad}"),
+            );
         }
     }
     let outputs = montage_outputs(spec);
     if let Some(outputs) = &outputs {
         let mut seen = std::collections::HashSet::new();
         if let Some(duplicate) = outputs.iter().find(|n| !seen.insert(n.as_str())) {
-            let pos = spec.rows.as_ref().map(|r| r.pos).or(spec.pairs.as_ref().map(|p| p.pos));
+            let pos = spec
+                .rows
+                .as_ref()
+                .map(|r| r.pos)
+                .or(spec.pairs.as_ref().map(|p| p.pos));
             fail(
                 pos.unwrap_or(spec.kind.pos),
                 format!("montage gives two output channels the name {duplicate}"),
@@ -743,13 +827,18 @@ fn check_montage(spec: &MontageSpec, fail: &mut impl FnMut(Pos, String)) {
     for (table, field) in [(&spec.gain, "gain"), (&spec.offset, "offset")] {
         let Some(table) = table else { continue };
         if let Some(bad) = table.value.values().find(|v| !v.is_finite()) {
-            fail(table.pos, format!("montage.{field} values must be finite, not {bad}"));
+            fail(
+                table.pos,
+                format!("montage.{field} values must be finite, not {bad}"),
+            );
         }
         if let Some(outputs) = &outputs {
             if let Some(unknown) = table.value.keys().find(|k| !outputs.contains(k)) {
                 fail(
                     table.pos,
-                    format!("montage.{field} names {unknown}, which is not an output channel of this montage"),
+                    format!(
+                        "montage.{field} names {unknown}, which is not an output channel of this montage"
+                    ),
                 );
             }
         }
@@ -784,7 +873,10 @@ fn montage_outputs(spec: &MontageSpec) -> Option<Vec<String>> {
                 .map(|(a, b)| format!("{a}-{b}"))
                 .collect(),
         ),
-        MontageKindName::Matrix => spec.rows.as_ref().map(|r| r.value.iter().map(|r| r.name.clone()).collect()),
+        MontageKindName::Matrix => spec
+            .rows
+            .as_ref()
+            .map(|r| r.value.iter().map(|r| r.name.clone()).collect()),
         MontageKindName::CommonAverage | MontageKindName::Linked => None,
     }
 }
@@ -799,7 +891,12 @@ fn montage_inputs(spec: &MontageSpec) -> Vec<(Pos, &str)> {
         names.extend(pairs.value.iter().flatten().map(|n| (pairs.pos, n.as_str())));
     }
     if let Some(rows) = &spec.rows {
-        names.extend(rows.value.iter().flat_map(|r| r.weights.keys()).map(|n| (rows.pos, n.as_str())));
+        names.extend(
+            rows.value
+                .iter()
+                .flat_map(|r| r.weights.keys())
+                .map(|n| (rows.pos, n.as_str())),
+        );
     }
     names
 }

@@ -18,8 +18,8 @@ use super::{DeadLetter, Envelope, Fanout, NodeCounters, NodeReport, RunOptions, 
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::spec::{
-    BandPowersSpec, ButterworthSpec, Cutoff, FilterKind, FirMethodName, FirSpec, FirWindowName, MontageKindName,
-    MontageSpec, ResampleSpec,
+    BandPowersSpec, ButterworthSpec, Cutoff, FilterKind, FirMethodName, FirSpec, FirWindowName,
+    MontageKindName, MontageSpec, ResampleSpec,
 };
 use crate::config::{LoadedPipeline, OperatorKind};
 use crate::health::Readiness;
@@ -379,7 +379,9 @@ fn fir_design(spec: &FirSpec) -> FirDesign {
                 FirWindowName::Hamming => FirWindow::Hamming,
                 FirWindowName::Hann => FirWindow::Hann,
                 FirWindowName::Blackman => FirWindow::Blackman,
-                FirWindowName::Kaiser => FirWindow::Kaiser(spec.kaiser_beta.as_ref().map_or(0.0, |b| b.value)),
+                FirWindowName::Kaiser => {
+                    FirWindow::Kaiser(spec.kaiser_beta.as_ref().map_or(0.0, |b| b.value))
+                }
             };
             FirLength::Taps(taps.value as usize, window)
         }
@@ -423,7 +425,12 @@ fn montage_config(spec: &MontageSpec) -> MontageConfig {
                 .map(|rows| {
                     rows.value
                         .iter()
-                        .map(|r| (r.name.clone(), r.weights.iter().map(|(k, v)| (k.clone(), *v)).collect()))
+                        .map(|r| {
+                            (
+                                r.name.clone(),
+                                r.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

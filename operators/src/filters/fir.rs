@@ -29,7 +29,9 @@ pub enum FirError {
     OutsideNyquist { frequency: f64, nyquist: f64 },
     #[error("band edges must be increasing, got {low} Hz and {high} Hz")]
     EdgesNotIncreasing { low: f64, high: f64 },
-    #[error("a {kind} FIR filter passes the Nyquist frequency, so it needs an odd number of taps, not {taps}")]
+    #[error(
+        "a {kind} FIR filter passes the Nyquist frequency, so it needs an odd number of taps, not {taps}"
+    )]
     EvenTapsPassNyquist { kind: &'static str, taps: usize },
     #[error("kaiser design needs attenuation_db > 0 and 0 < transition_hz < Nyquist")]
     BadKaiserSpec,
@@ -59,10 +61,7 @@ pub enum FirLength {
     /// taps and Kaiser beta from the stop-band attenuation and transition
     /// width; the count is raised to the next odd number when the band
     /// passes the Nyquist frequency (high-pass, band-stop).
-    Kaiser {
-        attenuation_db: f64,
-        transition_hz: f64,
-    },
+    Kaiser { attenuation_db: f64, transition_hz: f64 },
 }
 
 /// What to design, once per sample rate.
@@ -216,7 +215,12 @@ pub fn get_window(window: FirWindow, m: usize) -> Vec<f64> {
     let fac = |n: usize| if n == m - 1 { PI } else { -PI + n as f64 * step };
     let cosine = |a: &[f64]| -> Vec<f64> {
         (0..m)
-            .map(|n| a.iter().enumerate().map(|(k, ak)| ak * (k as f64 * fac(n)).cos()).sum())
+            .map(|n| {
+                a.iter()
+                    .enumerate()
+                    .map(|(k, ak)| ak * (k as f64 * fac(n)).cos())
+                    .sum()
+            })
             .collect()
     };
     match window {
@@ -483,10 +487,7 @@ impl FftPlan {
 impl FftFir {
     pub fn new(plan: &FftPlan) -> Self {
         let fft_len = plan.hop + plan.taps - 1;
-        let scratch_len = plan
-            .forward
-            .get_scratch_len()
-            .max(plan.inverse.get_scratch_len());
+        let scratch_len = plan.forward.get_scratch_len().max(plan.inverse.get_scratch_len());
         Self {
             taps: plan.taps,
             hop: plan.hop,
@@ -567,11 +568,7 @@ mod tests {
 
     fn lfilter(h: &[f64], x: &[f32]) -> Vec<f64> {
         (0..x.len())
-            .map(|n| {
-                (0..h.len().min(n + 1))
-                    .map(|k| h[k] * f64::from(x[n - k]))
-                    .sum()
-            })
+            .map(|n| (0..h.len().min(n + 1)).map(|k| h[k] * f64::from(x[n - k])).sum())
             .collect()
     }
 

@@ -232,7 +232,11 @@ mod tests {
     fn response_measured_on_white_noise_matches_the_design() {
         let rate = 256.0;
         let designs = [
-            (Band::Bandpass(8.0, 30.0), FirLength::Taps(129, FirWindow::Hamming), false),
+            (
+                Band::Bandpass(8.0, 30.0),
+                FirLength::Taps(129, FirWindow::Hamming),
+                false,
+            ),
             (
                 Band::Highpass(1.0),
                 FirLength::Kaiser {
@@ -241,10 +245,16 @@ mod tests {
                 },
                 false,
             ),
-            (Band::Lowpass(40.0), FirLength::Taps(101, FirWindow::Blackman), true),
+            (
+                Band::Lowpass(40.0),
+                FirLength::Taps(101, FirWindow::Blackman),
+                true,
+            ),
         ];
         let input = noise(1 << 17, 21);
-        let frequencies = [0.5, 2.0, 6.0, 8.0, 10.0, 20.0, 30.0, 35.0, 40.0, 45.0, 60.0, 100.0];
+        let frequencies = [
+            0.5, 2.0, 6.0, 8.0, 10.0, 20.0, 30.0, 35.0, 40.0, 45.0, 60.0, 100.0,
+        ];
         for (band, length, minimum_phase) in designs {
             let design = FirDesign {
                 band,
@@ -258,7 +268,9 @@ mod tests {
                 // linear-phase delay): a delay biases the H1 estimate low by
                 // decorrelating the segments, and |H| does not depend on it.
                 let report = filter.report(rate).unwrap();
-                let latency = report.delay_samples.map_or(report.block_latency, |d| d.floor() as usize);
+                let latency = report
+                    .delay_samples
+                    .map_or(report.block_latency, |d| d.floor() as usize);
                 let mut out = Output::default();
                 filter
                     .process(Item::Frame(one_channel(rate, input.clone())), &mut out)
@@ -268,7 +280,8 @@ mod tests {
                 };
                 let skip = taps.len();
                 let output = &frame.channel(0)[skip + latency..];
-                let measured = measured_response(&input[skip..input.len() - latency], output, &frequencies, rate);
+                let measured =
+                    measured_response(&input[skip..input.len() - latency], output, &frequencies, rate);
                 for (&f, &estimate) in frequencies.iter().zip(&measured) {
                     let expected = designed_response(&taps, f, rate);
                     assert!(
@@ -287,10 +300,17 @@ mod tests {
             length: FirLength::Taps(taps, FirWindow::Hamming),
             minimum_phase: false,
         };
-        let below = FirFilter::new(design(FFT_CROSSOVER_TAPS - 1), ChannelSelection::All, FirMethod::Auto);
+        let below = FirFilter::new(
+            design(FFT_CROSSOVER_TAPS - 1),
+            ChannelSelection::All,
+            FirMethod::Auto,
+        );
         let report = below.report(100.0).unwrap();
         assert!(!report.fft);
-        assert_eq!(report.delay_samples, Some((FFT_CROSSOVER_TAPS as f64 - 2.0) / 2.0));
+        assert_eq!(
+            report.delay_samples,
+            Some((FFT_CROSSOVER_TAPS as f64 - 2.0) / 2.0)
+        );
         let at = FirFilter::new(design(FFT_CROSSOVER_TAPS), ChannelSelection::All, FirMethod::Auto);
         let report = at.report(100.0).unwrap();
         assert!(report.fft && report.block_latency > 0);

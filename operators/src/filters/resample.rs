@@ -295,7 +295,8 @@ impl Operator for Resample {
             out.push(item);
             return Ok(());
         };
-        let same = |s: &StreamResample| Arc::ptr_eq(&s.layout_in, &frame.layout) || *s.layout_in == *frame.layout;
+        let same =
+            |s: &StreamResample| Arc::ptr_eq(&s.layout_in, &frame.layout) || *s.layout_in == *frame.layout;
         let known = self.streams.get(&*frame.stream_id).is_some_and(same);
         if !known {
             let state = self.build(&frame.layout, frame.start_ns);
@@ -308,7 +309,10 @@ impl Operator for Resample {
             );
         }
         let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
-            return Err(Rejected::boxed(Item::Frame(frame), "resample stream state missing"));
+            return Err(Rejected::boxed(
+                Item::Frame(frame),
+                "resample stream state missing",
+            ));
         };
         let state = match &mut stream.state {
             Ok(state) => state,
@@ -347,7 +351,10 @@ impl Operator for Resample {
                 self.spare_samples = old_samples;
             }
             Err(_) => {
-                return Err(Rejected::boxed(Item::Frame(frame), "resample produced an inconsistent frame"));
+                return Err(Rejected::boxed(
+                    Item::Frame(frame),
+                    "resample produced an inconsistent frame",
+                ));
             }
         }
         frame.start_ns = start_ns;

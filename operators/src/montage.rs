@@ -105,6 +105,9 @@ pub fn ten_twenty_key(name: &str) -> String {
     }
 }
 
+/// An output channel: its name and (input index, weight) terms.
+type Row = (String, Vec<(usize, f64)>);
+
 /// The resolved montage for one layout.
 #[derive(Debug)]
 struct Plan {
@@ -145,7 +148,7 @@ impl Montage {
     }
 
     /// Output rows as (name, [(input index, weight)]) for a layout.
-    fn rows(&self, layout: &ChannelLayout) -> Result<Vec<(String, Vec<(usize, f64)>)>, Cow<'static, str>> {
+    fn rows(&self, layout: &ChannelLayout) -> Result<Vec<Row>, Cow<'static, str>> {
         let find = |name: &str, field: &'static str| {
             layout
                 .index_of(name)

@@ -589,7 +589,8 @@ fn check_fir(spec: &FirSpec, fail: &mut impl FnMut(Pos, String)) {
                     taps.pos,
                     format!("fir.taps must be between 1 and {max}, not {}", taps.value),
                 );
-            } else if taps.value % 2 == 0 && matches!(spec.kind, FilterKind::Highpass | FilterKind::Bandstop)
+            } else if taps.value.is_multiple_of(2)
+                && matches!(spec.kind, FilterKind::Highpass | FilterKind::Bandstop)
             {
                 fail(
                     taps.pos,

@@ -115,7 +115,11 @@ impl FirDesign {
                     return Err(FirError::BadKaiserSpec);
                 }
                 let (n, beta) = kaiserord(attenuation_db, transition_hz / nyquist);
-                let n = if pass_nyquist && n % 2 == 0 { n + 1 } else { n };
+                let n = if pass_nyquist && n.is_multiple_of(2) {
+                    n + 1
+                } else {
+                    n
+                };
                 (n, FirWindow::Kaiser(beta))
             }
         };
@@ -128,7 +132,7 @@ impl FirDesign {
                 limit: MAX_TAPS,
             });
         }
-        if pass_nyquist && numtaps % 2 == 0 {
+        if pass_nyquist && numtaps.is_multiple_of(2) {
             return Err(FirError::EvenTapsPassNyquist { kind, taps: numtaps });
         }
         let normalized: Vec<f64> = edges.iter().map(|f| f / nyquist).collect();
@@ -331,7 +335,7 @@ pub fn minimum_phase(h: &[f64]) -> Vec<f64> {
     if let Some(first) = spectrum.first_mut() {
         first.im = 0.0;
     }
-    if n_fft % 2 == 0 {
+    if n_fft.is_multiple_of(2) {
         if let Some(last) = spectrum.last_mut() {
             last.im = 0.0;
         }
@@ -547,7 +551,7 @@ impl FftFir {
         if let Some(first) = self.bins.first_mut() {
             first.im = 0.0;
         }
-        if self.work.len() % 2 == 0 {
+        if self.work.len().is_multiple_of(2) {
             if let Some(last) = self.bins.last_mut() {
                 last.im = 0.0;
             }

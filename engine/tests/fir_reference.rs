@@ -535,3 +535,70 @@ fn keep_channels(frame: Frame, n: usize) -> Frame {
     kept.discontinuity = frame.discontinuity;
     kept
 }
+
+/// A real excerpt cut into frames of the given sizes (cycled).
+fn frames_cut(excerpt: &Excerpt, sizes: &[usize]) -> Vec<Frame> {
+    let layout = Arc::new(ChannelLayout::new(excerpt.specs.clone()));
+    let len = excerpt.channels[0].len();
+    let mut frames = Vec::new();
+    let mut start = 0;
+    for &size in sizes.iter().cycle() {
+        if start >= len {
+            break;
+        }
+        let end = (start + size).min(len);
+        let samples = excerpt
+            .channels
+            .iter()
+            .flat_map(|c| c[start..end].to_vec())
+            .collect();
+        let start_ns = (start as f64 * 1e9 / excerpt.specs[0].sample_rate).round() as i64;
+        let counts = vec![(end - start) as u32; excerpt.channels.len()];
+        let sequence = frames.len() as u64;
+        frames.push(
+            Frame::new(
+                "ref".into(),
+                Modality::Other,
+                layout.clone(),
+                start_ns,
+                sequence,
+                counts,
+                samples,
+            )
+            .expect("consistent frame"),
+        );
+        start = end;
+    }
+    frames
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+    /// Random frame sizes give the same bits and the same output clock as
+    /// the whole excerpt in one frame.
+    #[test]
+    fn output_is_bitwise_identical_for_random_cuts(sizes in proptest::collection::vec(1usize..300, 1..40)) {
+        let meta = load_json("outputs.json");
+        let excerpt = read_excerpt(&meta["excerpts"]["eeg"]);
+        let len = excerpt.channels[0].len();
+        let (whole, _) = run_chain(frames_cut(&excerpt, &[len]));
+        let (cut, starts) = run_chain(frames_cut(&excerpt, &sizes));
+        proptest::prop_assert!(same_bits(&cut, &whole));
+        let mut next = 0u64;
+        for (start, count) in starts.iter().zip(frame_counts(&excerpt, &sizes)) {
+            proptest::prop_assert_eq!(*start, (next as f64 * 1e9 / 100.0).round() as i64);
+            next += count;
+        }
+    }
+}
+
+/// Sample counts of the first channel in each resampled frame of a cut.
+fn frame_counts(excerpt: &Excerpt, sizes: &[usize]) -> Vec<u64> {
+    let mut chain = framing_chain();
+    let mut items = frames_cut(excerpt, sizes);
+    for operator in chain.iter_mut() {
+        items = run(operator.as_mut(), items);
+    }
+    items.iter().map(|f| u64::from(f.counts()[0])).collect()
+}

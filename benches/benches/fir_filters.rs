@@ -88,7 +88,7 @@ fn main() {
         channels.len(),
         if pinned { "pinned to one core" } else { "NOT pinned" }
     );
-    println!("| taps | direct M ch-samples/s | overlap-save M ch-samples/s | faster | lfilter M/s | oaconvolve M/s | ours (best) vs lfilter |");
+    println!("| taps | direct M ch-samples/s | overlap-save M ch-samples/s | faster | lfilter M/s | oaconvolve M/s | faster of ours ÷ lfilter (medians) |");
     println!("|---:|---:|---:|---|---:|---:|---:|");
     let rate_of = |seconds: f64| channel_samples / seconds / 1e6;
     for (i, &taps) in TAPS.iter().enumerate() {

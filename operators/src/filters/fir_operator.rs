@@ -11,7 +11,7 @@ use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
 
 /// Kernels with at least this many taps run by overlap-save when the method
 /// is `Auto` (measured by `benches/benches/fir_filters.rs`; docs/filters.md).
-pub const FFT_CROSSOVER_TAPS: usize = 192;
+pub const FFT_CROSSOVER_TAPS: usize = 16;
 
 /// How the taps are applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -13,6 +13,7 @@ pub mod dp;
 pub mod features;
 pub mod filters;
 pub mod frame;
+pub mod montage;
 pub mod operator;
 pub mod privacy;
 pub mod record;

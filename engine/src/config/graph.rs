@@ -68,7 +68,10 @@ fn signature(kind: &OperatorKind) -> Signature {
         OperatorKind::SelectChannels(_)
         | OperatorKind::Validate(_)
         | OperatorKind::Butterworth(_)
-        | OperatorKind::Notch(_) => Signature::FramesTo(ItemKind::Frame),
+        | OperatorKind::Notch(_)
+        | OperatorKind::Fir(_)
+        | OperatorKind::Resample(_)
+        | OperatorKind::Montage(_) => Signature::FramesTo(ItemKind::Frame),
         OperatorKind::FrameStats(_)
         | OperatorKind::BandPowers(_)
         | OperatorKind::EcgBeats(_)
@@ -90,6 +93,7 @@ impl Graph {
         builder.add_section(Role::Sink, &spec.sinks.0);
         builder.resolve_inputs(spec);
         check_filter_rates(spec, &builder.nodes, &mut builder.errors);
+        check_montage_names(spec, &builder.nodes, &mut builder.errors);
         let operator_order = builder.order_operators(spec);
         builder.infer_types(spec, &operator_order);
         builder.check_used(spec);
@@ -584,6 +588,9 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                 check_quality("signal_quality.checks", &q.checks, &mut fail);
             }
             OperatorKind::AudioFeatures(a) => check_audio_features(a, &mut fail),
+            OperatorKind::Fir(f) => check_fir(f, &mut fail),
+            OperatorKind::Resample(r) => check_resample(r, kind.pos, &mut fail),
+            OperatorKind::Montage(m) => check_montage(m, &mut fail),
             _ => {}
         }
     }
@@ -895,6 +902,365 @@ fn check_spo2(spec: &Spo2Spec, fail: &mut impl FnMut(Pos, String)) {
     }
 }
 
+fn check_fir(spec: &FirSpec, fail: &mut impl FnMut(Pos, String)) {
+    let cutoff = &spec.cutoff_hz;
+    check_edges("fir", spec.kind, cutoff, fail);
+    match (&spec.taps, &spec.attenuation_db, &spec.transition_hz) {
+        (Some(taps), None, None) => {
+            let max = sigfab_operators::filters::fir::MAX_TAPS;
+            if taps.value == 0 || taps.value as usize > max {
+                fail(
+                    taps.pos,
+                    format!("fir.taps must be between 1 and {max}, not {}", taps.value),
+                );
+            } else if taps.value.is_multiple_of(2)
+                && matches!(spec.kind, FilterKind::Highpass | FilterKind::Bandstop)
+            {
+                fail(
+                    taps.pos,
+                    format!(
+                        "fir.taps of a {} filter must be odd (it passes the Nyquist frequency), not {}",
+                        spec.kind.as_str(),
+                        taps.value
+                    ),
+                );
+            }
+            let kaiser = spec
+                .window
+                .as_ref()
+                .is_some_and(|w| w.value == FirWindowName::Kaiser);
+            match (&spec.kaiser_beta, kaiser) {
+                (None, true) => {
+                    if let Some(window) = &spec.window {
+                        fail(window.pos, "fir.window kaiser needs fir.kaiser_beta".into());
+                    }
+                }
+                (Some(beta), false) => fail(beta.pos, "fir.kaiser_beta goes with window: kaiser".into()),
+                (Some(beta), true) if !(beta.value >= 0.0 && beta.value.is_finite()) => {
+                    fail(
+                        beta.pos,
+                        format!("fir.kaiser_beta must be 0 or more, not {}", beta.value),
+                    );
+                }
+                _ => {}
+            }
+        }
+        (None, Some(attenuation), Some(transition)) => {
+            if !(attenuation.value > 0.0 && attenuation.value.is_finite()) {
+                fail(
+                    attenuation.pos,
+                    format!("fir.attenuation_db must be positive, not {}", attenuation.value),
+                );
+            }
+            if !(transition.value > 0.0 && transition.value.is_finite()) {
+                fail(
+                    transition.pos,
+                    format!("fir.transition_hz must be positive, not {}", transition.value),
+                );
+            }
+            for (pos, field) in [
+                (spec.window.as_ref().map(|w| w.pos), "fir.window"),
+                (spec.kaiser_beta.as_ref().map(|b| b.pos), "fir.kaiser_beta"),
+            ] {
+                if let Some(pos) = pos {
+                    fail(
+                        pos,
+                        format!("{field} goes with fir.taps; a Kaiser design sets its own window"),
+                    );
+                }
+            }
+        }
+        _ => fail(
+            cutoff.pos,
+            "fir needs either taps, or attenuation_db and transition_hz (not both)".into(),
+        ),
+    }
+    check_filter_channels(&spec.channels, "fir", fail);
+}
+
+/// Edge count and order for a filter kind.
+fn check_edges(
+    operator: &str,
+    kind: FilterKind,
+    cutoff: &super::Located<Cutoff>,
+    fail: &mut impl FnMut(Pos, String),
+) {
+    let edges = cutoff.value.frequencies();
+    if edges.len() != kind.edges() {
+        let expected = if kind.edges() == 1 {
+            "one frequency"
+        } else {
+            "[low, high]"
+        };
+        fail(
+            cutoff.pos,
+            format!(
+                "{operator}.cutoff_hz of a {} filter takes {expected}",
+                kind.as_str()
+            ),
+        );
+    } else if let Some(bad) = edges.iter().find(|f| !(**f > 0.0 && f.is_finite())) {
+        fail(
+            cutoff.pos,
+            format!("{operator}.cutoff_hz must be positive numbers of Hz, not {bad}"),
+        );
+    } else if let [low, high] = edges[..] {
+        if low >= high {
+            fail(
+                cutoff.pos,
+                format!("{operator}.cutoff_hz must be [low, high] with low < high, not [{low}, {high}]"),
+            );
+        }
+    }
+}
+
+fn check_resample(spec: &ResampleSpec, node: Pos, fail: &mut impl FnMut(Pos, String)) {
+    let max = sigfab_operators::filters::resample::MAX_FACTOR;
+    match (&spec.to_hz, &spec.up, &spec.down) {
+        (Some(to), None, None) => {
+            if !(to.value > 0.0 && to.value.is_finite()) {
+                fail(
+                    to.pos,
+                    format!("resample.to_hz must be a positive rate, not {}", to.value),
+                );
+            }
+        }
+        (None, Some(up), Some(down)) => {
+            for (factor, field) in [(up, "up"), (down, "down")] {
+                if factor.value == 0 || u64::from(factor.value) > max {
+                    fail(
+                        factor.pos,
+                        format!(
+                            "resample.{field} must be between 1 and {max}, not {}",
+                            factor.value
+                        ),
+                    );
+                }
+            }
+        }
+        _ => fail(
+            node,
+            "resample needs either to_hz, or up and down (not both)".into(),
+        ),
+    }
+}
+
+fn check_montage(spec: &MontageSpec, fail: &mut impl FnMut(Pos, String)) {
+    let kind = spec.kind.value;
+    let fields: [(bool, Option<Pos>, &str, MontageKindName); 4] = [
+        (
+            spec.channels.is_some(),
+            spec.channels.as_ref().map(|c| c.pos),
+            "channels",
+            MontageKindName::CommonAverage,
+        ),
+        (
+            spec.reference.is_some(),
+            spec.reference.as_ref().map(|c| c.pos),
+            "reference",
+            MontageKindName::Linked,
+        ),
+        (
+            spec.pairs.is_some(),
+            spec.pairs.as_ref().map(|c| c.pos),
+            "pairs",
+            MontageKindName::Bipolar,
+        ),
+        (
+            spec.rows.is_some(),
+            spec.rows.as_ref().map(|c| c.pos),
+            "rows",
+            MontageKindName::Matrix,
+        ),
+    ];
+    for (present, pos, field, owner) in fields {
+        if let (true, Some(pos)) = (present, pos) {
+            if owner != kind {
+                fail(
+                    pos,
+                    format!(
+                        "montage.{field} does not go with kind {}",
+                        montage_kind_name(kind)
+                    ),
+                );
+            }
+        }
+        let required = owner == kind && owner != MontageKindName::CommonAverage;
+        if required && !present {
+            fail(
+                spec.kind.pos,
+                format!("montage kind {} needs montage.{field}", montage_kind_name(kind)),
+            );
+        }
+    }
+    let empty_name = |n: &String| n.trim().is_empty();
+    if let Some(list) = spec.channels.as_ref().or(spec.reference.as_ref()) {
+        if list.value.is_empty() || list.value.iter().any(empty_name) {
+            fail(
+                list.pos,
+                "montage channel lists must name at least one channel, none empty".into(),
+            );
+        }
+    }
+    if let Some(pairs) = &spec.pairs {
+        if pairs.value.is_empty() || pairs.value.iter().flatten().any(empty_name) {
+            fail(
+                pairs.pos,
+                "montage.pairs must list [A, B] pairs of channel names".into(),
+            );
+        }
+    }
+    if let Some(rows) = &spec.rows {
+        if rows.value.is_empty()
+            || rows
+                .value
+                .iter()
+                .any(|r| empty_name(&r.name) || r.weights.is_empty())
+        {
+            fail(
+                rows.pos,
+                "montage.rows must each have a name and at least one weight".into(),
+            );
+        }
+        if let Some(bad) = rows
+            .value
+            .iter()
+            .flat_map(|r| r.weights.values())
+            .find(|w| !w.is_finite())
+        {
+            fail(
+                rows.pos,
+                format!("montage.rows weights must be finite, not {bad}"),
+            );
+        }
+    }
+    let outputs = montage_outputs(spec);
+    if let Some(outputs) = &outputs {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(duplicate) = outputs.iter().find(|n| !seen.insert(n.as_str())) {
+            let pos = spec
+                .rows
+                .as_ref()
+                .map(|r| r.pos)
+                .or(spec.pairs.as_ref().map(|p| p.pos));
+            fail(
+                pos.unwrap_or(spec.kind.pos),
+                format!("montage gives two output channels the name {duplicate}"),
+            );
+        }
+    }
+    for (table, field) in [(&spec.gain, "gain"), (&spec.offset, "offset")] {
+        let Some(table) = table else { continue };
+        if let Some(bad) = table.value.values().find(|v| !v.is_finite()) {
+            fail(
+                table.pos,
+                format!("montage.{field} values must be finite, not {bad}"),
+            );
+        }
+        if let Some(outputs) = &outputs {
+            if let Some(unknown) = table.value.keys().find(|k| !outputs.contains(k)) {
+                fail(
+                    table.pos,
+                    format!(
+                        "montage.{field} names {unknown}, which is not an output channel of this montage"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(dc) = &spec.dc_removal {
+        if dc.value.0.is_zero() {
+            fail(dc.pos, "montage.dc_removal must be longer than 0".into());
+        }
+    }
+}
+
+fn montage_kind_name(kind: MontageKindName) -> &'static str {
+    match kind {
+        MontageKindName::CommonAverage => "common_average",
+        MontageKindName::Linked => "linked",
+        MontageKindName::Bipolar => "bipolar",
+        MontageKindName::DoubleBanana => "double_banana",
+        MontageKindName::Matrix => "matrix",
+    }
+}
+
+/// Output channel names when the spec alone fixes them.
+fn montage_outputs(spec: &MontageSpec) -> Option<Vec<String>> {
+    match spec.kind.value {
+        MontageKindName::Bipolar => spec
+            .pairs
+            .as_ref()
+            .map(|p| p.value.iter().map(|[a, b]| format!("{a}-{b}")).collect()),
+        MontageKindName::DoubleBanana => Some(
+            sigfab_operators::montage::DOUBLE_BANANA
+                .iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect(),
+        ),
+        MontageKindName::Matrix => spec
+            .rows
+            .as_ref()
+            .map(|r| r.value.iter().map(|r| r.name.clone()).collect()),
+        MontageKindName::CommonAverage | MontageKindName::Linked => None,
+    }
+}
+
+/// Input channel names a montage refers to, with where they are written.
+fn montage_inputs(spec: &MontageSpec) -> Vec<(Pos, &str)> {
+    let mut names = Vec::new();
+    for list in [&spec.channels, &spec.reference].into_iter().flatten() {
+        names.extend(list.value.iter().map(|n| (list.pos, n.as_str())));
+    }
+    if let Some(pairs) = &spec.pairs {
+        names.extend(pairs.value.iter().flatten().map(|n| (pairs.pos, n.as_str())));
+    }
+    if let Some(rows) = &spec.rows {
+        names.extend(
+            rows.value
+                .iter()
+                .flat_map(|r| r.weights.keys())
+                .map(|n| (rows.pos, n.as_str())),
+        );
+    }
+    names
+}
+
+/// Montage channel names missing from a synthetic source that feeds the
+/// montage directly (the only channel names known before running; frames
+/// of other sources that lack a name are rejected when they arrive).
+fn check_montage_names(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec<ConfigError>) {
+    let first_operator = spec.sources.0.len();
+    for (index, node) in spec.operators.0.iter().enumerate() {
+        let Ok(kind) = &node.kind else { continue };
+        let OperatorKind::Montage(montage) = &kind.value else {
+            continue;
+        };
+        for &input in &nodes[first_operator + index].inputs {
+            if nodes[input].role != Role::Source {
+                continue;
+            }
+            let Ok(source) = &spec.sources.0[nodes[input].spec_index].kind else {
+                continue;
+            };
+            let SourceKind::Synthetic(synthetic) = &source.value else {
+                continue;
+            };
+            let available = crate::sources::synthetic::channel_names(synthetic);
+            for (pos, name) in montage_inputs(montage) {
+                if !available.iter().any(|a| a == name) {
+                    let message = format!(
+                        "montage names channel {name}, which source '{}' does not have (it has {})",
+                        nodes[input].name,
+                        available.join(", ")
+                    );
+                    errors.push(ConfigError::new(pos, message));
+                }
+            }
+        }
+    }
+}
+
 fn check_filter_channels(
     channels: &Option<super::Located<Vec<String>>>,
     operator: &str,
@@ -927,6 +1293,11 @@ fn check_filter_rates(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec
                 "notch.frequency_hz",
                 vec![n.frequency_hz.value],
                 n.frequency_hz.pos,
+            ),
+            OperatorKind::Fir(f) => (
+                "fir.cutoff_hz",
+                f.cutoff_hz.value.frequencies().to_vec(),
+                f.cutoff_hz.pos,
             ),
             OperatorKind::BandPowers(b) => match &b.bands {
                 Some(bands) => (

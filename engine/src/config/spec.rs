@@ -290,6 +290,22 @@ pub enum OperatorKind {
     /// Per channel per (25 ms) window: RMS, dBFS, log-mel band energies,
     /// spectral centroid. See docs/features.md.
     AudioFeatures(AudioFeaturesSpec),
+    /// Causal FIR filter designed per channel sample rate exactly as
+    /// `scipy.signal.firwin` (window method; tap count given, or from
+    /// `kaiserord` with attenuation and transition width), linear phase with
+    /// a delay of (taps - 1) / 2 samples, or minimum phase. Direct
+    /// convolution, or overlap-save FFT for long kernels (adds its block
+    /// length of latency). See docs/filters.md.
+    Fir(FirSpec),
+    /// Streaming rational resampling (polyphase FIR, the anti-aliasing
+    /// filter of `scipy.signal.resample_poly`), each channel from its own
+    /// rate; frames get the new rates and sample counts. See docs/filters.md.
+    Resample(ResampleSpec),
+    /// Re-referencing and montages: common average, linked reference,
+    /// bipolar chains (or the built-in double banana), or any matrix; then
+    /// optional DC removal and per-channel gain and offset. See
+    /// docs/filters.md.
+    Montage(MontageSpec),
 }
 
 impl NodeKinds for OperatorKind {
@@ -314,6 +330,9 @@ impl NodeKinds for OperatorKind {
             "eeg_time_features",
             "signal_quality",
             "audio_features",
+            "fir",
+            "resample",
+            "montage",
         ]
     }
 }
@@ -666,6 +685,137 @@ pub struct BandSpec {
     pub name: String,
     /// `[low, high]` in Hz.
     pub hz: [f64; 2],
+}
+
+/// Window of an FIR design.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirWindowName {
+    #[default]
+    Hamming,
+    Hann,
+    Blackman,
+    /// Needs `kaiser_beta`.
+    Kaiser,
+}
+
+/// How an FIR filter is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirMethodName {
+    /// Direct below the measured crossover (docs/filters.md), FFT above.
+    #[default]
+    Auto,
+    /// Direct convolution: no added latency.
+    Direct,
+    /// Overlap-save FFT: adds one block of latency.
+    Fft,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirSpec {
+    /// lowpass, highpass, bandpass or bandstop.
+    pub kind: FilterKind,
+    /// Edge frequency in Hz (-6 dB, the window method's): one number for
+    /// lowpass and highpass, `[low, high]` for bandpass and bandstop.
+    pub cutoff_hz: Located<Cutoff>,
+    /// Number of taps; highpass and bandstop need an odd number. Give
+    /// either `taps` or `attenuation_db` with `transition_hz`.
+    #[serde(default)]
+    pub taps: Option<Located<u32>>,
+    /// Window for `taps` (default hamming).
+    #[serde(default)]
+    pub window: Option<Located<FirWindowName>>,
+    /// Kaiser window shape, with `window: kaiser`.
+    #[serde(default)]
+    pub kaiser_beta: Option<Located<f64>>,
+    /// Stop-band attenuation in dB for a Kaiser design (`kaiserord`).
+    #[serde(default)]
+    pub attenuation_db: Option<Located<f64>>,
+    /// Transition width in Hz for a Kaiser design.
+    #[serde(default)]
+    pub transition_hz: Option<Located<f64>>,
+    /// Minimum phase (`scipy.signal.minimum_phase`, homomorphic): about half
+    /// the taps and delay, the square root of the linear-phase magnitude.
+    #[serde(default)]
+    pub minimum_phase: bool,
+    /// auto, direct or fft.
+    #[serde(default)]
+    pub method: FirMethodName,
+    /// Channels to filter (default: all); the others pass unchanged.
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResampleSpec {
+    /// Output rate in Hz for every channel; the factors are the closest
+    /// fraction with numerator and denominator at most 1000.
+    #[serde(default)]
+    pub to_hz: Option<Located<f64>>,
+    /// Up-sampling factor (with `down`), 1 to 1000.
+    #[serde(default)]
+    pub up: Option<Located<u32>>,
+    /// Down-sampling factor (with `up`), 1 to 1000.
+    #[serde(default)]
+    pub down: Option<Located<u32>>,
+}
+
+/// The kind of montage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MontageKindName {
+    /// `channels` (default all) minus their mean.
+    CommonAverage,
+    /// Every channel but `reference` minus the mean of `reference`.
+    Linked,
+    /// `A-B` for each of `pairs`.
+    Bipolar,
+    /// The 18-channel longitudinal bipolar montage of the 10-20 system.
+    DoubleBanana,
+    /// `rows`: named weighted sums of input channels.
+    Matrix,
+}
+
+/// One output channel of a matrix montage.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MontageRow {
+    /// Output channel name.
+    pub name: String,
+    /// Input channel name to weight.
+    pub weights: std::collections::BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MontageSpec {
+    /// common_average, linked, bipolar, double_banana or matrix.
+    pub kind: Located<MontageKindName>,
+    /// Channels averaged (common_average; default all).
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+    /// Reference channels (linked), e.g. [A1, A2].
+    #[serde(default)]
+    pub reference: Option<Located<Vec<String>>>,
+    /// `[A, B]` pairs (bipolar), each giving channel `A-B`.
+    #[serde(default)]
+    pub pairs: Option<Located<Vec<[String; 2]>>>,
+    /// Output rows (matrix).
+    #[serde(default)]
+    pub rows: Option<Located<Vec<MontageRow>>>,
+    /// Gain per output channel name (default 1).
+    #[serde(default)]
+    pub gain: Option<Located<std::collections::BTreeMap<String, f64>>>,
+    /// Offset per output channel name, added after the gain (default 0).
+    #[serde(default)]
+    pub offset: Option<Located<std::collections::BTreeMap<String, f64>>>,
+    /// Causal DC removal: time constant of a one-pole running mean
+    /// subtracted from each output, e.g. 10s.
+    #[serde(default)]
+    pub dc_removal: Option<Located<DurationSpec>>,
 }
 
 fn default_feature_window() -> Located<DurationSpec> {

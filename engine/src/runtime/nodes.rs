@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use sigfab_operators::basic::{FrameStats, Passthrough, SelectChannels, Validate, ValidateLimits};
 use sigfab_operators::filters::design::Band;
-use sigfab_operators::filters::{ChannelSelection, IirDesign, IirFilter};
+use sigfab_operators::filters::fir::{FirDesign, FirLength, FirWindow};
+use sigfab_operators::filters::{
+    ChannelSelection, FirFilter, FirMethod, IirDesign, IirFilter, Resample, ResampleFactors,
+};
+use sigfab_operators::montage::{Montage, MontageConfig, MontageKind};
 use sigfab_operators::{Item, Operator, Output, Rejected};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -16,7 +20,8 @@ use super::{
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::spec::{
-    AudioFeaturesSpec, BandPowersSpec, ButterworthSpec, FilterKind, QualitySpec, TimeFeaturesSpec,
+    AudioFeaturesSpec, BandPowersSpec, ButterworthSpec, Cutoff, FilterKind, FirMethodName, FirSpec,
+    FirWindowName, MontageKindName, MontageSpec, QualitySpec, ResampleSpec, TimeFeaturesSpec,
 };
 use crate::config::{LoadedPipeline, OperatorKind};
 use crate::health::Readiness;
@@ -416,6 +421,17 @@ fn build_operator(
         OperatorKind::DpAggregate(d) => {
             crate::privacy::build_dp(pipeline, d, name, ledgers, privacy.clone())?
         }
+        OperatorKind::Fir(f) => Box::new(FirFilter::new(
+            fir_design(f),
+            selection(&f.channels),
+            match f.method {
+                FirMethodName::Auto => FirMethod::Auto,
+                FirMethodName::Direct => FirMethod::Direct,
+                FirMethodName::Fft => FirMethod::Fft,
+            },
+        )),
+        OperatorKind::Resample(r) => Box::new(Resample::new(resample_factors(r))),
+        OperatorKind::Montage(m) => Box::new(Montage::new(montage_config(m))),
     })
 }
 
@@ -472,6 +488,97 @@ fn audio_config(spec: &AudioFeaturesSpec) -> AudioConfig {
         fmin_hz: range.map_or(d.fmin_hz, |r| r.0),
         fmax_hz: range.map(|r| r.1),
         n_fft: spec.n_fft.as_ref().map(|n| n.value as usize),
+    }
+}
+
+/// The kind's band from checked edges (graph.rs made sure they fit).
+fn band_of(kind: FilterKind, cutoff: &Cutoff) -> Band {
+    let edges = cutoff.frequencies();
+    let low = edges.first().copied().unwrap_or(f64::NAN);
+    let high = edges.get(1).copied().unwrap_or(f64::NAN);
+    match kind {
+        FilterKind::Lowpass => Band::Lowpass(low),
+        FilterKind::Highpass => Band::Highpass(low),
+        FilterKind::Bandpass => Band::Bandpass(low, high),
+        FilterKind::Bandstop => Band::Bandstop(low, high),
+    }
+}
+
+/// The checked spec as a design: `taps` with its window, or a Kaiser design.
+fn fir_design(spec: &FirSpec) -> FirDesign {
+    let length = match (&spec.taps, &spec.attenuation_db, &spec.transition_hz) {
+        (Some(taps), _, _) => {
+            let window = match spec.window.as_ref().map_or(FirWindowName::Hamming, |w| w.value) {
+                FirWindowName::Hamming => FirWindow::Hamming,
+                FirWindowName::Hann => FirWindow::Hann,
+                FirWindowName::Blackman => FirWindow::Blackman,
+                FirWindowName::Kaiser => {
+                    FirWindow::Kaiser(spec.kaiser_beta.as_ref().map_or(0.0, |b| b.value))
+                }
+            };
+            FirLength::Taps(taps.value as usize, window)
+        }
+        (None, attenuation, transition) => FirLength::Kaiser {
+            attenuation_db: attenuation.as_ref().map_or(f64::NAN, |a| a.value),
+            transition_hz: transition.as_ref().map_or(f64::NAN, |t| t.value),
+        },
+    };
+    FirDesign {
+        band: band_of(spec.kind, &spec.cutoff_hz.value),
+        length,
+        minimum_phase: spec.minimum_phase,
+    }
+}
+
+fn resample_factors(spec: &ResampleSpec) -> ResampleFactors {
+    match (&spec.to_hz, &spec.up, &spec.down) {
+        (Some(to), _, _) => ResampleFactors::ToHz(to.value),
+        (None, up, down) => ResampleFactors::Ratio {
+            up: up.as_ref().map_or(1, |u| u.value),
+            down: down.as_ref().map_or(1, |d| d.value),
+        },
+    }
+}
+
+fn montage_config(spec: &MontageSpec) -> MontageConfig {
+    let names = |list: &Option<crate::config::Located<Vec<String>>>| list.as_ref().map(|l| l.value.clone());
+    let kind = match spec.kind.value {
+        MontageKindName::CommonAverage => MontageKind::CommonAverage(names(&spec.channels)),
+        MontageKindName::Linked => MontageKind::Linked(names(&spec.reference).unwrap_or_default()),
+        MontageKindName::Bipolar => MontageKind::Bipolar(
+            spec.pairs
+                .as_ref()
+                .map(|p| p.value.iter().map(|[a, b]| (a.clone(), b.clone())).collect())
+                .unwrap_or_default(),
+        ),
+        MontageKindName::DoubleBanana => MontageKind::DoubleBanana,
+        MontageKindName::Matrix => MontageKind::Matrix(
+            spec.rows
+                .as_ref()
+                .map(|rows| {
+                    rows.value
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.name.clone(),
+                                r.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+    };
+    let table = |t: &Option<crate::config::Located<std::collections::BTreeMap<String, f64>>>| {
+        t.as_ref()
+            .map(|t| t.value.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    };
+    MontageConfig {
+        kind,
+        gain: table(&spec.gain),
+        offset: table(&spec.offset),
+        dc_time_constant_s: spec.dc_removal.as_ref().map(|d| d.value.0.as_secs_f64()),
     }
 }
 

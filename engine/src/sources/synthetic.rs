@@ -123,6 +123,20 @@ pub struct SyntheticSource {
     next_stream: usize,
 }
 
+/// The channel names a synthetic source gives its frames (for config checks).
+pub fn channel_names(spec: &SyntheticSpec) -> Vec<String> {
+    let (modality, default_channels) = match spec.signal {
+        SyntheticSignal::Eeg => (Modality::Eeg, 8),
+        SyntheticSignal::Ecg => (Modality::Ecg, 3),
+    };
+    let channels = spec.channels.as_ref().map_or(default_channels, |c| c.value);
+    layout_for(modality, channels, spec.rate())
+        .channels
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
+
 impl SyntheticSource {
     pub fn new(spec: &SyntheticSpec, node_name: &str) -> Result<SyntheticSource, SourceError> {
         let (modality, default_channels) = match spec.signal {

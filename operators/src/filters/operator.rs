@@ -233,12 +233,11 @@ impl Operator for IirFilter {
 
 #[cfg(test)]
 mod tests {
-    use std::f64::consts::PI;
 
     use super::*;
     use crate::filters::design::magnitude_response;
     use crate::filters::sos::ChannelBank;
-    use crate::filters::test_noise::noise;
+    use crate::filters::test_noise::{measured_response, noise};
     use crate::{ChannelSpec, Modality};
 
     fn layout(rates: &[f64]) -> Arc<ChannelLayout> {
@@ -390,43 +389,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.channel(0), fresh.as_slice());
-    }
-
-    /// |H| estimated from white noise, Welch-averaged H1 = ΣY·X̄ / Σ|X|² with
-    /// Hann windows of 8192 samples, at chosen frequencies by direct DFT.
-    fn measured_response(input: &[f32], output: &[f32], frequencies: &[f64], rate: f64) -> Vec<f64> {
-        const SEGMENT: usize = 8192;
-        let window: Vec<f64> = (0..SEGMENT)
-            .map(|n| 0.5 - 0.5 * (2.0 * PI * n as f64 / SEGMENT as f64).cos())
-            .collect();
-        frequencies
-            .iter()
-            .map(|&f| {
-                let twiddle: Vec<(f64, f64)> = (0..SEGMENT)
-                    .map(|n| {
-                        let phase = -2.0 * PI * f / rate * n as f64;
-                        (phase.cos() * window[n], phase.sin() * window[n])
-                    })
-                    .collect();
-                let (mut cross_re, mut cross_im, mut power) = (0.0, 0.0, 0.0);
-                for start in (0..input.len() - SEGMENT).step_by(SEGMENT / 2) {
-                    let dft = |x: &[f32]| {
-                        twiddle
-                            .iter()
-                            .zip(&x[start..start + SEGMENT])
-                            .fold((0.0, 0.0), |(re, im), (t, &v)| {
-                                (re + t.0 * f64::from(v), im + t.1 * f64::from(v))
-                            })
-                    };
-                    let (xr, xi) = dft(input);
-                    let (yr, yi) = dft(output);
-                    cross_re += yr * xr + yi * xi;
-                    cross_im += yi * xr - yr * xi;
-                    power += xr * xr + xi * xi;
-                }
-                cross_re.hypot(cross_im) / power
-            })
-            .collect()
     }
 
     #[test]

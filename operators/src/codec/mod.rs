@@ -9,12 +9,18 @@
 //! [`SampleGrid`] maps f32 physical values (what readers and frames carry)
 //! to those integers and back, bit-exactly, and refuses values off the grid.
 //!
+//! [`LossyEncoder`] is the lossy mode: PCA across channels, the right
+//! singular vectors coded with this codec, refused above a PRD bound.
+//!
 //! Pure and synchronous; the encoder and decoder keep their buffers, so a
 //! steady stream of blocks does not allocate.
 
 mod bits;
 mod block;
 mod grid;
+mod lossy;
+#[cfg(test)]
+mod lossy_tests;
 mod predict;
 mod rice;
 #[cfg(test)]
@@ -22,6 +28,7 @@ mod tests;
 
 pub use block::{BlockDecoder, BlockEncoder, CodecConfig};
 pub use grid::SampleGrid;
+pub use lossy::{prd, singular_values, LossyConfig, LossyDecoder, LossyEncoder, LossyError, LossyReport};
 
 /// Most samples (all channels, gaps included) one block may hold; bounds
 /// what a decoder allocates for a hostile block.

@@ -244,13 +244,20 @@ def decrypt_segment(path: str, identity: XWingKey, keystore: str) -> bytes:
 
 
 def segment_paths(args) -> list:
+    """Files as given; folders searched depth first, each folder's entries sorted by name."""
+
+    def walk(folder, out):
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                walk(path, out)
+            elif name.endswith(".sfa"):
+                out.append(path)
+
     paths = []
     for arg in args:
         if os.path.isdir(arg):
-            found = []
-            for root, _dirs, files in os.walk(arg):
-                found += [os.path.join(root, name) for name in files if name.endswith(".sfa")]
-            paths += sorted(found)
+            walk(arg, paths)
         else:
             paths.append(arg)
     return paths

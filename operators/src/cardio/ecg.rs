@@ -1,12 +1,13 @@
 //! The `ecg_beats` operator: R peaks of one ECG channel per stream, one
 //! record per beat and (optionally) one HRV record per sliding window.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::hrv::{Hrv, HrvValues};
 use super::qrs::QrsDetector;
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
+use super::streams::{process_frames, record, StreamState, Streams};
+use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
 
 /// What the operator emits; durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,12 +29,6 @@ impl EcgBeatsConfig {
             hrv: Some((300.0, 30.0)),
         }
     }
-}
-
-#[derive(Debug)]
-struct EcgStream {
-    layout: Arc<ChannelLayout>,
-    state: Result<EcgChannel, String>,
 }
 
 #[derive(Debug)]
@@ -74,42 +69,22 @@ impl EcgChannel {
     }
 }
 
-/// Streaming R-peak detection and HRV; see `docs/features.md`.
-#[derive(Debug)]
-pub struct EcgBeats {
-    config: EcgBeatsConfig,
-    streams: HashMap<Arc<str>, EcgStream>,
-    beat_kind: Arc<str>,
-    hrv_kind: Arc<str>,
-    hrv: Hrv,
-    times: Vec<f64>,
-}
+impl StreamState for EcgChannel {
+    type Config = EcgBeatsConfig;
 
-impl EcgBeats {
-    pub fn new(config: EcgBeatsConfig) -> Self {
-        Self {
-            config,
-            streams: HashMap::new(),
-            beat_kind: Arc::from("ecg_beat"),
-            hrv_kind: Arc::from("hrv"),
-            hrv: Hrv::new(),
-            times: Vec::new(),
-        }
-    }
-
-    fn build(&self, layout: &ChannelLayout, start_ns: i64) -> Result<EcgChannel, String> {
+    fn build(config: &EcgBeatsConfig, layout: &ChannelLayout, start_ns: i64) -> Result<Self, String> {
         let index = layout
-            .index_of(&self.config.channel)
+            .index_of(&config.channel)
             .ok_or("frame lacks the channel named in ecg_beats.channel")?;
         let rate = layout.channels[index].sample_rate;
         let detector = QrsDetector::new(rate)
             .map_err(|_| "ecg_beats needs a sample rate above 30 Hz (5-15 Hz band-pass)".to_string())?;
         let samples = |s: f64| (s * rate).round() as u64;
-        let (window, hop) = self.config.hrv.map_or((0, 0), |(w, h)| (samples(w), samples(h)));
-        if self.config.hrv.is_some() && (window == 0 || hop == 0) {
+        let (window, hop) = config.hrv.map_or((0, 0), |(w, h)| (samples(w), samples(h)));
+        if config.hrv.is_some() && (window == 0 || hop == 0) {
             return Err("ecg_beats hrv window or hop too short for the channel's rate".into());
         }
-        let name = |n: &str| Arc::from(format!("{}.{n}", self.config.channel));
+        let name = |n: &str| Arc::from(format!("{}.{n}", config.channel));
         let mut hrv_names: Vec<Arc<str>> = HrvValues::NAMES.iter().map(|n| name(n)).collect();
         hrv_names.push(name("latency_s"));
         let max_delay = detector.max_delay();
@@ -136,28 +111,38 @@ impl EcgBeats {
         })
     }
 
-    fn prepare(&mut self, frame: &Frame) {
-        let same = |s: &EcgStream| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
-        let known = self.streams.get(&*frame.stream_id).is_some_and(same);
-        if !known {
-            let state = self.build(&frame.layout, frame.start_ns);
-            let layout = frame.layout.clone();
-            self.streams
-                .insert(frame.stream_id.clone(), EcgStream { layout, state });
-        } else if frame.discontinuity {
-            if let Some(Ok(c)) = self.streams.get_mut(&*frame.stream_id).map(|s| s.state.as_mut()) {
-                c.anchor_ns = frame.start_ns;
-                c.count = 0;
-                c.restart(0);
-            }
+    fn restart_at(&mut self, anchor_ns: i64) {
+        self.anchor_ns = anchor_ns;
+        self.count = 0;
+        self.restart(0);
+    }
+}
+
+/// Streaming R-peak detection and HRV; see `docs/features.md`.
+#[derive(Debug)]
+pub struct EcgBeats {
+    config: EcgBeatsConfig,
+    streams: Streams<EcgChannel>,
+    beat_kind: Arc<str>,
+    hrv_kind: Arc<str>,
+    hrv: Hrv,
+    times: Vec<f64>,
+}
+
+impl EcgBeats {
+    pub fn new(config: EcgBeatsConfig) -> Self {
+        Self {
+            config,
+            streams: Streams::new(),
+            beat_kind: Arc::from("ecg_beat"),
+            hrv_kind: Arc::from("hrv"),
+            hrv: Hrv::new(),
+            times: Vec::new(),
         }
     }
 
     fn run(&mut self, frame: &Frame, out: &mut Output) -> Result<(), String> {
-        let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
-            return Ok(());
-        };
-        let c = stream.state.as_mut().map_err(|e| e.clone())?;
+        let c = self.streams.state(&self.config, frame)?;
         let samples = frame.channel(c.index);
         for &x in samples {
             let k = c.count;
@@ -180,16 +165,8 @@ impl EcgBeats {
                         if beat.search_back { 1.0 } else { 0.0 },
                         (decided - r) as f64 / c.rate,
                     ];
-                    let names = &c.beat_names;
-                    out.push(Item::Record(Record {
-                        stream_id: frame.stream_id.clone(),
-                        sequence: frame.sequence,
-                        kind: self.beat_kind.clone(),
-                        start_ns: c.sample_ns(c.previous_r.unwrap_or(r)),
-                        end_ns: c.sample_ns(r),
-                        values: names.iter().cloned().zip(values).collect(),
-                        labels: Vec::new(),
-                    }));
+                    let span = (c.sample_ns(c.previous_r.unwrap_or(r)), c.sample_ns(r));
+                    out.push(record(frame, &self.beat_kind, span, &c.beat_names, values));
                 }
                 c.previous_r = Some(r);
                 if self.config.hrv.is_some() {
@@ -213,15 +190,8 @@ impl EcgBeats {
                 );
                 let mut values: Vec<f64> = self.hrv.compute(&self.times).as_array().to_vec();
                 values.push((k - start) as f64 / c.rate);
-                out.push(Item::Record(Record {
-                    stream_id: frame.stream_id.clone(),
-                    sequence: frame.sequence,
-                    kind: self.hrv_kind.clone(),
-                    start_ns: c.sample_ns(start),
-                    end_ns: c.sample_ns(end),
-                    values: c.hrv_names.iter().cloned().zip(values).collect(),
-                    labels: Vec::new(),
-                }));
+                let span = (c.sample_ns(start), c.sample_ns(end));
+                out.push(record(frame, &self.hrv_kind, span, &c.hrv_names, values));
                 c.next_window_end += c.hop;
             }
         }
@@ -231,14 +201,6 @@ impl EcgBeats {
 
 impl Operator for EcgBeats {
     fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
-        let Item::Frame(frame) = item else {
-            out.push(item);
-            return Ok(());
-        };
-        self.prepare(&frame);
-        if let Err(reason) = self.run(&frame, out) {
-            return Err(Rejected::boxed(Item::Frame(frame), reason));
-        }
-        Ok(())
+        process_frames(item, out, |frame, out| self.run(frame, out))
     }
 }

@@ -20,6 +20,7 @@ pub mod spo2;
 mod ecg;
 mod iir;
 mod pulses;
+mod streams;
 
 pub use ecg::{EcgBeats, EcgBeatsConfig};
 pub use hrv::{Hrv, HrvValues};

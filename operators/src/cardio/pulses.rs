@@ -1,17 +1,11 @@
 //! The `pulses` operator: beats of one ABP or PPG channel per stream, one
 //! record per beat with systolic, diastolic and mean value and pulse rate.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::pulse::PulseDetector;
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
-
-#[derive(Debug)]
-struct PulseStream {
-    layout: Arc<ChannelLayout>,
-    state: Result<PulseChannel, String>,
-}
+use super::streams::{process_frames, record, StreamState, Streams};
+use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
 
 #[derive(Debug)]
 struct PulseChannel {
@@ -30,32 +24,17 @@ impl PulseChannel {
     }
 }
 
-/// Streaming pulse detection; see `docs/features.md`.
-#[derive(Debug)]
-pub struct Pulses {
-    channel: String,
-    streams: HashMap<Arc<str>, PulseStream>,
-    kind: Arc<str>,
-}
+impl StreamState for PulseChannel {
+    type Config = str;
 
-impl Pulses {
-    /// Pulses of the channel named `channel`.
-    pub fn new(channel: &str) -> Self {
-        Self {
-            channel: channel.into(),
-            streams: HashMap::new(),
-            kind: Arc::from("pulse"),
-        }
-    }
-
-    fn build(&self, layout: &ChannelLayout, start_ns: i64) -> Result<PulseChannel, String> {
+    fn build(channel: &str, layout: &ChannelLayout, start_ns: i64) -> Result<Self, String> {
         let index = layout
-            .index_of(&self.channel)
+            .index_of(channel)
             .ok_or("frame lacks the channel named in pulses.channel")?;
         let rate = layout.channels[index].sample_rate;
         let detector = PulseDetector::new(rate)
             .map_err(|_| "pulses needs a sample rate of at least 10 Hz".to_string())?;
-        let name = |n: &str| Arc::from(format!("{}.{n}", self.channel));
+        let name = |n: &str| Arc::from(format!("{}.{n}", channel));
         Ok(PulseChannel {
             index,
             rate,
@@ -73,29 +52,34 @@ impl Pulses {
         })
     }
 
-    fn prepare(&mut self, frame: &Frame) {
-        let same = |s: &PulseStream| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
-        let known = self.streams.get(&*frame.stream_id).is_some_and(same);
-        if !known {
-            let state = self.build(&frame.layout, frame.start_ns);
-            let layout = frame.layout.clone();
-            self.streams
-                .insert(frame.stream_id.clone(), PulseStream { layout, state });
-        } else if frame.discontinuity {
-            if let Some(Ok(c)) = self.streams.get_mut(&*frame.stream_id).map(|s| s.state.as_mut()) {
-                c.anchor_ns = frame.start_ns;
-                c.count = 0;
-                c.segment_start = 0;
-                c.detector.reset();
-            }
+    fn restart_at(&mut self, anchor_ns: i64) {
+        self.anchor_ns = anchor_ns;
+        self.count = 0;
+        self.segment_start = 0;
+        self.detector.reset();
+    }
+}
+
+/// Streaming pulse detection; see `docs/features.md`.
+#[derive(Debug)]
+pub struct Pulses {
+    channel: String,
+    streams: Streams<PulseChannel>,
+    kind: Arc<str>,
+}
+
+impl Pulses {
+    /// Pulses of the channel named `channel`.
+    pub fn new(channel: &str) -> Self {
+        Self {
+            channel: channel.into(),
+            streams: Streams::new(),
+            kind: Arc::from("pulse"),
         }
     }
 
     fn run(&mut self, frame: &Frame, out: &mut Output) -> Result<(), String> {
-        let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
-            return Ok(());
-        };
-        let c = stream.state.as_mut().map_err(|e| e.clone())?;
+        let c = self.streams.state(&self.channel, frame)?;
         for &x in frame.channel(c.index) {
             let k = c.count;
             c.count += 1;
@@ -114,15 +98,8 @@ impl Pulses {
                     60.0 * c.rate / (end - onset) as f64,
                     (p.decided - p.end) as f64 / c.rate,
                 ];
-                out.push(Item::Record(Record {
-                    stream_id: frame.stream_id.clone(),
-                    sequence: frame.sequence,
-                    kind: self.kind.clone(),
-                    start_ns: c.sample_ns(onset),
-                    end_ns: c.sample_ns(end),
-                    values: c.names.iter().cloned().zip(values).collect(),
-                    labels: Vec::new(),
-                }));
+                let span = (c.sample_ns(onset), c.sample_ns(end));
+                out.push(record(frame, &self.kind, span, &c.names, values));
             }
         }
         Ok(())
@@ -131,14 +108,6 @@ impl Pulses {
 
 impl Operator for Pulses {
     fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
-        let Item::Frame(frame) = item else {
-            out.push(item);
-            return Ok(());
-        };
-        self.prepare(&frame);
-        if let Err(reason) = self.run(&frame, out) {
-            return Err(Rejected::boxed(Item::Frame(frame), reason));
-        }
-        Ok(())
+        process_frames(item, out, |frame, out| self.run(frame, out))
     }
 }

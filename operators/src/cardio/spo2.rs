@@ -9,10 +9,10 @@
 //! (default 110 and 25, a common textbook linear fit; real devices are
 //! calibrated per sensor).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
+use super::streams::{process_frames, record, StreamState, Streams};
+use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
 
 /// What the operator computes; durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,12 +38,6 @@ impl Spo2Config {
             b: 25.0,
         }
     }
-}
-
-#[derive(Debug)]
-struct Spo2Stream {
-    layout: Arc<ChannelLayout>,
-    state: Result<Spo2Channels, String>,
 }
 
 #[derive(Debug)]
@@ -97,40 +91,26 @@ pub fn ac_over_dc(ring: &[f64], head: usize) -> (f64, f64) {
     (residual.sqrt() / mean, mean)
 }
 
-/// Windowed ratio-of-ratios SpO2; see the module documentation.
-#[derive(Debug)]
-pub struct Spo2 {
-    config: Spo2Config,
-    streams: HashMap<Arc<str>, Spo2Stream>,
-    kind: Arc<str>,
-}
+impl StreamState for Spo2Channels {
+    type Config = Spo2Config;
 
-impl Spo2 {
-    pub fn new(config: Spo2Config) -> Self {
-        Self {
-            config,
-            streams: HashMap::new(),
-            kind: Arc::from("spo2"),
-        }
-    }
-
-    fn build(&self, layout: &ChannelLayout, start_ns: i64) -> Result<Spo2Channels, String> {
+    fn build(config: &Spo2Config, layout: &ChannelLayout, start_ns: i64) -> Result<Self, String> {
         let find = |n: &str| {
             layout
                 .index_of(n)
                 .ok_or("frame lacks a channel named in spo2.red or spo2.ir")
         };
-        let (red, ir) = (find(&self.config.red)?, find(&self.config.ir)?);
+        let (red, ir) = (find(&config.red)?, find(&config.ir)?);
         let rate = layout.channels[red].sample_rate;
         if layout.channels[ir].sample_rate != rate {
             return Err("spo2.red and spo2.ir must have the same sample rate".into());
         }
-        let window = (self.config.window_s * rate).round() as usize;
-        let hop = (self.config.hop_s * rate).round() as usize;
+        let window = (config.window_s * rate).round() as usize;
+        let hop = (config.hop_s * rate).round() as usize;
         if window < 2 || hop == 0 {
             return Err("spo2 window or hop too short for the channels' rate".into());
         }
-        let name = |n: &str| Arc::from(format!("{}+{}.{n}", self.config.red, self.config.ir));
+        let name = |n: &str| Arc::from(format!("{}+{}.{n}", config.red, config.ir));
         Ok(Spo2Channels {
             red,
             ir,
@@ -152,28 +132,32 @@ impl Spo2 {
         })
     }
 
-    fn prepare(&mut self, frame: &Frame) {
-        let same = |s: &Spo2Stream| Arc::ptr_eq(&s.layout, &frame.layout) || *s.layout == *frame.layout;
-        let known = self.streams.get(&*frame.stream_id).is_some_and(same);
-        if !known {
-            let state = self.build(&frame.layout, frame.start_ns);
-            let layout = frame.layout.clone();
-            self.streams
-                .insert(frame.stream_id.clone(), Spo2Stream { layout, state });
-        } else if frame.discontinuity {
-            if let Some(Ok(c)) = self.streams.get_mut(&*frame.stream_id).map(|s| s.state.as_mut()) {
-                c.anchor_ns = frame.start_ns;
-                c.count = 0;
-                c.empty();
-            }
+    fn restart_at(&mut self, anchor_ns: i64) {
+        self.anchor_ns = anchor_ns;
+        self.count = 0;
+        self.empty();
+    }
+}
+
+/// Windowed ratio-of-ratios SpO2; see the module documentation.
+#[derive(Debug)]
+pub struct Spo2 {
+    config: Spo2Config,
+    streams: Streams<Spo2Channels>,
+    kind: Arc<str>,
+}
+
+impl Spo2 {
+    pub fn new(config: Spo2Config) -> Self {
+        Self {
+            config,
+            streams: Streams::new(),
+            kind: Arc::from("spo2"),
         }
     }
 
     fn run(&mut self, frame: &Frame, out: &mut Output) -> Result<(), String> {
-        let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
-            return Ok(());
-        };
-        let c = stream.state.as_mut().map_err(|e| e.clone())?;
+        let c = self.streams.state(&self.config, frame)?;
         let (red, ir) = (frame.channel(c.red), frame.channel(c.ir));
         if red.len() != ir.len() {
             return Err("spo2.red and spo2.ir hold different sample counts in a frame".into());
@@ -206,15 +190,8 @@ impl Spo2 {
                 100.0 * ir_ratio,
                 window as f64 / c.rate,
             ];
-            out.push(Item::Record(Record {
-                stream_id: frame.stream_id.clone(),
-                sequence: frame.sequence,
-                kind: self.kind.clone(),
-                start_ns: c.sample_ns(start),
-                end_ns: c.sample_ns(end),
-                values: c.names.iter().cloned().zip(values).collect(),
-                labels: Vec::new(),
-            }));
+            let span = (c.sample_ns(start), c.sample_ns(end));
+            out.push(record(frame, &self.kind, span, &c.names, values));
         }
         Ok(())
     }
@@ -222,22 +199,14 @@ impl Spo2 {
 
 impl Operator for Spo2 {
     fn process(&mut self, item: Item, out: &mut Output) -> Result<(), Box<Rejected>> {
-        let Item::Frame(frame) = item else {
-            out.push(item);
-            return Ok(());
-        };
-        self.prepare(&frame);
-        if let Err(reason) = self.run(&frame, out) {
-            return Err(Rejected::boxed(Item::Frame(frame), reason));
-        }
-        Ok(())
+        process_frames(item, out, |frame, out| self.run(frame, out))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ChannelSpec, Modality};
+    use crate::{ChannelSpec, Modality, Record};
 
     const RATE: f64 = 100.0;
 

@@ -14,7 +14,10 @@
 //! - stability: one hour of a 0.1 Hz high-pass at 1 kHz stays bounded and
 //!   within 1e-5 of SciPy.
 
-use std::path::{Path, PathBuf};
+mod dsp_common;
+
+use dsp_common::*;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,24 +37,7 @@ const MAX_RELATIVE_RMS_ERROR: f64 = 1e-5;
 /// Largest difference allowed between our coefficients and SciPy's, both
 /// absolute and relative to SciPy's value.
 const MAX_COEFFICIENT_ERROR: f64 = 1e-9;
-
-fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/filters")
-}
-
-fn load_json(name: &str) -> Value {
-    let path = reference_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("reference JSON")
-}
-
-fn number(value: &Value) -> f64 {
-    value.as_f64().expect("a number")
-}
-
-fn numbers(value: &Value) -> Vec<f64> {
-    value.as_array().expect("an array").iter().map(number).collect()
-}
+const REFERENCES: References = References("filters");
 
 /// A stage of the reference table as our design.
 fn design_of(stage: &Value) -> IirDesign {
@@ -79,7 +65,7 @@ fn design_of(stage: &Value) -> IirDesign {
 
 #[test]
 fn designs_equal_scipy_butter_iirnotch_and_sosfilt_zi() {
-    let designs = load_json("designs.json");
+    let designs = REFERENCES.json("designs.json");
     let designs = designs.as_array().expect("a list of designs");
     assert!(designs.len() > 200);
     for entry in designs {
@@ -107,49 +93,6 @@ fn designs_equal_scipy_butter_iirnotch_and_sosfilt_zi() {
             }
         }
     }
-}
-
-/// A real excerpt: named channels from the start of a recording.
-struct Excerpt {
-    specs: Vec<ChannelSpec>,
-    channels: Vec<Vec<f32>>,
-}
-
-/// Reads the excerpt with our readers and checks it is what SciPy was fed.
-fn read_excerpt(meta: &Value) -> Excerpt {
-    let path = shared_data::require(meta["recording"].as_str().expect("recording"));
-    let mut reader = readers::open(&path).expect("open recording");
-    let header = reader.header().clone();
-    let all = readers::read_to_end(reader.as_mut()).expect("read");
-    let len = meta["samples_per_channel"].as_u64().expect("length") as usize;
-    let mut specs = Vec::new();
-    let mut channels = Vec::new();
-    for name in meta["channels"].as_array().expect("channels") {
-        let name = name.as_str().expect("channel name");
-        let index = header
-            .signals
-            .iter()
-            .position(|s| s.name == name)
-            .expect("channel");
-        let signal = &header.signals[index];
-        specs.push(signal.channel_spec());
-        channels.push(all[index][..len].to_vec());
-    }
-    for (channel, first) in channels
-        .iter()
-        .zip(meta["first_samples"].as_array().expect("first"))
-    {
-        let expected: Vec<f32> = numbers(first).iter().map(|&x| x as f32).collect();
-        assert_eq!(
-            channel[..expected.len()],
-            expected[..],
-            "input differs from the script's"
-        );
-    }
-    let sum: f64 = channels.iter().flatten().map(|&x| f64::from(x)).sum();
-    let expected_sum = number(&meta["sum"]);
-    assert!((sum - expected_sum).abs() <= 1e-9 * expected_sum.abs().max(1.0));
-    Excerpt { specs, channels }
 }
 
 /// The excerpt cut into frames of `sizes` samples (cycled), all channels.
@@ -214,26 +157,10 @@ fn chain(stages: &[Value], warm_start: bool, kernel: Kernel) -> Vec<IirFilter> {
         .collect()
 }
 
-fn relative_rms_error(ours: &[f32], reference: &[f32]) -> f64 {
-    let (error, power) = ours.iter().zip(reference).fold((0.0, 0.0), |(e, p), (&y, &r)| {
-        let (y, r) = (f64::from(y), f64::from(r));
-        (e + (y - r) * (y - r), p + r * r)
-    });
-    (error / power).sqrt()
-}
-
-fn reference_outputs() -> Vec<f32> {
-    let bytes = std::fs::read(reference_dir().join("outputs.f32")).expect("outputs.f32");
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 #[test]
 fn outputs_equal_scipy_sosfilt_on_real_eeg_and_ecg() {
-    let meta = load_json("outputs.json");
-    let all_outputs = reference_outputs();
+    let meta = REFERENCES.json("outputs.json");
+    let all_outputs = REFERENCES.outputs();
     let excerpts: Vec<(String, Excerpt)> = meta["excerpts"]
         .as_object()
         .expect("excerpts")
@@ -275,7 +202,7 @@ fn outputs_equal_scipy_sosfilt_on_real_eeg_and_ecg() {
 }
 
 fn eeg_excerpt() -> Excerpt {
-    read_excerpt(&load_json("outputs.json")["excerpts"]["eeg"])
+    read_excerpt(&REFERENCES.json("outputs.json")["excerpts"]["eeg"])
 }
 
 /// Band-pass then notch, and a warm-started high-pass: the SIMD kernel, its
@@ -299,13 +226,6 @@ fn framing_chain() -> Vec<IirFilter> {
         IirFilter::new(notch, ChannelSelection::All, false),
         IirFilter::new(highpass, ChannelSelection::All, true),
     ]
-}
-
-fn same_bits(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()))
 }
 
 #[test]
@@ -371,21 +291,6 @@ proptest! {
     }
 }
 
-/// The generator of the script: uniform in [-0.5, 0.5), as f32.
-fn splitmix64(seed: u64, n: usize) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E3779B97F4A7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-            z ^= z >> 31;
-            ((z >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32
-        })
-        .collect()
-}
-
 /// The same high-pass with f32 coefficients and state (the choice we did not
 /// make), for comparison.
 fn f32_state_highpass(sections: &[[f64; 6]], input: &[f32]) -> Vec<f32> {
@@ -408,7 +313,7 @@ fn f32_state_highpass(sections: &[[f64; 6]], input: &[f32]) -> Vec<f32> {
 
 #[test]
 fn one_hour_of_a_0_1_hz_high_pass_at_1_khz_stays_on_scipy() {
-    let meta = load_json("outputs.json");
+    let meta = REFERENCES.json("outputs.json");
     let case = &meta["stability"];
     let n = case["samples"].as_u64().expect("samples") as usize;
     let (offset, scale) = (number(&case["offset"]) as f32, number(&case["scale"]) as f32);

@@ -17,7 +17,10 @@
 //! - framing: both give bitwise the same output for 1, 7 and 40 ms frames
 //!   from the file source and for the whole record.
 
-use std::path::{Path, PathBuf};
+mod dsp_common;
+
+use dsp_common::*;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,24 +37,7 @@ use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operat
 const MAX_RELATIVE_RMS_ERROR: f64 = 1e-5;
 const MAX_TAP_ERROR: f64 = 1e-12;
 const MAX_MINIMUM_PHASE_ERROR: f64 = 1e-9;
-
-fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/fir")
-}
-
-fn load_json(name: &str) -> Value {
-    let path = reference_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("reference JSON")
-}
-
-fn number(value: &Value) -> f64 {
-    value.as_f64().expect("a number")
-}
-
-fn numbers(value: &Value) -> Vec<f64> {
-    value.as_array().expect("an array").iter().map(number).collect()
-}
+const REFERENCES: References = References("fir");
 
 fn band_of(entry: &Value) -> Band {
     let edges = numbers(&entry["cutoff_hz"]);
@@ -102,7 +88,7 @@ fn worst_difference(ours: &[f64], theirs: &[f64]) -> f64 {
 
 #[test]
 fn designs_equal_scipy_firwin_kaiserord_and_minimum_phase() {
-    let designs = load_json("designs.json");
+    let designs = REFERENCES.json("designs.json");
     let firwin = designs["firwin"].as_array().expect("firwin");
     assert!(firwin.len() > 100);
     for entry in firwin {
@@ -141,46 +127,6 @@ fn designs_equal_scipy_firwin_kaiserord_and_minimum_phase() {
         assert!(error <= MAX_MINIMUM_PHASE_ERROR, "{error:e} in {entry}");
     }
     eprintln!("minimum_phase: worst tap difference from SciPy {worst:e}");
-}
-
-struct Excerpt {
-    specs: Vec<ChannelSpec>,
-    channels: Vec<Vec<f32>>,
-}
-
-fn read_excerpt(meta: &Value) -> Excerpt {
-    let path = shared_data::require(meta["recording"].as_str().expect("recording"));
-    let mut reader = readers::open(&path).expect("open recording");
-    let header = reader.header().clone();
-    let all = readers::read_to_end(reader.as_mut()).expect("read");
-    let len = meta["samples_per_channel"].as_u64().expect("length") as usize;
-    let mut specs = Vec::new();
-    let mut channels = Vec::new();
-    for name in meta["channels"].as_array().expect("channels") {
-        let name = name.as_str().expect("channel name");
-        let index = header
-            .signals
-            .iter()
-            .position(|s| s.name == name)
-            .expect("channel");
-        specs.push(header.signals[index].channel_spec());
-        channels.push(all[index][..len].to_vec());
-    }
-    for (channel, first) in channels
-        .iter()
-        .zip(meta["first_samples"].as_array().expect("first"))
-    {
-        let expected: Vec<f32> = numbers(first).iter().map(|&x| x as f32).collect();
-        assert_eq!(
-            channel[..expected.len()],
-            expected[..],
-            "input differs from the script's"
-        );
-    }
-    let sum: f64 = channels.iter().flatten().map(|&x| f64::from(x)).sum();
-    let expected_sum = number(&meta["sum"]);
-    assert!((sum - expected_sum).abs() <= 1e-9 * expected_sum.abs().max(1.0));
-    Excerpt { specs, channels }
 }
 
 fn frames(excerpt: &Excerpt, size: usize) -> Vec<Frame> {
@@ -238,23 +184,6 @@ fn joined(frames: &[Frame], channels: usize) -> Vec<Vec<f32>> {
     joined
 }
 
-fn relative_rms_error(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len());
-    let (error, power) = ours.iter().zip(reference).fold((0.0, 0.0), |(e, p), (&y, &r)| {
-        let (y, r) = (f64::from(y), f64::from(r));
-        (e + (y - r) * (y - r), p + r * r)
-    });
-    (error / power).sqrt()
-}
-
-fn reference_outputs() -> Vec<f32> {
-    let bytes = std::fs::read(reference_dir().join("outputs.f32")).expect("outputs.f32");
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn excerpts(meta: &Value) -> Vec<(String, Excerpt)> {
     meta["excerpts"]
         .as_object()
@@ -271,8 +200,8 @@ fn find<'a>(excerpts: &'a [(String, Excerpt)], case: &Value) -> &'a Excerpt {
 
 #[test]
 fn fir_outputs_equal_scipy_lfilter_on_real_eeg_and_ecg() {
-    let meta = load_json("outputs.json");
-    let all = reference_outputs();
+    let meta = REFERENCES.json("outputs.json");
+    let all = REFERENCES.outputs();
     let excerpts = excerpts(&meta);
     let cases = meta["fir"].as_array().expect("fir cases");
     assert!(cases.len() >= 6);
@@ -357,8 +286,8 @@ fn check_resampled(name: &str, frames: &[Frame], reference: &[&[f32]], rate_in: 
 
 #[test]
 fn resampled_outputs_equal_scipy_resample_poly_shifted_by_the_delay() {
-    let meta = load_json("outputs.json");
-    let all = reference_outputs();
+    let meta = REFERENCES.json("outputs.json");
+    let all = REFERENCES.outputs();
     let excerpts = excerpts(&meta);
     for case in meta["resample"].as_array().expect("resample cases") {
         let excerpt = find(&excerpts, case);
@@ -416,28 +345,6 @@ fn to_hz_picks_the_factors_of_common_conversions() {
     let mut resample = Resample::new(ResampleFactors::ToHz(16_000.0));
     let (up, down, rate, delay) = resample.plan(44_100.0).expect("plan");
     assert_eq!((up, down, rate, delay), (160, 441, 16_000.0, 10));
-}
-
-/// The generator of make_filter_references.py: uniform in [-0.5, 0.5), as f32.
-fn splitmix64(seed: u64, n: usize) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E3779B97F4A7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-            z ^= z >> 31;
-            ((z >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32
-        })
-        .collect()
-}
-
-fn same_bits(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()))
 }
 
 /// A direct FIR, an overlap-save FIR and a 128 -> 100 Hz resampler in a chain.
@@ -580,7 +487,7 @@ proptest::proptest! {
     /// the whole excerpt in one frame.
     #[test]
     fn output_is_bitwise_identical_for_random_cuts(sizes in proptest::collection::vec(1usize..300, 1..40)) {
-        let meta = load_json("outputs.json");
+        let meta = REFERENCES.json("outputs.json");
         let excerpt = read_excerpt(&meta["excerpts"]["eeg"]);
         let len = excerpt.channels[0].len();
         let (whole, _) = run_chain(frames_cut(&excerpt, &[len]));

@@ -7,7 +7,10 @@
 //! must be within a relative RMS error of 1e-5 per channel, and bitwise the
 //! same for frames of 1, 7 and 5 (40 ms) samples and the whole excerpt.
 
-use std::path::{Path, PathBuf};
+mod dsp_common;
+
+use dsp_common::*;
+
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -16,23 +19,7 @@ use sigfab_operators::montage::{Montage, MontageConfig, MontageKind};
 use sigfab_operators::{ChannelLayout, Frame, Item, Modality, Operator, Output};
 
 const MAX_RELATIVE_RMS_ERROR: f64 = 1e-5;
-
-fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/montage")
-}
-
-fn meta() -> Value {
-    let text = std::fs::read_to_string(reference_dir().join("outputs.json")).expect("outputs.json");
-    serde_json::from_str(&text).expect("JSON")
-}
-
-fn reference_outputs() -> Vec<f32> {
-    let bytes = std::fs::read(reference_dir().join("outputs.f32")).expect("outputs.f32");
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
+const REFERENCES: References = References("montage");
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -163,19 +150,10 @@ fn run(
     joined
 }
 
-fn relative_rms_error(ours: &[f32], reference: &[f32]) -> f64 {
-    assert_eq!(ours.len(), reference.len());
-    let (error, power) = ours.iter().zip(reference).fold((0.0, 0.0), |(e, p), (&y, &r)| {
-        let (y, r) = (f64::from(y), f64::from(r));
-        (e + (y - r) * (y - r), p + r * r)
-    });
-    (error / power).sqrt()
-}
-
 #[test]
 fn montages_equal_numpy_on_real_eeg_for_any_framing() {
-    let meta = meta();
-    let all = reference_outputs();
+    let meta = REFERENCES.json("outputs.json");
+    let all = REFERENCES.outputs();
     let (layout, channels) = excerpt(&meta);
     let len = channels[0].len();
     let cases = meta["cases"].as_array().expect("cases");

@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use sigfab_benches::{
-    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording,
+    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording, speedup,
     with_raw_samples,
 };
 use sigfab_engine::shared_data;
@@ -122,15 +122,13 @@ fn main() {
     println!("| case | median ms | channel-windows/s (median) | (best run) | vs SciPy (median) | (best) |");
     println!("|---|---:|---:|---:|---:|---:|");
     let rate_of = |seconds: f64| windows as f64 / seconds;
-    let ratio =
-        |ours: f64, theirs: Option<f64>| theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours));
     println!(
         "| ours, band_powers operator, 40 ms frames | {:.1} | {:.0} | {:.0} | {} | {} |",
         median * 1e3,
         rate_of(median),
         rate_of(best),
-        ratio(median, scipy.map(|s| s.0)),
-        ratio(best, scipy.map(|s| s.1)),
+        speedup(median, scipy.map(|s| s.0)),
+        speedup(best, scipy.map(|s| s.1)),
     );
     match scipy {
         Some((m, b)) => println!(

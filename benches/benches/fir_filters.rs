@@ -12,7 +12,8 @@
 use std::path::Path;
 
 use sigfab_benches::{
-    frames_of, median_and_best_time, pin_to_one_core, python_numbers, read_recording, with_raw_samples,
+    frames_of, median_and_best_time, pin_to_one_core, python_numbers, read_recording, speedup,
+    with_raw_samples,
 };
 use sigfab_engine::shared_data;
 use sigfab_operators::filters::design::Band;
@@ -121,7 +122,7 @@ fn main() {
             if direct <= fft { "direct" } else { "overlap-save" },
             fmt(peer.map(|p| p.0)),
             fmt(peer.map(|p| p.1)),
-            peer.map_or("n/a".into(), |p| format!("{:.1}x", p.0 / direct.min(fft))),
+            speedup(direct.min(fft), peer.map(|p| p.0)),
         );
     }
     println!("\nresample_poly-equal polyphase resampling, same frames");
@@ -137,7 +138,7 @@ fn main() {
             "| {up}/{down} | {:.1} | {} | {} |",
             rate_of(ours),
             peer.map_or("n/a".into(), |p| format!("{:.1}", rate_of(p))),
-            peer.map_or("n/a".into(), |p| format!("{:.1}x", p / ours)),
+            speedup(ours, peer),
         );
     }
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use sigfab_benches::{
-    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording,
+    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording, speedup,
     with_raw_samples,
 };
 use sigfab_engine::shared_data;
@@ -119,16 +119,13 @@ fn main() {
             .map(Some)
             .collect();
         let (median, best) = time_chain(*kernel, &mut frames);
-        let ratio = |ours: f64, theirs: Option<f64>| {
-            theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours))
-        };
         println!(
             "| {name} | {:.3} | {:.0} | {:.0} | {} | {} |",
             median * 1e3,
             per_second(median) / 1e6,
             per_second(best) / 1e6,
-            ratio(median, scipy.map(|s| s.0)),
-            ratio(best, scipy.map(|s| s.1)),
+            speedup(median, scipy.map(|s| s.0)),
+            speedup(best, scipy.map(|s| s.1)),
         );
     }
     match scipy {

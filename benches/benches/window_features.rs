@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use sigfab_benches::{
-    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording,
+    frames_of, median_and_best_time, pin_to_one_core, python_median_and_best, read_recording, speedup,
     with_raw_samples,
 };
 use sigfab_engine::shared_data;
@@ -89,10 +89,6 @@ fn time_features_peer(raw: &Path, channels: usize) -> Option<(f64, f64)> {
     python_median_and_best(&script)
 }
 
-fn ratio(ours: f64, theirs: Option<f64>) -> String {
-    theirs.map_or("n/a".to_string(), |t| format!("{:.1}x", t / ours))
-}
-
 fn main() {
     let pinned = pin_to_one_core();
     println!(
@@ -140,8 +136,8 @@ fn main() {
         median * 1e3,
         rtf(median),
         rtf(best),
-        ratio(median, peer.map(|p| p.0)),
-        ratio(best, peer.map(|p| p.1)),
+        speedup(median, peer.map(|p| p.0)),
+        speedup(best, peer.map(|p| p.1)),
     );
     match peer {
         Some((m, b)) => println!(
@@ -183,8 +179,8 @@ fn main() {
         tm * 1e3,
         per_s(tm),
         per_s(tb),
-        ratio(tm, peer.map(|p| p.0)),
-        ratio(tb, peer.map(|p| p.1)),
+        speedup(tm, peer.map(|p| p.0)),
+        speedup(tb, peer.map(|p| p.1)),
     );
     println!(
         "| ours, signal_quality (incl. Welch line-noise ratio) | {:.1} | {:.0} | {:.0} | | |",

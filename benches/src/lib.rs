@@ -130,3 +130,9 @@ pub fn python_median_and_best(script: &str) -> Option<(f64, f64)> {
         _ => None,
     }
 }
+
+/// How many times faster than the peer, as printed in the tables
+/// ("4.3x"), or "n/a" when the peer did not run.
+pub fn speedup(ours_seconds: f64, peer_seconds: Option<f64>) -> String {
+    peer_seconds.map_or("n/a".to_string(), |peer| format!("{:.1}x", peer / ours_seconds))
+}

@@ -117,14 +117,7 @@ impl FirFilter {
     }
 
     fn build(&self, layout: &ChannelLayout) -> Result<Vec<(usize, Kernel)>, Cow<'static, str>> {
-        let selected: Vec<usize> = match &self.selection {
-            ChannelSelection::All => (0..layout.len()).collect(),
-            ChannelSelection::Named(names) => names
-                .iter()
-                .map(|n| layout.index_of(n))
-                .collect::<Option<_>>()
-                .ok_or(Cow::Borrowed("frame lacks a channel named in fir.channels"))?,
-        };
+        let selected = self.selection.indices(layout, "fir")?;
         let mut designs: Vec<(f64, Arc<[f64]>, Option<FftPlan>)> = Vec::new();
         let mut kernels = Vec::with_capacity(selected.len());
         for index in selected {

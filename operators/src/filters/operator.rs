@@ -63,6 +63,21 @@ pub enum ChannelSelection {
     Named(Vec<String>),
 }
 
+impl ChannelSelection {
+    /// The selected channels' indices in `layout`, in selection order; the
+    /// error names `operator`'s `channels` setting, never a channel.
+    pub fn indices(&self, layout: &ChannelLayout, operator: &str) -> Result<Vec<usize>, Cow<'static, str>> {
+        match self {
+            ChannelSelection::All => Ok((0..layout.len()).collect()),
+            ChannelSelection::Named(names) => names
+                .iter()
+                .map(|n| layout.index_of(n))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Cow::from(format!("frame lacks a channel named in {operator}.channels"))),
+        }
+    }
+}
+
 /// The banks for one layout, or why that layout cannot be filtered.
 type Banks = Result<Vec<RateBank>, Cow<'static, str>>;
 
@@ -159,14 +174,7 @@ impl IirFilter {
 impl FilterConfig {
     fn build(&self, layout: &ChannelLayout) -> Banks {
         let name = self.design.operator_name();
-        let selected: Vec<usize> = match &self.selection {
-            ChannelSelection::All => (0..layout.len()).collect(),
-            ChannelSelection::Named(names) => names
-                .iter()
-                .map(|n| layout.index_of(n))
-                .collect::<Option<_>>()
-                .ok_or_else(|| Cow::from(format!("frame lacks a channel named in {name}.channels")))?,
-        };
+        let selected = self.selection.indices(layout, name)?;
         let mut by_rate: Vec<(f64, Vec<usize>)> = Vec::new();
         for index in selected {
             let rate = layout.channels[index].sample_rate;

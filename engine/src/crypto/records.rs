@@ -152,20 +152,17 @@ impl RecordSealer {
     /// Seals `plaintext` as record `sequence` of `stream`. Sequences must strictly increase
     /// per stream.
     pub fn seal(&mut self, stream: &str, sequence: u64, plaintext: &[u8]) -> Result<Vec<u8>, RecordError> {
-        if !self.streams.contains_key(stream) {
-            let state = self.fresh_state(stream)?;
-            self.streams.insert(stream.to_string(), state);
-        }
-        let rotate = self.streams.get(stream).is_some_and(|s| s.sealed >= self.limit);
-        if rotate {
+        // A new stream, or one at its record limit (rotation), gets a fresh key; a rotated
+        // stream keeps its last sequence so numbers still only increase.
+        let current = self.streams.get(stream);
+        if current.is_none_or(|s| s.sealed >= self.limit) {
+            let last = current.and_then(|s| s.last);
             let mut state = self.fresh_state(stream)?;
-            state.last = self.streams.get(stream).and_then(|s| s.last);
+            state.last = last;
             self.streams.insert(stream.to_string(), state);
         }
         let (schema, key_version) = (self.schema, self.key_version);
-        let Some(state) = self.streams.get_mut(stream) else {
-            unreachable!("inserted above")
-        };
+        let state = self.streams.get_mut(stream).ok_or(RecordError::Crypto)?;
         if let Some(last) = state.last {
             if sequence <= last {
                 return Err(RecordError::SequenceNotIncreasing { sequence, last });

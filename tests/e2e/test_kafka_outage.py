@@ -23,9 +23,15 @@ from wire import decode
 pytestmark = pytest.mark.engine_kafka
 
 METRICS_AT = re.compile(r"metrics on (http://\S+)/metrics")
-# Shorter than the consumer's 10 s session, so the member keeps its partition;
-# long enough for several reconnect attempts with backoff.
+# Long enough for several reconnect attempts with backoff, and well inside
+# SESSION_TIMEOUT_MS, so the member keeps its partition: this test is about
+# riding out a broker outage, not about a rebalance (tansu may assign a
+# rejoining member nothing after its session expired; see the blocked note on
+# issue 3). Under CI load the real outage has run ~2 s past OUTAGE_S and the
+# engine's default 10 s session expired, so the pipeline here sets 30 s, as a
+# deployment that must ride out broker restarts would.
 OUTAGE_S = 8
+SESSION_TIMEOUT_MS = 30000
 
 
 @pytest.fixture
@@ -58,7 +64,11 @@ def test_broker_down_at_start_and_away_for_a_while(outage_broker, unique, sigfab
     for topic in (source, dead_letters, out):
         create_topic(broker, topic, 1)
     outage_broker.proxy.down()
-    yaml = "settings:\n  metrics_listen: 127.0.0.1:0\n" + pipeline(broker, source, group, dead_letters, out)
+    riding_out_restarts = f'      properties: {{ session.timeout.ms: "{SESSION_TIMEOUT_MS}" }}\n'
+    yaml = "settings:\n  metrics_listen: 127.0.0.1:0\n" + pipeline(broker, source, group, dead_letters, out).replace(
+        "      commit_interval: 100ms\n", "      commit_interval: 100ms\n" + riding_out_restarts
+    )
+    assert riding_out_restarts in yaml, "the session setting must reach the pipeline"
     engine = run_engine(yaml, name="outage")
     url = base_url(engine)
 

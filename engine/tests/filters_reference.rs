@@ -150,7 +150,18 @@ fn run_chain(operators: &mut [IirFilter], frames: Vec<Frame>, channels: usize) -
     joined
 }
 
-fn chain(stages: &[Value], warm_start: bool, kernel: Kernel) -> Vec<IirFilter> {
+/// The stages as a chain of operators, one per stage, or (`fused`) as one
+/// `iir` cascade.
+fn chain(stages: &[Value], warm_start: bool, kernel: Kernel, fused: bool) -> Vec<IirFilter> {
+    if fused {
+        let designs = stages.iter().map(design_of).collect();
+        return vec![IirFilter::cascade(
+            designs,
+            ChannelSelection::All,
+            warm_start,
+            kernel,
+        )];
+    }
     stages
         .iter()
         .map(|stage| IirFilter::with_kernel(design_of(stage), ChannelSelection::All, warm_start, kernel))
@@ -180,11 +191,19 @@ fn outputs_equal_scipy_sosfilt_on_real_eeg_and_ecg() {
         let len = excerpt.channels[0].len();
         let stages = case["stages"].as_array().expect("stages");
         let warm = case["warm_start"].as_bool().expect("warm_start");
-        for kernel in [Kernel::detect(), Kernel::portable()] {
+        let shapes: &[bool] = if stages.len() > 1 {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for (kernel, &fused) in [Kernel::detect(), Kernel::portable()]
+            .into_iter()
+            .flat_map(|k| shapes.iter().map(move |f| (k, f)))
+        {
             // 40 ms frames at the excerpt's rate, as a live pipeline cuts them.
             let frame_len = (excerpt.specs[0].sample_rate * 0.040).round() as usize;
             let ours = run_chain(
-                &mut chain(stages, warm, kernel),
+                &mut chain(stages, warm, kernel, fused),
                 frames(excerpt, &[frame_len]),
                 excerpt.channels.len(),
             );
@@ -193,8 +212,13 @@ fn outputs_equal_scipy_sosfilt_on_real_eeg_and_ecg() {
                 let error = relative_rms_error(channel, reference);
                 assert!(
                     error <= MAX_RELATIVE_RMS_ERROR,
-                    "{name}, channel {c}, {}: relative RMS error {error:e}",
-                    kernel.name()
+                    "{name}, channel {c}, {}, {}: relative RMS error {error:e}",
+                    kernel.name(),
+                    if fused {
+                        "one iir cascade"
+                    } else {
+                        "one operator per stage"
+                    }
                 );
             }
         }
@@ -205,8 +229,9 @@ fn eeg_excerpt() -> Excerpt {
     read_excerpt(&REFERENCES.json("outputs.json")["excerpts"]["eeg"])
 }
 
-/// Band-pass then notch, and a warm-started high-pass: the SIMD kernel, its
-/// scalar leftovers and the gap path all take part.
+/// Band-pass then notch, and a warm-started high-pass, then all three again
+/// as one warm-started cascade: the SIMD kernel, its scalar leftovers and
+/// the gap path all take part.
 fn framing_chain() -> Vec<IirFilter> {
     let bandpass = IirDesign::Butterworth {
         order: 4,
@@ -221,10 +246,17 @@ fn framing_chain() -> Vec<IirFilter> {
         order: 2,
         band: Band::Highpass(1.0),
     };
+    let kernel = Kernel::detect();
     vec![
-        IirFilter::new(bandpass, ChannelSelection::All, false),
-        IirFilter::new(notch, ChannelSelection::All, false),
-        IirFilter::new(highpass, ChannelSelection::All, true),
+        IirFilter::new(bandpass.clone(), ChannelSelection::All, false),
+        IirFilter::new(notch.clone(), ChannelSelection::All, false),
+        IirFilter::new(highpass.clone(), ChannelSelection::All, true),
+        IirFilter::cascade(
+            vec![highpass, bandpass, notch],
+            ChannelSelection::All,
+            true,
+            kernel,
+        ),
     ]
 }
 

@@ -69,6 +69,7 @@ fn signature(kind: &OperatorKind) -> Signature {
         | OperatorKind::Validate(_)
         | OperatorKind::Butterworth(_)
         | OperatorKind::Notch(_)
+        | OperatorKind::Iir(_)
         | OperatorKind::Fir(_)
         | OperatorKind::Resample(_)
         | OperatorKind::Montage(_) => Signature::FramesTo(ItemKind::Frame),
@@ -573,8 +574,15 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
                     }
                 }
             }
-            OperatorKind::Butterworth(b) => check_butterworth(b, &mut fail),
-            OperatorKind::Notch(n) => check_notch(n, &mut fail),
+            OperatorKind::Butterworth(b) => {
+                check_butterworth("butterworth", b.kind, &b.order, &b.cutoff_hz, &mut fail);
+                check_filter_channels(&b.channels, "butterworth", &mut fail);
+            }
+            OperatorKind::Notch(n) => {
+                check_notch("notch", &n.frequency_hz, &n.q, &n.harmonics, &mut fail);
+                check_filter_channels(&n.channels, "notch", &mut fail);
+            }
+            OperatorKind::Iir(i) => check_iir(i, &mut fail),
             OperatorKind::BandPowers(b) => check_band_powers(b, &mut fail),
             OperatorKind::EcgBeats(e) => check_ecg_beats(e, &mut fail),
             OperatorKind::Pulses(p) => check_channel_name(&p.channel, "pulses.channel", &mut fail),
@@ -601,18 +609,23 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
 const MAX_BUTTERWORTH_ORDER: u32 = 32;
 const MAX_NOTCH_HARMONICS: u32 = 20;
 
-fn check_butterworth(spec: &ButterworthSpec, fail: &mut impl FnMut(Pos, String)) {
-    let order = &spec.order;
+/// A Butterworth design's fields; `field` names them in messages
+/// (`butterworth`, or `iir.stages[i].butterworth`).
+fn check_butterworth(
+    field: &str,
+    kind: FilterKind,
+    order: &Located<u32>,
+    cutoff: &Located<Cutoff>,
+    fail: &mut impl FnMut(Pos, String),
+) {
     if order.value == 0 || order.value > MAX_BUTTERWORTH_ORDER {
         let message = format!(
-            "butterworth.order must be between 1 and {MAX_BUTTERWORTH_ORDER}, not {}",
+            "{field}.order must be between 1 and {MAX_BUTTERWORTH_ORDER}, not {}",
             order.value
         );
         fail(order.pos, message);
     }
-    let cutoff = &spec.cutoff_hz;
     let frequencies = cutoff.value.frequencies();
-    let kind = spec.kind;
     if frequencies.len() != kind.edges() {
         let expected = if kind.edges() == 1 {
             "one frequency"
@@ -621,55 +634,83 @@ fn check_butterworth(spec: &ButterworthSpec, fail: &mut impl FnMut(Pos, String))
         };
         fail(
             cutoff.pos,
-            format!(
-                "butterworth.cutoff_hz of a {} filter takes {expected}",
-                kind.as_str()
-            ),
+            format!("{field}.cutoff_hz of a {} filter takes {expected}", kind.as_str()),
         );
     } else if let Some(bad) = frequencies.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
         fail(
             cutoff.pos,
-            format!("butterworth.cutoff_hz must be positive numbers of Hz, not {bad}"),
+            format!("{field}.cutoff_hz must be positive numbers of Hz, not {bad}"),
         );
     } else if let [low, high] = frequencies {
         if low >= high {
             fail(
                 cutoff.pos,
-                format!("butterworth.cutoff_hz must be [low, high] with low < high, not [{low}, {high}]"),
+                format!("{field}.cutoff_hz must be [low, high] with low < high, not [{low}, {high}]"),
             );
         }
     }
-    check_filter_channels(&spec.channels, "butterworth", fail);
 }
 
-fn check_notch(spec: &NotchSpec, fail: &mut impl FnMut(Pos, String)) {
-    let frequency = &spec.frequency_hz;
+/// A notch's fields; `field` names them in messages.
+fn check_notch(
+    field: &str,
+    frequency: &Located<f64>,
+    q: &Located<f64>,
+    harmonics: &Located<u32>,
+    fail: &mut impl FnMut(Pos, String),
+) {
     if frequency.value != 50.0 && frequency.value != 60.0 {
         fail(
             frequency.pos,
             format!(
-                "notch.frequency_hz is the mains frequency, 50 or 60, not {}",
+                "{field}.frequency_hz is the mains frequency, 50 or 60, not {}",
                 frequency.value
             ),
         );
     }
-    let q = &spec.q;
     if !(q.value.is_finite() && q.value > 0.0) {
         fail(
             q.pos,
-            format!("notch.q must be a positive number, not {}", q.value),
+            format!("{field}.q must be a positive number, not {}", q.value),
         );
     }
-    if spec.harmonics.value > MAX_NOTCH_HARMONICS {
+    if harmonics.value > MAX_NOTCH_HARMONICS {
         fail(
-            spec.harmonics.pos,
+            harmonics.pos,
             format!(
-                "notch.harmonics must be at most {MAX_NOTCH_HARMONICS}, not {}",
-                spec.harmonics.value
+                "{field}.harmonics must be at most {MAX_NOTCH_HARMONICS}, not {}",
+                harmonics.value
             ),
         );
     }
-    check_filter_channels(&spec.channels, "notch", fail);
+}
+
+fn check_iir(spec: &IirSpec, fail: &mut impl FnMut(Pos, String)) {
+    if spec.stages.value.is_empty() {
+        fail(
+            spec.stages.pos,
+            "iir.stages lists no stage; give at least one butterworth or notch".into(),
+        );
+    }
+    for (i, stage) in spec.stages.value.iter().enumerate() {
+        match stage {
+            IirStageSpec::Butterworth(b) => check_butterworth(
+                &format!("iir.stages[{i}].butterworth"),
+                b.kind,
+                &b.order,
+                &b.cutoff_hz,
+                fail,
+            ),
+            IirStageSpec::Notch(n) => check_notch(
+                &format!("iir.stages[{i}].notch"),
+                &n.frequency_hz,
+                &n.q,
+                &n.harmonics,
+                fail,
+            ),
+        }
+    }
+    check_filter_channels(&spec.channels, "iir", fail);
 }
 
 fn check_band_powers(spec: &BandPowersSpec, fail: &mut impl FnMut(Pos, String)) {
@@ -1283,6 +1324,32 @@ fn check_filter_rates(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec
     let first_operator = spec.sources.0.len();
     for (index, node) in spec.operators.0.iter().enumerate() {
         let Ok(kind) = &node.kind else { continue };
+        if let OperatorKind::Iir(iir) = &kind.value {
+            for (i, stage) in iir.stages.value.iter().enumerate() {
+                let (field, frequencies, pos) = match stage {
+                    IirStageSpec::Butterworth(b) => (
+                        format!("iir.stages[{i}].butterworth.cutoff_hz"),
+                        b.cutoff_hz.value.frequencies(),
+                        b.cutoff_hz.pos,
+                    ),
+                    IirStageSpec::Notch(n) => (
+                        format!("iir.stages[{i}].notch.frequency_hz"),
+                        std::slice::from_ref(&n.frequency_hz.value),
+                        n.frequency_hz.pos,
+                    ),
+                };
+                check_below_nyquist(
+                    spec,
+                    nodes,
+                    first_operator + index,
+                    &field,
+                    frequencies,
+                    pos,
+                    errors,
+                );
+            }
+            continue;
+        }
         let (field, frequencies, pos) = match &kind.value {
             OperatorKind::Butterworth(b) => (
                 "butterworth.cutoff_hz",
@@ -1309,24 +1376,46 @@ fn check_filter_rates(spec: &PipelineSpec, nodes: &[GraphNode], errors: &mut Vec
             },
             _ => continue,
         };
-        let Some(highest) = frequencies.iter().copied().reduce(f64::max) else {
+        check_below_nyquist(
+            spec,
+            nodes,
+            first_operator + index,
+            field,
+            &frequencies,
+            pos,
+            errors,
+        );
+    }
+}
+
+/// The highest of `frequencies` (the field at `pos` of node `id`) against
+/// the Nyquist frequency of each synthetic source upstream.
+fn check_below_nyquist(
+    spec: &PipelineSpec,
+    nodes: &[GraphNode],
+    id: usize,
+    field: &str,
+    frequencies: &[f64],
+    pos: Pos,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(highest) = frequencies.iter().copied().reduce(f64::max) else {
+        return;
+    };
+    for source in upstream_sources(nodes, id) {
+        let Ok(kind) = &spec.sources.0[nodes[source].spec_index].kind else {
             continue;
         };
-        for source in upstream_sources(nodes, first_operator + index) {
-            let Ok(kind) = &spec.sources.0[nodes[source].spec_index].kind else {
-                continue;
-            };
-            let SourceKind::Synthetic(synthetic) = &kind.value else {
-                continue;
-            };
-            let nyquist = synthetic.rate() / 2.0;
-            if highest >= nyquist {
-                let message = format!(
-                    "{field} {highest} Hz is not below the Nyquist frequency ({nyquist} Hz) of source '{}'",
-                    nodes[source].name
-                );
-                errors.push(ConfigError::new(pos, message));
-            }
+        let SourceKind::Synthetic(synthetic) = &kind.value else {
+            continue;
+        };
+        let nyquist = synthetic.rate() / 2.0;
+        if highest >= nyquist {
+            let message = format!(
+                "{field} {highest} Hz is not below the Nyquist frequency ({nyquist} Hz) of source '{}'",
+                nodes[source].name
+            );
+            errors.push(ConfigError::new(pos, message));
         }
     }
 }

@@ -240,6 +240,11 @@ pub enum OperatorKind {
     /// Causal mains notch (`scipy.signal.iirnotch`) at 50 or 60 Hz, with
     /// optional harmonics; same state and gap rules as `butterworth`.
     Notch(NotchSpec),
+    /// `butterworth` and `notch` stages run as one cascade, in one pass over
+    /// the samples: the output of the same chain of operators (up to
+    /// rounding) for little more than the cost of one. Same state and gap
+    /// rules as `butterworth`. See docs/filters.md.
+    Iir(IirSpec),
     /// De-identifies frames and records: metadata scrubbed by a policy
     /// (HIPAA Safe Harbor by default; unknown keys dropped), stream and
     /// patient ids replaced by keyed HMAC-SHA-256 pseudonyms, timestamps
@@ -319,6 +324,7 @@ impl NodeKinds for OperatorKind {
             "validate",
             "butterworth",
             "notch",
+            "iir",
             "deidentify",
             "band_powers",
             "ecg_beats",
@@ -434,6 +440,50 @@ pub struct ButterworthSpec {
     /// Channels to filter (default: all); the others pass unchanged.
     #[serde(default)]
     pub channels: Option<Located<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IirSpec {
+    /// The stages, in order; each is `butterworth: {kind, order, cutoff_hz}`
+    /// or `notch: {frequency_hz, q, harmonics}`, with the meaning those
+    /// operators give them.
+    pub stages: Located<Vec<IirStageSpec>>,
+    /// Start from the steady state of the whole cascade for the first
+    /// sample (see butterworth).
+    #[serde(default)]
+    pub warm_start: bool,
+    /// Channels to filter (default: all); the others pass unchanged.
+    #[serde(default)]
+    pub channels: Option<Located<Vec<String>>>,
+}
+
+/// One stage of an `iir` cascade.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum IirStageSpec {
+    Butterworth(ButterworthStageSpec),
+    Notch(NotchStageSpec),
+}
+
+/// A Butterworth design, as the `butterworth` operator's fields of the same names.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ButterworthStageSpec {
+    pub kind: FilterKind,
+    pub order: Located<u32>,
+    pub cutoff_hz: Located<Cutoff>,
+}
+
+/// A mains notch, as the `notch` operator's fields of the same names.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotchStageSpec {
+    pub frequency_hz: Located<f64>,
+    #[serde(default = "default_notch_q")]
+    pub q: Located<f64>,
+    #[serde(default)]
+    pub harmonics: Located<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sigfab_operators::basic::{FrameStats, Passthrough, SelectChannels, Validate, ValidateLimits};
 use sigfab_operators::filters::design::Band;
 use sigfab_operators::filters::fir::{FirDesign, FirLength, FirWindow};
+use sigfab_operators::filters::sos::Kernel;
 use sigfab_operators::filters::{
     ChannelSelection, FirFilter, FirMethod, IirDesign, IirFilter, Resample, ResampleFactors,
 };
@@ -20,10 +21,10 @@ use super::{
 use crate::ack::{AckCounter, AckStatus};
 use crate::config::graph::{Graph, Role};
 use crate::config::spec::{
-    AudioFeaturesSpec, BandPowersSpec, ButterworthSpec, Cutoff, FilterKind, FirMethodName, FirSpec,
-    FirWindowName, MontageKindName, MontageSpec, QualitySpec, ResampleSpec, TimeFeaturesSpec,
+    AudioFeaturesSpec, BandPowersSpec, Cutoff, FilterKind, FirMethodName, FirSpec, FirWindowName,
+    IirStageSpec, MontageKindName, MontageSpec, QualitySpec, ResampleSpec, TimeFeaturesSpec,
 };
-use crate::config::{LoadedPipeline, OperatorKind};
+use crate::config::{LoadedPipeline, Located, OperatorKind};
 use crate::health::Readiness;
 use crate::metrics::NodeSource;
 use crate::sinks::{self, DeadLetterWriter, SinkDriver, SinkError};
@@ -355,18 +356,20 @@ fn build_operator(
             channels: v.channels,
         })),
         OperatorKind::Butterworth(b) => Box::new(IirFilter::new(
-            butterworth_design(b),
+            butterworth_design(b.kind, &b.order, &b.cutoff_hz),
             selection(&b.channels),
             b.warm_start,
         )),
         OperatorKind::Notch(n) => Box::new(IirFilter::new(
-            IirDesign::Notch {
-                frequency: n.frequency_hz.value,
-                q: n.q.value,
-                harmonics: n.harmonics.value,
-            },
+            notch_design(&n.frequency_hz, &n.q, &n.harmonics),
             selection(&n.channels),
             n.warm_start,
+        )),
+        OperatorKind::Iir(i) => Box::new(IirFilter::cascade(
+            i.stages.value.iter().map(iir_stage_design).collect(),
+            selection(&i.channels),
+            i.warm_start,
+            Kernel::detect(),
         )),
         OperatorKind::Deidentify(d) => Box::new(crate::deid::build(pipeline, d)?),
         OperatorKind::BandPowers(b) => Box::new(BandPowers::with_windows(
@@ -603,24 +606,39 @@ fn band_powers_config(spec: &BandPowersSpec) -> BandPowersConfig {
     config
 }
 
-/// The checked spec as a design (graph.rs made sure the edges fit the kind).
-fn butterworth_design(spec: &ButterworthSpec) -> IirDesign {
-    let edges = spec.cutoff_hz.value.frequencies();
+/// The checked fields as a design (graph.rs made sure the edges fit the kind).
+fn butterworth_design(kind: FilterKind, order: &Located<u32>, cutoff: &Located<Cutoff>) -> IirDesign {
+    let edges = cutoff.value.frequencies();
     let low = edges.first().copied().unwrap_or(f64::NAN);
     let high = edges.get(1).copied().unwrap_or(f64::NAN);
-    let band = match spec.kind {
+    let band = match kind {
         FilterKind::Lowpass => Band::Lowpass(low),
         FilterKind::Highpass => Band::Highpass(low),
         FilterKind::Bandpass => Band::Bandpass(low, high),
         FilterKind::Bandstop => Band::Bandstop(low, high),
     };
     IirDesign::Butterworth {
-        order: spec.order.value as usize,
+        order: order.value as usize,
         band,
     }
 }
 
-fn selection(channels: &Option<crate::config::Located<Vec<String>>>) -> ChannelSelection {
+fn notch_design(frequency: &Located<f64>, q: &Located<f64>, harmonics: &Located<u32>) -> IirDesign {
+    IirDesign::Notch {
+        frequency: frequency.value,
+        q: q.value,
+        harmonics: harmonics.value,
+    }
+}
+
+fn iir_stage_design(stage: &IirStageSpec) -> IirDesign {
+    match stage {
+        IirStageSpec::Butterworth(b) => butterworth_design(b.kind, &b.order, &b.cutoff_hz),
+        IirStageSpec::Notch(n) => notch_design(&n.frequency_hz, &n.q, &n.harmonics),
+    }
+}
+
+fn selection(channels: &Option<Located<Vec<String>>>) -> ChannelSelection {
     match channels {
         Some(names) => ChannelSelection::Named(names.value.clone()),
         None => ChannelSelection::All,

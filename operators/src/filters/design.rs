@@ -64,6 +64,8 @@ pub enum DesignError {
     BadQuality { q: f64 },
     #[error("a section has a pole at z = 1, so it has no steady state")]
     NoSteadyState,
+    #[error("a section's numerator starts with 0 (a pure delay), which the filter kernels do not run")]
+    ZeroLeadingCoefficient,
 }
 
 /// `scipy.signal.butter(order, edges, btype, fs=sample_rate, output='sos')`.

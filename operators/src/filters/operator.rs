@@ -106,7 +106,8 @@ pub struct IirFilter {
 /// What the operator was asked for.
 #[derive(Debug)]
 struct FilterConfig {
-    design: IirDesign,
+    /// Run one after the other, in one pass over the samples.
+    designs: Vec<IirDesign>,
     selection: ChannelSelection,
     warm_start: bool,
     kernel: Kernel,
@@ -133,9 +134,21 @@ impl IirFilter {
         warm_start: bool,
         kernel: Kernel,
     ) -> Self {
+        Self::cascade(vec![design], selection, warm_start, kernel)
+    }
+
+    /// Several designs run as one cascade: the same result as a chain of
+    /// filters (up to rounding), in one pass over the samples, which is
+    /// what makes a band-pass plus notch cheap (docs/filters.md).
+    pub fn cascade(
+        designs: Vec<IirDesign>,
+        selection: ChannelSelection,
+        warm_start: bool,
+        kernel: Kernel,
+    ) -> Self {
         Self {
             config: FilterConfig {
-                design,
+                designs,
                 selection,
                 warm_start,
                 kernel,
@@ -172,8 +185,25 @@ impl IirFilter {
 }
 
 impl FilterConfig {
+    /// The operator type that the errors name.
+    fn operator_name(&self) -> &'static str {
+        match &self.designs[..] {
+            [single] => single.operator_name(),
+            _ => "iir",
+        }
+    }
+
+    /// All designs' sections for one sample rate, in order.
+    fn sections(&self, sample_rate: f64) -> Result<Vec<Biquad>, DesignError> {
+        let mut sections = Vec::new();
+        for design in &self.designs {
+            sections.extend(design.sections(sample_rate)?);
+        }
+        Ok(sections)
+    }
+
     fn build(&self, layout: &ChannelLayout) -> Banks {
-        let name = self.design.operator_name();
+        let name = self.operator_name();
         let selected = self.selection.indices(layout, name)?;
         let mut by_rate: Vec<(f64, Vec<usize>)> = Vec::new();
         for index in selected {
@@ -188,7 +218,7 @@ impl FilterConfig {
             .map(|(rate, channels)| {
                 let design_error =
                     |e: DesignError| Cow::from(format!("{name} cannot be designed for {rate} Hz: {e}"));
-                let sections = self.design.sections(rate).map_err(design_error)?;
+                let sections = self.sections(rate).map_err(design_error)?;
                 let bank = ChannelBank::new(&sections, channels.len(), self.warm_start, self.kernel)
                     .map_err(design_error)?;
                 Ok(RateBank {

@@ -76,26 +76,94 @@ impl Kernel {
     }
 }
 
-/// One section as the kernels use it: the feedback coefficients negated so
-/// every update is a multiply-add.
-#[derive(Clone, Copy, Debug, Default)]
-struct Section {
-    b0: f64,
-    b1: f64,
-    b2: f64,
-    neg_a1: f64,
-    neg_a2: f64,
+/// How a section's normalised numerator `[1, c1, c2]` is computed. All four
+/// give the same bits as the general formula (with FMA): `c2 = 1` makes
+/// `c2·x` exact, and `c1 = ±2` makes `fma(c1, x, z2)` equal `z2 ± (x + x)`,
+/// since `x + x` is exact. The special forms only move work from the FMA
+/// units to the adders: Butterworth sections have zeros at z = ±1
+/// (`[1, ±2, 1]`), notches and band-stops palindromic numerators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum Numerator {
+    /// `[1, 2, 1]`: a double zero at z = −1 (low-pass sections).
+    DoubleZeroAtMinusOne,
+    /// `[1, −2, 1]`: a double zero at z = 1 (high-pass sections).
+    DoubleZeroAtOne,
+    /// `[1, c1, 1]`: zeros on the unit circle or reciprocal (notches).
+    Palindromic,
+    #[default]
+    General,
 }
 
-impl From<&Biquad> for Section {
-    fn from(biquad: &Biquad) -> Self {
-        Section {
-            b0: biquad.b[0],
-            b1: biquad.b[1],
-            b2: biquad.b[2],
-            neg_a1: -biquad.a[1],
-            neg_a2: -biquad.a[2],
+/// One section as the kernels run it, its numerator divided by `b0` (the
+/// cascade's gain, the product of the `b0`s, scales the input once):
+/// `y = x + z1; z1 ← c1·x + z2 − a1·y; z2 ← c2·x − a2·y`. The feedback
+/// coefficients are negated so every update is a multiply-add.
+#[derive(Clone, Copy, Debug, Default)]
+struct Section {
+    c1: f64,
+    c2: f64,
+    neg_a1: f64,
+    neg_a2: f64,
+    numerator: Numerator,
+}
+
+/// A cascade in the kernels' form.
+#[derive(Clone, Debug)]
+struct Cascade {
+    /// Product of the sections' `b0`: the input is multiplied by it once.
+    gain: f64,
+    sections: Vec<Section>,
+    /// `sosfilt_zi` of the normalised cascade, per unit of (unscaled)
+    /// input, when warm-starting.
+    warm_start: Option<Vec<[f64; 2]>>,
+}
+
+impl Cascade {
+    /// Normalises each section's numerator by its `b0`. Section k of the
+    /// normalised cascade sees its original input times the product of
+    /// `b0` from k on, so its state is the original state times the product
+    /// of the `b0`s after k.
+    fn new(biquads: &[Biquad], warm_start: bool) -> Result<Cascade, DesignError> {
+        if biquads.iter().any(|b| b.b[0] == 0.0 || !b.b[0].is_finite()) {
+            return Err(DesignError::ZeroLeadingCoefficient);
         }
+        let sections = biquads
+            .iter()
+            .map(|biquad| {
+                let [b0, b1, b2] = biquad.b;
+                let (c1, c2) = (b1 / b0, b2 / b0);
+                let numerator = match (c1, c2) {
+                    (2.0, 1.0) => Numerator::DoubleZeroAtMinusOne,
+                    (-2.0, 1.0) => Numerator::DoubleZeroAtOne,
+                    (_, 1.0) => Numerator::Palindromic,
+                    _ => Numerator::General,
+                };
+                Section {
+                    c1,
+                    c2,
+                    neg_a1: -biquad.a[1],
+                    neg_a2: -biquad.a[2],
+                    numerator,
+                }
+            })
+            .collect();
+        let warm_start = if warm_start {
+            let original = steady_state(biquads)?;
+            let mut later_gain = 1.0;
+            let mut normalised = vec![[0.0; 2]; biquads.len()];
+            for (k, zi) in original.iter().enumerate().rev() {
+                normalised[k] = [zi[0] * later_gain, zi[1] * later_gain];
+                later_gain *= biquads[k].b[0];
+            }
+            Some(normalised)
+        } else {
+            None
+        };
+        Ok(Cascade {
+            gain: biquads.iter().map(|b| b.b[0]).product(),
+            sections,
+            warm_start,
+        })
     }
 }
 
@@ -106,9 +174,7 @@ pub type Span = (usize, usize);
 #[derive(Debug, Clone)]
 pub struct ChannelBank {
     kernel: Kernel,
-    sections: Vec<Section>,
-    /// `sosfilt_zi` of the cascade for a unit input, when warm-starting.
-    warm_start: Option<Vec<[f64; 2]>>,
+    cascade: Cascade,
     channels: usize,
     /// Per group of [`LANES`] channels, per section: z1 of each lane, then z2
     /// of each lane.
@@ -120,6 +186,8 @@ pub struct ChannelBank {
     padding: Vec<f32>,
     /// One channel's state while the scalar path runs it.
     channel_state: Vec<[f64; 2]>,
+    /// Channel indices sorted by span start, for spans not in storage order.
+    order: Vec<usize>,
 }
 
 impl ChannelBank {
@@ -129,21 +197,17 @@ impl ChannelBank {
         warm_start: bool,
         kernel: Kernel,
     ) -> Result<Self, DesignError> {
-        let warm_start = if warm_start {
-            Some(steady_state(biquads)?)
-        } else {
-            None
-        };
+        let cascade = Cascade::new(biquads, warm_start)?;
         let groups = channels.div_ceil(LANES);
         Ok(ChannelBank {
             kernel,
-            sections: biquads.iter().map(Section::from).collect(),
-            warm_start,
+            cascade,
             channels,
             state: vec![0.0; groups * biquads.len() * 2 * LANES],
             restart: vec![true; channels],
             padding: Vec::new(),
             channel_state: vec![[0.0; 2]; biquads.len()],
+            order: Vec::new(),
         })
     }
 
@@ -161,39 +225,46 @@ impl ChannelBank {
     /// or `spans` does not have one entry per channel.
     pub fn process(&mut self, samples: &mut [f32], spans: &[Span]) {
         assert_eq!(spans.len(), self.channels, "one span per channel");
+        assert_disjoint_and_inside(spans, samples.len(), &mut self.order);
+        // One pass over the whole frame usually settles the gap check.
+        let all_finite = all_finite(samples);
         for (row, row_spans) in spans.chunks(CHANNELS_PER_ROW).enumerate() {
             let first_group = row * GROUPS_PER_ROW;
-            let simd_len = if self.row_fits_simd(samples, row_spans) {
+            let simd_len = if self.row_fits_simd(samples, row_spans, all_finite) {
                 self.process_row_simd(first_group, samples, row_spans)
             } else {
                 0
             };
             for (i, &(start, len)) in row_spans.iter().enumerate() {
-                let rest = &mut samples[start + simd_len..start + len];
-                self.process_channel(first_group + i / LANES, i % LANES, rest);
+                if simd_len < len {
+                    let rest = &mut samples[start + simd_len..start + len];
+                    self.process_channel(first_group + i / LANES, i % LANES, rest);
+                }
             }
         }
     }
 
     /// SIMD needs an AVX2 kernel, a cascade it takes, equal lengths and no
-    /// gap in the row.
-    fn row_fits_simd(&self, samples: &[f32], spans: &[Span]) -> bool {
-        if self.kernel == Kernel::portable() || self.sections.len() > MAX_SIMD_SECTIONS {
+    /// gap in the row (`all_finite`: none in the whole frame).
+    fn row_fits_simd(&self, samples: &[f32], spans: &[Span], all_finite: bool) -> bool {
+        if self.kernel == Kernel::portable() || self.cascade.sections.len() > MAX_SIMD_SECTIONS {
             return false;
         }
         let len = spans[0].1;
-        let all_finite = |x: &[f32]| x.iter().fold(true, |ok, x| ok & x.is_finite());
-        spans
-            .iter()
-            .all(|&(start, n)| n == len && all_finite(&samples[start..start + n]))
+        spans.iter().all(|&(_, n)| n == len)
+            && (all_finite
+                || spans
+                    .iter()
+                    .all(|&(start, n)| self::all_finite(&samples[start..start + n])))
     }
 
     /// Sets a channel's state for a restart at input `x`.
     fn restart_lane(&mut self, group: usize, lane: usize, x: f64) {
-        let size = self.sections.len() * 2 * LANES;
+        let size = self.cascade.sections.len() * 2 * LANES;
         let state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in state.chunks_exact_mut(2 * LANES).enumerate() {
             let [z1, z2] = self
+                .cascade
                 .warm_start
                 .as_ref()
                 .map_or([0.0, 0.0], |zi| [zi[s][0] * x, zi[s][1] * x]);
@@ -202,11 +273,12 @@ impl ChannelBank {
         }
     }
 
-    /// Filters up to [`CHANNELS_PER_ROW`] gap-free channels of equal length;
+    /// Filters up to [`CHANNELS_PER_ROW`] gap-free channels of equal length
+    /// (`spans` checked by `process` to be disjoint and inside `samples`);
     /// returns how many samples of each it filtered (all of them).
     fn process_row_simd(&mut self, first_group: usize, samples: &mut [f32], spans: &[Span]) -> usize {
-        let simd_len = spans[0].1;
-        if simd_len == 0 {
+        let len = spans[0].1;
+        if len == 0 {
             return 0;
         }
         for (i, &(start, _)) in spans.iter().enumerate() {
@@ -217,22 +289,35 @@ impl ChannelBank {
             }
         }
         let groups = spans.len().div_ceil(LANES);
-        let group_size = self.sections.len() * 2 * LANES;
+        let group_size = self.cascade.sections.len() * 2 * LANES;
         let state = &mut self.state[first_group * group_size..(first_group + groups) * group_size];
         let absent = groups * LANES - spans.len();
         self.padding.clear();
-        self.padding.resize(absent * simd_len, 0.0);
-        let mut channels = disjoint_channels(samples, spans, simd_len);
-        for (i, lane) in self.padding.chunks_exact_mut(simd_len).enumerate() {
-            channels[spans.len() + i] = lane;
+        self.padding.resize(absent * len, 0.0);
+        let mut channels = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
+        let base = samples.as_mut_ptr();
+        for (pointer, &(start, _)) in channels.iter_mut().zip(spans) {
+            // In bounds: `process` checked start + len <= samples.len().
+            *pointer = base.wrapping_add(start);
         }
-        run_simd(
-            self.kernel,
-            &self.sections,
-            state,
-            &mut channels[..groups * LANES],
-        );
-        simd_len
+        for (i, lane) in self.padding.chunks_exact_mut(len).enumerate() {
+            channels[spans.len() + i] = lane.as_mut_ptr();
+        }
+        let channels = Channels {
+            pointers: &channels[..groups * LANES],
+            len,
+        };
+        match self.kernel.0 {
+            KernelKind::Portable => unreachable!("the portable kernel filters channel by channel"),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the pointers are `len` samples into `samples` at spans
+            // that `process` checked are inside it and pairwise disjoint, or
+            // into `padding`, distinct from `samples`; both are borrowed
+            // mutably for this call. An Avx2Fma kernel exists only where the
+            // CPU has AVX2 and FMA.
+            KernelKind::Avx2Fma => unsafe { avx2::filter_row(&self.cascade, state, channels) },
+        }
+        len
     }
 
     /// The per-channel path: gaps, ragged groups, long cascades
@@ -241,14 +326,13 @@ impl ChannelBank {
         if samples.is_empty() {
             return;
         }
-        let size = self.sections.len() * 2 * LANES;
+        let size = self.cascade.sections.len() * 2 * LANES;
         let group_state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in group_state.chunks_exact(2 * LANES).enumerate() {
             self.channel_state[s] = [section_state[lane], section_state[LANES + lane]];
         }
         let channel = ChannelRun {
-            sections: &self.sections,
-            warm_start: self.warm_start.as_deref(),
+            cascade: &self.cascade,
             state: &mut self.channel_state,
             restart: &mut self.restart[group * LANES + lane],
         };
@@ -265,73 +349,85 @@ impl ChannelBank {
     }
 }
 
-/// The first `len` samples of each span as separate mutable slices, in span
-/// order (found by splitting the buffer in address order; panics on overlap).
-fn disjoint_channels<'a>(
-    samples: &'a mut [f32],
-    spans: &[Span],
+/// A row's channels for the SIMD kernel: each pointer starts `len` samples
+/// that no other pointer (and no live reference) reaches.
+#[derive(Clone, Copy)]
+struct Channels<'a> {
+    pointers: &'a [*mut f32],
     len: usize,
-) -> [&'a mut [f32]; CHANNELS_PER_ROW] {
-    let mut channels: [&mut [f32]; CHANNELS_PER_ROW] = std::array::from_fn(|_| &mut [][..]);
-    let mut order: [usize; CHANNELS_PER_ROW] = std::array::from_fn(|i| i);
-    let order = &mut order[..spans.len()];
-    if !order.is_sorted_by_key(|&i| spans[i].0) {
-        order.sort_unstable_by_key(|&i| spans[i].0);
-    }
-    let mut rest = samples;
-    let mut consumed = 0;
-    for &i in order.iter() {
-        let (start, span_len) = spans[i];
-        let skip = start.checked_sub(consumed).expect("channel spans overlap");
-        let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
-        let (channel, tail) = tail.split_at_mut(span_len);
-        channels[i] = &mut channel[..len];
-        rest = tail;
-        consumed = start + span_len;
-    }
-    channels
 }
 
-fn run_simd(kernel: Kernel, sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
-    match kernel.0 {
-        KernelKind::Portable => unreachable!("the portable kernel filters channel by channel"),
-        #[cfg(target_arch = "x86_64")]
-        KernelKind::Avx2Fma => avx2::filter_row(sections, state, channels),
-    }
+/// Panics unless every span ends inside a buffer of `len` samples and no two
+/// overlap: what makes the SIMD kernel's raw pointers sound. Spans in
+/// storage order (the usual case) are checked in one pass; others are
+/// sorted through `order`, a buffer kept between calls.
+fn assert_disjoint_and_inside(spans: &[Span], len: usize, order: &mut Vec<usize>) {
+    let end = |&(start, n): &Span| start.checked_add(n).expect("channel span overflows");
+    let in_order = spans.windows(2).all(|w| end(&w[0]) <= w[1].0);
+    let last = if in_order {
+        spans.last()
+    } else {
+        order.clear();
+        order.extend(0..spans.len());
+        order.sort_unstable_by_key(|&i| spans[i].0);
+        for w in order.windows(2) {
+            assert!(end(&spans[w[0]]) <= spans[w[1]].0, "channel spans overlap");
+        }
+        order.last().map(|&i| &spans[i])
+    };
+    assert!(
+        last.is_none_or(|s| end(s) <= len),
+        "channel span outside the samples"
+    );
+}
+
+/// Whether no sample is NaN or infinite (exponent field all ones), in a
+/// form the compiler vectorises with SSE2 alone: compare and OR, no early exit.
+fn all_finite(samples: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    let not_finite = |x: &f32| u32::from(x.to_bits() & EXPONENT == EXPONENT);
+    samples.iter().fold(0, |any, x| any | not_finite(x)) == 0
 }
 
 /// One channel run through the cascade sample by sample.
 struct ChannelRun<'a> {
-    sections: &'a [Section],
-    warm_start: Option<&'a [[f64; 2]]>,
+    cascade: &'a Cascade,
     state: &'a mut [[f64; 2]],
     restart: &'a mut bool,
 }
 
 impl ChannelRun<'_> {
     /// `FUSED` selects `mul_add` (one rounding, as the AVX2 kernel) or a
-    /// separate multiply and add (the portable kernel, no FMA needed).
+    /// separate multiply and add (the portable kernel, no FMA needed). This
+    /// is the reference arithmetic: the AVX2 kernel computes the same
+    /// operations in the same order (see [`Numerator`]).
     #[inline(always)]
     fn run<const FUSED: bool>(self, samples: &mut [f32]) {
+        let Cascade {
+            gain,
+            sections,
+            warm_start,
+        } = self.cascade;
         for sample in samples {
             if !sample.is_finite() {
                 *sample = f32::NAN;
                 *self.restart = true;
                 continue;
             }
-            let mut x = f64::from(*sample);
             if *self.restart {
+                let x = f64::from(*sample);
                 for (s, z) in self.state.iter_mut().enumerate() {
-                    *z = self
-                        .warm_start
+                    *z = warm_start
+                        .as_ref()
                         .map_or([0.0, 0.0], |zi| [zi[s][0] * x, zi[s][1] * x]);
                 }
                 *self.restart = false;
             }
-            for (c, z) in self.sections.iter().zip(self.state.iter_mut()) {
-                let y = madd::<FUSED>(c.b0, x, z[0]);
-                z[0] = madd::<FUSED>(c.neg_a1, y, madd::<FUSED>(c.b1, x, z[1]));
-                z[1] = madd::<FUSED>(c.neg_a2, y, c.b2 * x);
+            let mut x = gain * f64::from(*sample);
+            for (c, z) in sections.iter().zip(self.state.iter_mut()) {
+                let y = x + z[0];
+                z[0] = madd::<FUSED>(c.neg_a1, y, madd::<FUSED>(c.c1, x, z[1]));
+                z[1] = madd::<FUSED>(c.neg_a2, y, c.c2 * x);
                 x = y;
             }
             *sample = x as f32;
@@ -360,7 +456,7 @@ unsafe fn run_channel_fma(channel: ChannelRun<'_>, samples: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Section, CHANNELS_PER_ROW, LANES, MAX_SIMD_SECTIONS};
+    use super::{Cascade, Channels, Numerator, Section, CHANNELS_PER_ROW, LANES, MAX_SIMD_SECTIONS};
 
     /// Groups run side by side: enough independent recurrences to hide the
     /// feedback latency (two dependent FMAs per section and sample), few
@@ -374,47 +470,59 @@ mod avx2 {
         }
     }
 
-    /// Filters `channels` (4 per group, equal lengths);
-    /// `state` holds their groups one after the other.
-    pub(super) fn filter_row(sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
-        let groups = channels.len() / LANES;
-        let len = channels[0].len();
-        assert!(channels.len().is_multiple_of(LANES));
-        assert!(channels.iter().all(|c| c.len() == len));
+    /// Filters `channels` (4 per group); `state` holds their groups one
+    /// after the other.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA, and each of `channels.pointers`
+    /// must start `channels.len` samples that nothing else reads or writes
+    /// during the call.
+    pub(super) unsafe fn filter_row(cascade: &Cascade, state: &mut [f64], channels: Channels<'_>) {
+        let sections = &cascade.sections[..];
+        let groups = channels.pointers.len() / LANES;
+        assert!(channels.pointers.len().is_multiple_of(LANES) && channels.pointers.len() <= CHANNELS_PER_ROW);
         assert!(sections.len() <= MAX_SIMD_SECTIONS && state.len() == groups * sections.len() * 2 * LANES);
         let group_size = sections.len() * 2 * LANES;
         let step = groups_side_by_side(sections.len());
         for first in (0..groups).step_by(step) {
             let count = step.min(groups - first);
             let state = &mut state[first * group_size..(first + count) * group_size];
-            let channels = &mut channels[first * LANES..(first + count) * LANES];
-            match count {
-                1 => by_sections::<1>(sections, state, channels),
-                2 => by_sections::<2>(sections, state, channels),
-                3 => by_sections::<3>(sections, state, channels),
-                _ => by_sections::<4>(sections, state, channels),
+            let channels = Channels {
+                pointers: &channels.pointers[first * LANES..(first + count) * LANES],
+                len: channels.len,
+            };
+            // SAFETY: as this function's contract, for a subset of the channels.
+            unsafe {
+                match count {
+                    1 => by_sections::<1>(cascade, state, channels),
+                    2 => by_sections::<2>(cascade, state, channels),
+                    3 => by_sections::<3>(cascade, state, channels),
+                    _ => by_sections::<4>(cascade, state, channels),
+                }
             }
         }
     }
 
-    fn by_sections<const G: usize>(sections: &[Section], state: &mut [f64], channels: &mut [&mut [f32]]) {
-        assert!(channels.len() == G * LANES);
-        // SAFETY (all arms): this module is reached only through a Kernel
-        // that `Kernel::detect` made after finding AVX2 and FMA.
+    /// # Safety
+    /// As [`filter_row`], with exactly `G` groups of channels.
+    unsafe fn by_sections<const G: usize>(cascade: &Cascade, state: &mut [f64], channels: Channels<'_>) {
+        assert!(channels.pointers.len() == G * LANES);
+        let (gain, sections) = (cascade.gain, &cascade.sections[..]);
+        // SAFETY (all arms): as this function's contract.
         unsafe {
             match sections.len() {
-                1 => run::<1, G>(sections, state, channels),
-                2 => run::<2, G>(sections, state, channels),
-                3 => run::<3, G>(sections, state, channels),
-                4 => run::<4, G>(sections, state, channels),
-                5 => run::<5, G>(sections, state, channels),
-                6 => run::<6, G>(sections, state, channels),
-                7 => run::<7, G>(sections, state, channels),
-                8 => run::<8, G>(sections, state, channels),
-                9 => run::<9, G>(sections, state, channels),
-                10 => run::<10, G>(sections, state, channels),
-                11 => run::<11, G>(sections, state, channels),
-                12 => run::<12, G>(sections, state, channels),
+                1 => run::<1, G>(gain, sections, state, channels),
+                2 => run::<2, G>(gain, sections, state, channels),
+                3 => run::<3, G>(gain, sections, state, channels),
+                4 => run::<4, G>(gain, sections, state, channels),
+                5 => run::<5, G>(gain, sections, state, channels),
+                6 => run::<6, G>(gain, sections, state, channels),
+                7 => run::<7, G>(gain, sections, state, channels),
+                8 => run::<8, G>(gain, sections, state, channels),
+                9 => run::<9, G>(gain, sections, state, channels),
+                10 => run::<10, G>(gain, sections, state, channels),
+                11 => run::<11, G>(gain, sections, state, channels),
+                12 => run::<12, G>(gain, sections, state, channels),
                 _ => unreachable!("filter_row checks the section count"),
             }
         }
@@ -436,13 +544,14 @@ mod avx2 {
         ]
     }
 
-    /// The broadcast coefficients of S sections.
+    /// The broadcast gain and coefficients of S sections.
     struct Coefficients<const S: usize> {
-        b0: [__m256d; S],
-        b1: [__m256d; S],
-        b2: [__m256d; S],
+        gain: __m256d,
+        c1: [__m256d; S],
+        c2: [__m256d; S],
         neg_a1: [__m256d; S],
         neg_a2: [__m256d; S],
+        numerator: [Numerator; S],
     }
 
     /// State of S sections for G groups (z1 and z2, a vector per group).
@@ -454,46 +563,45 @@ mod avx2 {
     /// S sections over G groups of 4 channels, 4 samples at a time.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA. Every load and store moves exactly
-    /// 4 values through the pointer of a slice of 4: `state[i..i + 4]`
-    /// (bounds-checked), a 4-long padded copy, or 4 samples of a channel at
-    /// `t + 4 <= len`, where the channels are distinct `&mut` slices of `len`
-    /// samples (asserted by `filter_row`) borrowed for the whole call.
+    /// The CPU must support AVX2 and FMA, and `channels` satisfies
+    /// [`filter_row`]'s contract. State moves through bounds-checked slices
+    /// of 4; samples through the channel pointers at `t + valid <= len`
+    /// (see [`step`]).
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run<const S: usize, const G: usize>(
+        gain: f64,
         sections: &[Section],
         state: &mut [f64],
-        channels: &mut [&mut [f32]],
+        channels: Channels<'_>,
     ) {
         let group_size = state.len() / G;
         let z1_at = |s: usize, g: usize| g * group_size + 2 * LANES * s;
         let splat = |s: usize, f: fn(&Section) -> f64| _mm256_set1_pd(f(&sections[s]));
         let coefficients = Coefficients::<S> {
-            b0: std::array::from_fn(|s| splat(s, |c| c.b0)),
-            b1: std::array::from_fn(|s| splat(s, |c| c.b1)),
-            b2: std::array::from_fn(|s| splat(s, |c| c.b2)),
+            gain: _mm256_set1_pd(gain),
+            c1: std::array::from_fn(|s| splat(s, |c| c.c1)),
+            c2: std::array::from_fn(|s| splat(s, |c| c.c2)),
             neg_a1: std::array::from_fn(|s| splat(s, |c| c.neg_a1)),
             neg_a2: std::array::from_fn(|s| splat(s, |c| c.neg_a2)),
+            numerator: std::array::from_fn(|s| sections[s].numerator),
         };
         let load = |i: usize| _mm256_loadu_pd(state[i..i + LANES].as_ptr());
         let mut z = State::<S, G> {
             z1: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g)))),
             z2: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g) + LANES))),
         };
-        let len = channels[0].len();
-        // Raw pointers read once, so the loop neither reloads the slices nor
-        // checks bounds: `filter_row` asserted every channel is `len` long.
+        let len = channels.len;
         let mut pointers = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
-        for (pointer, channel) in pointers.iter_mut().zip(channels.iter_mut()) {
-            *pointer = channel.as_mut_ptr();
-        }
+        pointers[..channels.pointers.len()].copy_from_slice(channels.pointers);
         let full = len - len % LANES;
         for t in (0..full).step_by(LANES) {
-            step(&coefficients, &mut z, &pointers, t, LANES);
+            // SAFETY: t + 4 <= len.
+            unsafe { step(&coefficients, &mut z, &pointers, t, LANES) };
         }
         if full < len {
             // The last samples of a frame: only they advance the state.
-            step(&coefficients, &mut z, &pointers, full, len - full);
+            // SAFETY: full + (len - full) = len.
+            unsafe { step(&coefficients, &mut z, &pointers, full, len - full) };
         }
         for s in 0..S {
             for g in 0..G {
@@ -504,14 +612,18 @@ mod avx2 {
         }
     }
 
+    /// Lane masks for 0 to 4 valid samples: `MASKS[4 - valid..][..4]`.
+    const MASKS: [i32; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+
     /// `valid` (1 to 4) samples of each channel from `t`: load, transpose,
     /// run the sections, transpose back, store. Inlined into `run`, where
-    /// the main loop's constant `valid` = 4 removes the padding branches.
+    /// the main loop's constant `valid` = 4 removes the masking.
     ///
     /// # Safety
     /// As [`run`], whose target features it needs (it is always inlined);
-    /// `channels[..4G]` point to distinct live buffers holding at least
-    /// `t + valid` samples.
+    /// `channels[..4G]` each start at least `t + valid` samples that only
+    /// this call touches. Fewer than 4 samples move with masked loads and
+    /// stores, which do not touch (or fault on) the masked-out lanes.
     #[inline(always)]
     unsafe fn step<const S: usize, const G: usize>(
         c: &Coefficients<S>,
@@ -520,6 +632,11 @@ mod avx2 {
         t: usize,
         valid: usize,
     ) {
+        let mask = if valid == LANES {
+            _mm_set1_epi32(-1)
+        } else {
+            _mm_loadu_si128(MASKS[LANES - valid..].as_ptr().cast())
+        };
         // Plain loops, not closures: a closure is a function of its own,
         // without the caller's target features, and was not inlined.
         // x[step][group]: time t + step of the group's four channels.
@@ -527,18 +644,14 @@ mod avx2 {
         for g in 0..G {
             let mut columns = [_mm256_setzero_pd(); 4];
             for (lane, column) in columns.iter_mut().enumerate() {
-                // SAFETY: t + valid <= the channel's length (see # Safety),
-                // and no `&mut` to these samples is alive while this is read.
-                let input = std::slice::from_raw_parts(channels[LANES * g + lane].add(t), valid);
-                let mut padded = [0.0f32; LANES];
+                // SAFETY: the samples t .. t + valid exist (see # Safety).
+                let input = unsafe { channels[LANES * g + lane].add(t) };
                 let four = if valid == LANES {
-                    input
+                    _mm_loadu_ps(input)
                 } else {
-                    // A loop, not copy_from_slice: no memcpy call for 1-3 values.
-                    padded.iter_mut().zip(input).for_each(|(p, x)| *p = *x);
-                    &padded[..]
+                    _mm_maskload_ps(input, mask)
                 };
-                *column = _mm256_cvtps_pd(_mm_loadu_ps(four.as_ptr()));
+                *column = _mm256_mul_pd(c.gain, _mm256_cvtps_pd(four));
             }
             for (step, row) in transpose(columns).into_iter().enumerate() {
                 x[step][g] = row;
@@ -547,10 +660,22 @@ mod avx2 {
         for row in x.iter_mut().take(valid) {
             for s in 0..S {
                 for (g, value) in row.iter_mut().enumerate() {
-                    let y = _mm256_fmadd_pd(c.b0[s], *value, z.z1[s][g]);
-                    let partial = _mm256_fmadd_pd(c.b1[s], *value, z.z2[s][g]);
+                    let x = *value;
+                    let y = _mm256_add_pd(x, z.z1[s][g]);
+                    // c1·x + z2 and c2·x, each with the bits of the general
+                    // formula (see `Numerator`).
+                    let (partial, scaled) = match c.numerator[s] {
+                        Numerator::DoubleZeroAtMinusOne => {
+                            (_mm256_add_pd(z.z2[s][g], _mm256_add_pd(x, x)), x)
+                        }
+                        Numerator::DoubleZeroAtOne => (_mm256_sub_pd(z.z2[s][g], _mm256_add_pd(x, x)), x),
+                        Numerator::Palindromic => (_mm256_fmadd_pd(c.c1[s], x, z.z2[s][g]), x),
+                        Numerator::General => {
+                            (_mm256_fmadd_pd(c.c1[s], x, z.z2[s][g]), _mm256_mul_pd(c.c2[s], x))
+                        }
+                    };
                     z.z1[s][g] = _mm256_fmadd_pd(c.neg_a1[s], y, partial);
-                    z.z2[s][g] = _mm256_fmadd_pd(c.neg_a2[s], y, _mm256_mul_pd(c.b2[s], *value));
+                    z.z2[s][g] = _mm256_fmadd_pd(c.neg_a2[s], y, scaled);
                     *value = y;
                 }
             }
@@ -558,15 +683,12 @@ mod avx2 {
         for g in 0..G {
             let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
             for (lane, column) in columns.into_iter().enumerate() {
-                // SAFETY: as for `input`; the channels are distinct buffers,
-                // so this is the only reference to these samples.
-                let output = std::slice::from_raw_parts_mut(channels[LANES * g + lane].add(t), valid);
+                // SAFETY: as for the input; no other pointer reaches these samples.
+                let output = unsafe { channels[LANES * g + lane].add(t) };
                 if valid == LANES {
-                    _mm_storeu_ps(output.as_mut_ptr(), _mm256_cvtpd_ps(column));
+                    _mm_storeu_ps(output, _mm256_cvtpd_ps(column));
                 } else {
-                    let mut padded = [0.0f32; LANES];
-                    _mm_storeu_ps(padded.as_mut_ptr(), _mm256_cvtpd_ps(column));
-                    output.iter_mut().zip(padded).for_each(|(y, p)| *y = p);
+                    _mm_maskstore_ps(output, mask, _mm256_cvtpd_ps(column));
                 }
             }
         }
@@ -599,21 +721,79 @@ mod tests {
         out
     }
 
+    /// Cascades whose sections take every numerator form.
+    fn cascades() -> Vec<Vec<Biquad>> {
+        let mut bandstop_and_notch = butterworth(3, Band::Bandstop(45.0, 55.0), 250.0).unwrap();
+        bandstop_and_notch.push(crate::filters::design::notch(60.0, 30.0, 250.0).unwrap());
+        vec![
+            // [1, ±2, 1] only, 10 sections.
+            butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap(),
+            // Odd order: a general [1, c1, 0] section.
+            butterworth(5, Band::Lowpass(20.0), 250.0).unwrap(),
+            bandstop_and_notch,
+        ]
+    }
+
+    #[test]
+    fn numerator_forms_are_what_the_designs_give() {
+        let forms = |biquads: &[Biquad]| -> Vec<Numerator> {
+            let cascade = Cascade::new(biquads, false).unwrap();
+            cascade.sections.iter().map(|s| s.numerator).collect()
+        };
+        let [bandpass, lowpass, bandstop_and_notch] = &cascades()[..] else {
+            unreachable!()
+        };
+        assert!(forms(bandpass)
+            .iter()
+            .all(|f| matches!(f, Numerator::DoubleZeroAtOne | Numerator::DoubleZeroAtMinusOne)));
+        assert!(forms(lowpass).contains(&Numerator::General));
+        // The notch; the band-stop's sections are palindromic up to the
+        // rounding of the design, which may leave them general.
+        assert_eq!(forms(bandstop_and_notch).last(), Some(&Numerator::Palindromic));
+    }
+
     #[test]
     fn simd_and_gap_paths_agree_bitwise() {
-        // 10 sections, 6 channels (a partial group).
-        let biquads = butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap();
-        assert_eq!(biquads.len(), 10);
-        let data = noise(6 * 500, 7);
-        let whole = filter(Kernel::detect(), &biquads, 6, &data, 500);
-        let mut gappy = data.clone();
-        gappy[3 * 500 + 100] = f32::NAN; // forces the per-channel path for one frame
-        let by_frame = filter(Kernel::detect(), &biquads, 6, &gappy, 20);
-        for c in [0, 1, 2, 4, 5] {
-            assert_eq!(whole[c * 500..(c + 1) * 500], by_frame[c * 500..(c + 1) * 500]);
+        for biquads in cascades() {
+            // 6 channels (a partial group).
+            let data = noise(6 * 500, 7);
+            let whole = filter(Kernel::detect(), &biquads, 6, &data, 500);
+            let mut gappy = data.clone();
+            gappy[3 * 500 + 100] = f32::NAN; // forces the per-channel path for one frame
+            let by_frame = filter(Kernel::detect(), &biquads, 6, &gappy, 20);
+            for c in [0, 1, 2, 4, 5] {
+                assert_eq!(whole[c * 500..(c + 1) * 500], by_frame[c * 500..(c + 1) * 500]);
+            }
+            assert_eq!(whole[3 * 500..3 * 500 + 100], by_frame[3 * 500..3 * 500 + 100]);
+            assert!(by_frame[3 * 500 + 100].is_nan());
         }
-        assert_eq!(whole[3 * 500..3 * 500 + 100], by_frame[3 * 500..3 * 500 + 100]);
-        assert!(by_frame[3 * 500 + 100].is_nan());
+    }
+
+    #[test]
+    fn the_normalised_cascade_matches_the_textbook_form() {
+        // Direct transposed form II with the designed b and a, in f64.
+        for biquads in cascades() {
+            let data = noise(2000, 5);
+            let mut bank = ChannelBank::new(&biquads, 1, false, Kernel::detect()).unwrap();
+            let mut ours = data.clone();
+            bank.process(&mut ours, &[(0, 2000)]);
+            let mut state = vec![[0.0f64; 2]; biquads.len()];
+            for (i, &sample) in data.iter().enumerate() {
+                let mut x = f64::from(sample);
+                for (b, z) in biquads.iter().zip(state.iter_mut()) {
+                    let y = b.b[0] * x + z[0];
+                    z[0] = b.b[1] * x - b.a[1] * y + z[1];
+                    z[1] = b.b[2] * x - b.a[2] * y;
+                    x = y;
+                }
+                let expected = x as f32;
+                assert!(
+                    (ours[i] - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
+                    "sample {i}: {} vs {expected}",
+                    ours[i]
+                );
+            }
+        }
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl SegmentEncoder {
                 .settings
                 .resolution
                 .get(&first.layout.channels[c].name)
-                .and_then(|&step| SampleGrid::affine(step, 0.0).ok());
+                .copied();
             let Some(grid) = find_grid(&self.values, declared, grids[c], &mut self.block.channels[c]) else {
                 return false;
             };
@@ -313,11 +313,12 @@ impl SegmentEncoder {
 }
 
 /// Quantises `values` onto the first grid that maps every one of them back to its exact f32
-/// bits: the declared one, the stream's previous one, then grids inferred from the values.
+/// bits: the stream's previous one, the declared step (offset 0, then the offset and exact
+/// step fitted to the values), then grids inferred from the values alone.
 /// NaN is a gap, but only the canonical NaN: the codec gives gaps back as `f32::NAN`.
 fn find_grid(
     values: &[f32],
-    declared: Option<SampleGrid>,
+    declared: Option<f64>,
     previous: SampleGrid,
     out: &mut ChannelData,
 ) -> Option<SampleGrid> {
@@ -328,41 +329,66 @@ fn find_grid(
         return None;
     }
     let fits = |grid: SampleGrid, out: &mut ChannelData| grid.quantise(values, out).is_ok();
-    if let Some(grid) = declared {
-        if fits(grid, out) {
-            return Some(grid);
-        }
-    }
     if fits(previous, out) {
         return Some(previous);
+    }
+    if let Some(step) = declared {
+        let candidates = SampleGrid::affine(step, 0.0)
+            .ok()
+            .into_iter()
+            .chain(fit_affine(&distinct_finite(values), step));
+        for grid in candidates {
+            if fits(grid, out) {
+                return Some(grid);
+            }
+        }
     }
     inferred_grids(values).into_iter().find(|&grid| fits(grid, out))
 }
 
-/// Candidate grids for `values`: with δ the smallest difference between distinct values, the
-/// WFDB grid `(d − baseline) / gain` with the integer gain nearest 1/δ, then an affine grid
-/// `d·scale + offset` (EDF's formula) found by [`fit_affine`].
-fn inferred_grids(values: &[f32]) -> Vec<SampleGrid> {
+/// The finite values, sorted, each once.
+fn distinct_finite(values: &[f32]) -> Vec<f32> {
     let mut distinct: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
     distinct.sort_by(f32::total_cmp);
     distinct.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    distinct
+}
+
+/// Candidate grids for `values`: with δ the smallest difference between distinct values, the
+/// WFDB grid `(d − baseline) / gain` with the integer gain nearest 1/δ, then an affine grid
+/// `d·scale + offset` (EDF's formula, and WFDB's with any gain) with a step of δ/n for the
+/// smallest n ≤ 32 that numbers every value (a signal may never move by a single step), found
+/// by [`fit_affine`].
+fn inferred_grids(values: &[f32]) -> Vec<SampleGrid> {
+    let distinct = distinct_finite(values);
     let Some(&low) = distinct.first() else {
         return Vec::new(); // all gaps: the previous grid (or the default) fits already
     };
-    let step = distinct
-        .windows(2)
-        .map(|w| f64::from(w[1]) - f64::from(w[0]))
-        .fold(f64::INFINITY, f64::min);
-    if !step.is_finite() || step <= 0.0 {
+    let gaps = || {
+        distinct.windows(2).map(|w| {
+            (
+                f64::from(w[1]) - f64::from(w[0]),
+                f64::from(w[0].abs().max(w[1].abs())),
+            )
+        })
+    };
+    let smallest = gaps().map(|(d, _)| d).fold(f64::INFINITY, f64::min);
+    if !smallest.is_finite() || smallest <= 0.0 {
         // One value: digital 0 is that very value.
         return SampleGrid::affine(1.0, f64::from(low)).into_iter().collect();
     }
+    // Of the (near-)smallest gaps, the one between the smallest magnitudes is the most exact
+    // (f32 spacing grows with magnitude).
+    let step = gaps()
+        .filter(|&(d, _)| d <= smallest * 1.01)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(smallest, |(d, _)| d);
     let mut grids = Vec::new();
     let gain = (1.0 / step).round();
     if gain >= 1.0 && ((1.0 / step) - gain).abs() <= 1e-3 * gain {
         grids.extend(SampleGrid::wfdb(gain, 0).ok());
     }
-    grids.extend(fit_affine(&distinct, step));
+    grids.extend((1..=32).find_map(|n| fit_affine(&distinct, step / f64::from(n))));
     grids
 }
 
@@ -374,25 +400,64 @@ fn inferred_grids(values: &[f32]) -> Vec<SampleGrid> {
 /// the offset in the middle of that room. The caller still checks every sample.
 fn fit_affine(distinct: &[f32], step: f64) -> Option<SampleGrid> {
     let xs: Vec<f64> = distinct.iter().map(|&x| f64::from(x)).collect();
-    let low = *xs.first()?;
-    let (mut scale, mut offset) = (step, low);
-    let mut ks = vec![0.0f64; xs.len()];
-    for _ in 0..3 {
-        for (k, &x) in ks.iter_mut().zip(&xs) {
-            *k = ((x - offset) / scale).round();
+    let (low, high) = (*xs.first()?, *xs.last()?);
+    // f32 spacing at the largest magnitude: how far a value may be from its exact real.
+    let widest = distinct.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let spacing = f64::from(next_f32(widest, true)) - f64::from(widest);
+    // δ comes from two f32 values, so it may be off by their spacing. Adjacent values differ
+    // by few steps, so number the differences (m = d / scale, rounded) starting with the
+    // smallest, refit the scale from all numbered so far (their sum telescopes, so its error
+    // stays one spacing), and widen to larger differences as the scale allows.
+    let diffs: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).collect();
+    let growth = (0.1 * step / spacing).clamp(1.5, 16.0);
+    let mut scale = step;
+    let mut limit = 4.0;
+    let largest = diffs.iter().fold(0.0f64, |m, &d| m.max(d)) / step;
+    let mut final_passes = 0;
+    while final_passes < 2 {
+        if limit >= 2.0 * largest {
+            final_passes += 1;
         }
-        let n = ks.len() as f64;
-        let (mean_k, mean_x) = (ks.iter().sum::<f64>() / n, xs.iter().sum::<f64>() / n);
-        let (mut skk, mut skx) = (0.0, 0.0);
-        for (&k, &x) in ks.iter().zip(&xs) {
-            skk += (k - mean_k) * (k - mean_k);
-            skx += (k - mean_k) * (x - mean_x);
+        let (mut sum_d, mut sum_m) = (0.0, 0.0);
+        for &d in &diffs {
+            let m = (d / scale).round();
+            if m >= 1.0 && m <= limit {
+                sum_d += d;
+                sum_m += m;
+            }
         }
-        if skk <= 0.0 {
-            return None;
+        if sum_m > 0.0 {
+            scale = sum_d / sum_m;
         }
-        scale = skx / skk;
-        offset = mean_x - scale * mean_k;
+        limit *= growth;
+    }
+    let mut ks = Vec::with_capacity(xs.len());
+    let mut k = 0.0;
+    ks.push(k);
+    for &d in &diffs {
+        k += (d / scale).round();
+        ks.push(k);
+    }
+    let n = ks.len() as f64;
+    let (mean_k, mean_x) = (ks.iter().sum::<f64>() / n, xs.iter().sum::<f64>() / n);
+    let (mut skk, mut skx) = (0.0, 0.0);
+    for (&k, &x) in ks.iter().zip(&xs) {
+        skk += (k - mean_k) * (k - mean_k);
+        skx += (k - mean_k) * (x - mean_x);
+    }
+    if skk <= 0.0 {
+        return None;
+    }
+    let scale = skx / skk;
+    let offset = mean_x - scale * mean_k;
+    // Every value must sit within a quarter step of its numbered place, else this step is wrong.
+    let tolerance = (0.25 * scale.abs()).max(spacing);
+    if ks
+        .iter()
+        .zip(&xs)
+        .any(|(&k, &x)| (x - (k * scale + offset)).abs() > tolerance)
+    {
+        return None;
     }
     // The reals that round to x: half-way to each f32 neighbour, narrowed a little so that
     // f64 rounding of k·scale + offset cannot step out.
@@ -414,7 +479,9 @@ fn fit_affine(distinct: &[f32], step: f64) -> Option<SampleGrid> {
         }
         (upper - lower, (upper + lower) / 2.0)
     };
-    let (mut a, mut b) = (scale * (1.0 - 1e-6), scale * (1.0 + 1e-6));
+    // The feasible scales are about spacing / span wide; search a few such widths around the fit.
+    let reach = (4.0 * spacing / (high - low)).max(1e-9 * scale.abs());
+    let (mut a, mut b) = (scale - reach, scale + reach);
     for _ in 0..200 {
         let (m1, m2) = (a + (b - a) / 3.0, b - (b - a) / 3.0);
         if room(m1).0 < room(m2).0 {

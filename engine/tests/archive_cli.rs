@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sigfab_engine::shared_data;
+use sigfab_engine::sinks::archive_codec::{self, CodecMode, CodecSettings, PendingBlock, SegmentEncoder};
 use sigfab_engine::wire;
 
 const CANARY: &str = "Canary-Jane-Doe";
@@ -679,6 +680,35 @@ fn lossy_codec_keeps_the_frames_within_the_prdn_bound() {
     assert!(prd > 0.0 && prd < 5.0, "PRD {prd:.3} %");
 }
 
+/// The archive sink's segment coding alone, in wire MB/s: encode (as the sink blocks frames)
+/// and decode (as `sigfab decrypt`), in process, on frames decoded beforehand.
+fn codec_speed(plain: &[u8], settings: CodecSettings) -> (f64, f64) {
+    let frames = frames_of(plain);
+    let seconds = settings.block_seconds;
+    let started = std::time::Instant::now();
+    let mut encoder = SegmentEncoder::new(settings);
+    let mut coded = Vec::new();
+    SegmentEncoder::start(&mut coded);
+    let (mut block, mut grids) = (PendingBlock::default(), Vec::new());
+    for frame in frames {
+        if block.must_flush_before(&frame) {
+            encoder.block(block.take(), &mut grids, &mut coded);
+        }
+        block.push(frame);
+        if block.is_full(seconds) {
+            encoder.block(block.take(), &mut grids, &mut coded);
+        }
+    }
+    encoder.block(block.take(), &mut grids, &mut coded);
+    let encode = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut back = Vec::new();
+    archive_codec::decode(&coded, &mut back).expect("decode");
+    let decode = started.elapsed().as_secs_f64();
+    let mb = plain.len() as f64 / 1e6;
+    (mb / encode, mb / decode)
+}
+
 /// Prints bytes on disk and run time for codec none / lossless / lossy 1 % / lossy 5 % on the
 /// real recordings (`docs/security.md`, "Measured"). Run with
 /// `cargo test --release -p sigfab-engine --test archive_cli -- --ignored --nocapture measure`.
@@ -688,8 +718,8 @@ fn measure_archive_codec() {
     let dir = tempdir("codec-measure");
     let mut cli = Cli::new(&dir);
     cli.keygen("alice");
-    println!("| record | codec | wire bytes | archive bytes | ratio | run s | wire MB/s |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| record | codec | wire bytes | archive bytes | ratio | `sigfab run` s | codec encode MB/s | decode MB/s |");
+    println!("|---|---|---|---|---|---|---|---|");
     for record in [
         "wfdb/100.hea",
         "wfdb/03700181.hea",
@@ -716,12 +746,37 @@ fn measure_archive_codec() {
             let _ = std::fs::remove_dir_all(dir.join("m"));
             let (plain, archived, wall) = run_codec(&mut cli, "m", &source, codec);
             let wire_bytes = plain.len() as f64;
+            let mode = match label {
+                "none" => None,
+                "lossless" => Some(CodecMode::Lossless),
+                _ => Some(CodecMode::Lossy {
+                    max_prdn_percent: if label == "lossy 1 %" { 1.0 } else { 5.0 },
+                }),
+            };
+            let speed = mode.map_or("— | —".to_string(), |mode| {
+                let resolution = if record.ends_with(".bdf") {
+                    ["acc1", "acc2", "acc3"]
+                        .into_iter()
+                        .map(|c| (c.to_string(), 4.768372e-7))
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                };
+                let (encode, decode) = codec_speed(
+                    &plain,
+                    CodecSettings {
+                        mode,
+                        block_seconds: 10,
+                        resolution,
+                    },
+                );
+                format!("{encode:.0} | {decode:.0}")
+            });
             println!(
-                "| {record} | {label} | {} | {archived} | {:.2} | {:.2} | {:.1} |",
+                "| {record} | {label} | {} | {archived} | {:.2} | {:.2} | {speed} |",
                 plain.len(),
                 wire_bytes / archived as f64,
                 wall.as_secs_f64(),
-                wire_bytes / 1e6 / wall.as_secs_f64()
             );
         }
     }

@@ -60,7 +60,8 @@ pub struct ArchiveSink {
     /// Reused encoding buffer.
     buffer: Vec<u8>,
     /// Sample coding; `None`: plain wire messages (`codec: none`).
-    codec: Option<SegmentEncoder>,
+    /// Boxed: its encoders' buffers make it large, and it is optional.
+    codec: Option<Box<SegmentEncoder>>,
 }
 
 /// One stream's patient key (one per stream and sink run) and its open segment.
@@ -161,7 +162,7 @@ impl ArchiveSink {
 
     /// Codes samples in segments (`None`: plain wire messages, the default).
     pub fn codec(mut self, settings: Option<CodecSettings>) -> ArchiveSink {
-        self.codec = settings.map(SegmentEncoder::new);
+        self.codec = settings.map(|s| Box::new(SegmentEncoder::new(s)));
         self
     }
 

@@ -238,17 +238,13 @@ impl SegmentEncoder {
                 offset: 0.0,
             },
         );
-        for c in 0..channels {
+        for (c, (grid, spec)) in grids.iter_mut().zip(&first.layout.channels).enumerate() {
             self.gather(frames, c);
-            let declared = self
-                .settings
-                .resolution
-                .get(&first.layout.channels[c].name)
-                .copied();
-            let Some(grid) = find_grid(&self.values, declared, grids[c], &mut self.block.channels[c]) else {
+            let declared = self.settings.resolution.get(&spec.name).copied();
+            let Some(found) = find_grid(&self.values, declared, *grid, &mut self.block.channels[c]) else {
                 return false;
             };
-            grids[c] = grid;
+            *grid = found;
         }
         self.coded.clear();
         if self.lossless.encode(&self.block, &mut self.coded).is_err() {

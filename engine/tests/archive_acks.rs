@@ -1,7 +1,8 @@
 //! The archive sink's acknowledgement contract, through its runtime API: an item is settled
 //! `Delivered` only after its segment is finished, fsynced and renamed (never while it sits in
 //! an open `.part` segment), every limit that ends a segment releases its items, and a failed
-//! write settles the held items `Failed`.
+//! write settles the held items `Failed`. With a codec, frames coded into a block are held
+//! just the same.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use sigfab_engine::ack::{AckCounter, AckStatus};
 use sigfab_engine::crypto::keyfile;
 use sigfab_engine::crypto::xwing::DecapsulationKey;
 use sigfab_engine::runtime::{Envelope, NodeCounters};
+use sigfab_engine::sinks::archive_codec::{CodecMode, CodecSettings};
 use sigfab_engine::sinks::{ArchiveSink, SegmentLimits};
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Item, Modality};
 use tokio::sync::mpsc;
@@ -74,12 +76,17 @@ struct Harness {
 
 impl Harness {
     fn start(name: &str, limits: SegmentLimits) -> Harness {
+        Harness::start_coded(name, limits, None)
+    }
+
+    fn start_coded(name: &str, limits: SegmentLimits, codec: Option<CodecSettings>) -> Harness {
         let dir = tempdir(name);
         let recipient = recipient_file(&dir);
         let archive = dir.join("archive");
         let sink = ArchiveSink::open(&archive, &dir.join("keys"), &[recipient], limits)
             .expect("open sink")
-            .pseudonyms_only(false);
+            .pseudonyms_only(false)
+            .codec(codec);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -189,4 +196,33 @@ fn a_failed_write_fails_the_held_items_and_stops_the_sink() {
     assert_eq!(h.acks.count(AckStatus::Failed), 3);
     assert_eq!(h.acks.count(AckStatus::Delivered), 0);
     assert_eq!(files_ending(&h.archive, ".sfa"), 0, "no segment was finished");
+}
+
+#[test]
+fn coded_blocks_keep_the_acknowledgement_rule() {
+    let codec = CodecSettings {
+        mode: CodecMode::Lossless,
+        block_seconds: 1,
+        resolution: Default::default(),
+    };
+    let mut h = Harness::start_coded("codec", limits(Duration::from_millis(800), 10_000), Some(codec));
+    // 30 frames of 40 ms: one whole 1 s block (25 frames) is coded into the open segment,
+    // 5 frames wait in the next block; none is acknowledged yet.
+    for sequence in 0..30 {
+        h.send(frame("p1-aaaa", sequence));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(h.acks.total(), 0, "acknowledged before the segment closed");
+    assert_eq!(files_ending(&h.archive, ".sfa"), 0);
+    assert_eq!(files_ending(&h.archive, ".sfa.part"), 1);
+    // The flush interval ends the segment: the partial block goes in first, then all 30 are
+    // settled.
+    h.wait_settled(30, Duration::from_secs(10));
+    assert_eq!(h.acks.count(AckStatus::Delivered), 30);
+    assert_eq!(files_ending(&h.archive, ".sfa"), 1);
+    assert_eq!(files_ending(&h.archive, ".sfa.part"), 0);
+    h.send(frame("p1-aaaa", 30));
+    h.close().expect("clean close");
+    assert_eq!(h.acks.count(AckStatus::Delivered), 31);
+    assert_eq!(files_ending(&h.archive, ".sfa"), 2);
 }

@@ -13,6 +13,7 @@ use super::recording::format_utc;
 use crate::crypto::archive::{self, ArchiveError, Keystore, PatientKey, SegmentHeader, KEY_ID_LEN};
 use crate::crypto::keyfile;
 use crate::crypto::xwing::DecapsulationKey;
+use crate::sinks::archive_codec;
 use crate::wire::{self, Encoding};
 
 /// Output formats of `sigfab decrypt`.
@@ -20,7 +21,8 @@ use crate::wire::{self, Encoding};
 pub enum DecryptFormat {
     /// One wire-format JSON object per line.
     Jsonl,
-    /// Concatenated binary wire-format messages (the segment plaintext, byte for byte).
+    /// Concatenated binary wire-format messages (the messages the sink received, byte for byte;
+    /// from a lossy segment, the same frames with the decoded samples).
     Binary,
 }
 
@@ -179,7 +181,8 @@ fn segment_files(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 /// A decrypted, fully checked segment.
 struct Opened {
     header: SegmentHeader,
-    plaintext: zeroize::Zeroizing<Vec<u8>>,
+    /// Its binary wire messages: the plaintext itself, or decoded from a coded plaintext.
+    messages: zeroize::Zeroizing<Vec<u8>>,
     items: Vec<sigfab_operators::Item>,
 }
 
@@ -197,6 +200,8 @@ enum SegmentError {
     Stream { index: usize },
     #[error("cannot read the segment: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Codec(#[from] archive_codec::SegmentCodecError),
 }
 
 type KeyCache = HashMap<(String, [u8; KEY_ID_LEN]), Rc<PatientKey>>;
@@ -223,10 +228,17 @@ fn open_one(
         cache.insert(slot, key.clone());
         Ok(key)
     })?;
+    let messages = if archive_codec::is_coded(&plaintext) {
+        let mut messages = zeroize::Zeroizing::new(Vec::new());
+        archive_codec::decode(&plaintext, &mut messages)?;
+        messages
+    } else {
+        plaintext
+    };
     // Every message must decode (length, CRC, fields) and belong to the segment's stream
     // before anything is released.
     let mut items = Vec::new();
-    let mut rest: &[u8] = &plaintext;
+    let mut rest: &[u8] = &messages;
     while !rest.is_empty() {
         let index = items.len();
         let wire_error = |error| SegmentError::Wire { index, error };
@@ -242,7 +254,7 @@ fn open_one(
     }
     Ok(Opened {
         header,
-        plaintext,
+        messages,
         items,
     })
 }
@@ -288,7 +300,7 @@ pub fn decrypt(args: &DecryptArgs) -> anyhow::Result<ExitCode> {
         match opened {
             Ok(opened) => {
                 match args.format {
-                    DecryptFormat::Binary => out.write_all(&opened.plaintext)?,
+                    DecryptFormat::Binary => out.write_all(&opened.messages)?,
                     DecryptFormat::Jsonl => {
                         for item in &opened.items {
                             buffer.clear();

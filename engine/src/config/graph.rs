@@ -502,6 +502,7 @@ fn check_values(spec: &PipelineSpec, errors: &mut Vec<ConfigError>) {
             if a.max_pending.value == 0 {
                 fail(a.max_pending.pos, "archive.max_pending must be at least 1".into());
             }
+            check_archive_codec(a, &mut fail);
         }
         if let SinkKind::Kafka(k) = &kind.value {
             check_brokers(&k.brokers, &mut fail);
@@ -785,6 +786,57 @@ fn check_windows(
 }
 
 /// `[low, high]` with low < high, both finite.
+fn check_archive_codec(a: &super::spec::ArchiveSinkSpec, fail: &mut impl FnMut(Pos, String)) {
+    use super::spec::ArchiveCodec;
+    let seconds = a.block_seconds.value;
+    if !sigfab_operators::codec::BLOCK_SECONDS.contains(&seconds) {
+        fail(
+            a.block_seconds.pos,
+            format!("archive.block_seconds must be between 1 and 10, not {seconds}"),
+        );
+    }
+    match (a.codec.value, &a.max_prdn_percent) {
+        (ArchiveCodec::Lossy, None) => fail(
+            a.codec.pos,
+            "archive.codec: lossy needs max_prdn_percent (the PRDN bound, in percent)".into(),
+        ),
+        (ArchiveCodec::Lossy, Some(bound)) => {
+            if !(bound.value.is_finite() && bound.value > 0.0 && bound.value <= 100.0) {
+                fail(
+                    bound.pos,
+                    format!(
+                        "archive.max_prdn_percent must be above 0 and at most 100, not {}",
+                        bound.value
+                    ),
+                );
+            }
+        }
+        (_, Some(bound)) => fail(
+            bound.pos,
+            "archive.max_prdn_percent applies only with codec: lossy".into(),
+        ),
+        (_, None) => {}
+    }
+    if let Some(resolution) = &a.resolution {
+        if a.codec.value == ArchiveCodec::None {
+            fail(
+                resolution.pos,
+                "archive.resolution applies only with codec: lossless or lossy".into(),
+            );
+        }
+        for (channel, step) in &resolution.value {
+            if !(step.is_finite() && *step > 0.0) {
+                fail(
+                    resolution.pos,
+                    format!(
+                        "archive.resolution of channel '{channel}' must be a positive number, not {step}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn check_range(field: &str, range: &Option<super::Located<Vec<f64>>>, fail: &mut impl FnMut(Pos, String)) {
     if let Some(range) = range {
         if !matches!(range.value[..], [low, high] if low.is_finite() && high.is_finite() && low < high) {

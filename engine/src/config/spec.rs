@@ -1354,6 +1354,39 @@ pub struct ArchiveSinkSpec {
     /// must never reach them. Set false only when stream ids are pseudonyms already.
     #[serde(default = "default_true")]
     pub pseudonyms_only: bool,
+    /// How samples are stored inside segments (docs/security.md, "Segment plaintext"):
+    /// `none` (binary wire messages, the default), `lossless` or `lossy`.
+    #[serde(default)]
+    pub codec: Located<ArchiveCodec>,
+    /// Seconds of samples per codec block and stream, 1 to 10 (default 10); ignored with
+    /// `codec: none`.
+    #[serde(default = "default_block_seconds")]
+    pub block_seconds: Located<u32>,
+    /// The PRDN bound of `codec: lossy`, in percent (required there, refused elsewhere): a
+    /// block that cannot be coded within it is coded losslessly instead.
+    #[serde(default)]
+    pub max_prdn_percent: Option<Located<f64>>,
+    /// Declared quantisation step per channel name (physical units), for f32 samples known
+    /// to be multiples of it; without one the sink infers each block's grid from its samples.
+    #[serde(default)]
+    pub resolution: Option<Located<std::collections::BTreeMap<String, f64>>>,
+}
+
+/// Sample coding inside archive segments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveCodec {
+    /// Binary wire-format v1 messages, uncompressed.
+    #[default]
+    None,
+    /// Samples coded losslessly in blocks; a block off every exact grid stays raw.
+    Lossless,
+    /// PCA across channels within `max_prdn_percent`, else lossless, else raw.
+    Lossy,
+}
+
+fn default_block_seconds() -> Located<u32> {
+    Located::new(10, Default::default())
 }
 
 fn default_segment_bytes() -> Located<u64> {

@@ -11,6 +11,11 @@
 //! item (wall clock, so a quiet stream is not held back), when `max_pending` items are held
 //! in all open segments together, and when the input ends. A failed write or close settles
 //! every held item `Failed` and stops the sink; its `.part` file is never a valid segment.
+//!
+//! With a `codec` (`archive_codec`), a stream's frames wait in its open segment's pending block
+//! until the block holds `block_seconds` of samples (or the shape changes, a record arrives, or
+//! the segment ends), then go into the segment as one coded block. Their acknowledgements are
+//! held by the segment as before, so the rule above is unchanged.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,9 +27,10 @@ use std::time::{Duration, Instant};
 use sigfab_operators::Item;
 use tokio::sync::mpsc;
 
+use super::archive_codec::{CodecMode, CodecSettings, PendingBlock, SegmentEncoder};
 use super::SinkError;
 use crate::ack::{AckStatus, AckToken};
-use crate::config::ArchiveSinkSpec;
+use crate::config::{ArchiveCodec, ArchiveSinkSpec};
 use crate::crypto::archive::{self, ArchiveError, Keystore, PatientKey};
 use crate::crypto::chunked::ChunkedWriter;
 use crate::crypto::keyfile;
@@ -53,6 +59,9 @@ pub struct ArchiveSink {
     pending: usize,
     /// Reused encoding buffer.
     buffer: Vec<u8>,
+    /// Sample coding; `None`: plain wire messages (`codec: none`).
+    /// Boxed: its encoders' buffers make it large, and it is optional.
+    codec: Option<Box<SegmentEncoder>>,
 }
 
 /// One stream's patient key (one per stream and sink run) and its open segment.
@@ -60,6 +69,8 @@ struct StreamArchive {
     key: PatientKey,
     next_sequence: u64,
     open: Option<OpenSegment>,
+    /// The grids of this stream's last coded block, tried first for the next one.
+    grids: Vec<sigfab_operators::codec::SampleGrid>,
 }
 
 struct OpenSegment {
@@ -70,6 +81,8 @@ struct OpenSegment {
     first_start_ns: i64,
     opened: Instant,
     held: Vec<AckToken>,
+    /// Frames not yet coded (codec only); written before the segment ends.
+    block: PendingBlock,
 }
 
 fn item_start_ns(item: &Item) -> i64 {
@@ -106,6 +119,7 @@ impl ArchiveSink {
             streams: HashMap::new(),
             pending: 0,
             buffer: Vec::new(),
+            codec: None,
         })
     }
 
@@ -120,13 +134,41 @@ impl ArchiveSink {
             flush_interval: spec.flush_interval.value.0,
             max_pending: spec.max_pending.value,
         };
+        let mode = match spec.codec.value {
+            ArchiveCodec::None => None,
+            ArchiveCodec::Lossless => Some(CodecMode::Lossless),
+            ArchiveCodec::Lossy => Some(CodecMode::Lossy {
+                max_prdn_percent: spec.max_prdn_percent.as_ref().map_or(0.0, |b| b.value),
+            }),
+        };
+        let codec = mode.map(|mode| CodecSettings {
+            mode,
+            block_seconds: spec.block_seconds.value,
+            resolution: spec
+                .resolution
+                .as_ref()
+                .map(|r| r.value.clone())
+                .unwrap_or_default(),
+        });
         Ok(ArchiveSink::open(
             &resolve(&spec.path.value),
             &resolve(&spec.keystore.value),
             &recipients,
             limits,
         )?
-        .pseudonyms_only(spec.pseudonyms_only))
+        .pseudonyms_only(spec.pseudonyms_only)
+        .codec(codec))
+    }
+
+    /// Codes samples in segments (`None`: plain wire messages, the default).
+    pub fn codec(mut self, settings: Option<CodecSettings>) -> ArchiveSink {
+        self.codec = settings.map(|s| Box::new(SegmentEncoder::new(s)));
+        self
+    }
+
+    /// What the codec wrote so far (`None` without a codec).
+    pub fn codec_stats(&self) -> Option<super::archive_codec::CodecStats> {
+        self.codec.as_ref().map(|c| c.stats)
     }
 
     /// Whether stream ids must be `deidentify` pseudonyms (default true).
@@ -165,7 +207,7 @@ impl ArchiveSink {
                 .items_in
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Envelope { item, ack, received } = envelope;
-            let written = self.write(&item, ack);
+            let written = self.write(item, ack);
             counters.latency.record(received.elapsed());
             written.inspect_err(|_| self.fail_all())?;
             self.end_due(Instant::now()).inspect_err(|_| self.fail_all())?;
@@ -184,7 +226,7 @@ impl ArchiveSink {
 
     /// Writes one item into its stream's open segment (starting the stream's patient key and a
     /// segment as needed) and holds its acknowledgement. On error the token is settled Failed.
-    fn write(&mut self, item: &Item, ack: AckToken) -> Result<(), SinkError> {
+    fn write(&mut self, item: Item, ack: AckToken) -> Result<(), SinkError> {
         let result = self.write_inner(item);
         match result {
             Ok(stream) => {
@@ -201,8 +243,8 @@ impl ArchiveSink {
         }
     }
 
-    fn write_inner(&mut self, item: &Item) -> Result<Arc<str>, SinkError> {
-        let stream: Arc<str> = match item {
+    fn write_inner(&mut self, item: Item) -> Result<Arc<str>, SinkError> {
+        let stream: Arc<str> = match &item {
             Item::Frame(f) => f.stream_id.clone(),
             Item::Record(r) => r.stream_id.clone(),
         };
@@ -219,10 +261,11 @@ impl ArchiveSink {
                     key,
                     next_sequence: 0,
                     open: None,
+                    grids: Vec::new(),
                 },
             );
         }
-        let start_ns = item_start_ns(item);
+        let start_ns = item_start_ns(&item);
         let too_long = self
             .streams
             .get(&stream)
@@ -232,24 +275,53 @@ impl ArchiveSink {
             self.end_segment(&stream)?;
         }
         self.buffer.clear();
-        wire::encode(item, Encoding::Binary, &mut self.buffer);
         let dir = self.dir.clone();
         let Some(state) = self.streams.get_mut(&stream) else {
             unreachable!("inserted above")
         };
         if state.open.is_none() {
-            state.open = Some(start_segment(&dir, state, start_ns)?);
+            let mut open = start_segment(&dir, state, start_ns)?;
+            if self.codec.is_some() {
+                SegmentEncoder::start(&mut self.buffer);
+                write_plaintext(&mut open, &self.buffer)?;
+                self.buffer.clear();
+            }
+            state.open = Some(open);
+        }
+        let Some(codec) = self.codec.as_mut() else {
+            wire::encode(&item, Encoding::Binary, &mut self.buffer);
+            let Some(open) = state.open.as_mut() else {
+                unreachable!("opened above")
+            };
+            write_plaintext(open, &self.buffer)?;
+            return Ok(stream);
+        };
+        let flush_first = match &item {
+            Item::Frame(frame) => state
+                .open
+                .as_ref()
+                .is_some_and(|o| o.block.must_flush_before(frame)),
+            Item::Record(_) => true,
+        };
+        if flush_first {
+            flush_block(codec, state, &mut self.buffer)?;
         }
         let Some(open) = state.open.as_mut() else {
             unreachable!("opened above")
         };
-        open.writer
-            .write_all(&self.buffer)
-            .map_err(|source| SinkError::Io {
-                path: open.part.clone(),
-                source,
-            })?;
-        open.bytes += self.buffer.len() as u64;
+        match item {
+            Item::Frame(frame) => {
+                open.block.push(frame);
+                if open.block.is_full(codec.block_seconds()) {
+                    flush_block(codec, state, &mut self.buffer)?;
+                }
+            }
+            record @ Item::Record(_) => {
+                self.buffer.clear();
+                codec.raw(&record, &mut self.buffer);
+                write_plaintext(open, &self.buffer)?;
+            }
+        }
         Ok(stream)
     }
 
@@ -289,9 +361,21 @@ impl ArchiveSink {
 
     /// Finishes a stream's open segment durably, then acknowledges its items.
     fn end_segment(&mut self, stream: &Arc<str>) -> Result<(), SinkError> {
-        let Some(open) = self.streams.get_mut(stream).and_then(|s| s.open.take()) else {
-            return Ok(());
+        // The pending block goes in first; a failure fails the segment's items (below).
+        let flushed = match (self.codec.as_mut(), self.streams.get_mut(stream)) {
+            (Some(codec), Some(state)) => flush_block(codec, state, &mut self.buffer),
+            _ => Ok(()),
         };
+        let Some(open) = self.streams.get_mut(stream).and_then(|s| s.open.take()) else {
+            return flushed;
+        };
+        if let Err(e) = flushed {
+            self.pending -= open.held.len();
+            for ack in open.held {
+                ack.settle(AckStatus::Failed);
+            }
+            return Err(e);
+        }
         let OpenSegment {
             writer,
             part,
@@ -337,6 +421,33 @@ impl ArchiveSink {
     }
 }
 
+/// Appends plaintext to an open segment.
+fn write_plaintext(open: &mut OpenSegment, bytes: &[u8]) -> Result<(), SinkError> {
+    open.writer.write_all(bytes).map_err(|source| SinkError::Io {
+        path: open.part.clone(),
+        source,
+    })?;
+    open.bytes += bytes.len() as u64;
+    Ok(())
+}
+
+/// Codes a stream's pending block into its open segment (nothing when there is none).
+fn flush_block(
+    codec: &mut SegmentEncoder,
+    state: &mut StreamArchive,
+    buffer: &mut Vec<u8>,
+) -> Result<(), SinkError> {
+    let Some(open) = state.open.as_mut() else {
+        return Ok(());
+    };
+    if open.block.is_empty() {
+        return Ok(());
+    }
+    buffer.clear();
+    codec.block(open.block.take(), &mut state.grids, buffer);
+    write_plaintext(open, buffer)
+}
+
 fn start_segment(dir: &Path, state: &mut StreamArchive, start_ns: i64) -> Result<OpenSegment, SinkError> {
     let sequence = state.next_sequence;
     state.next_sequence += 1;
@@ -366,5 +477,6 @@ fn start_segment(dir: &Path, state: &mut StreamArchive, start_ns: i64) -> Result
         first_start_ns: start_ns,
         opened: Instant::now(),
         held: Vec::new(),
+        block: PendingBlock::default(),
     })
 }

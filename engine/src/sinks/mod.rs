@@ -8,6 +8,7 @@
 //! cover many items. No timer adds latency.
 
 mod archive;
+pub mod archive_codec;
 mod dead_letter;
 mod file;
 mod stdout;

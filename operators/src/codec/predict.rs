@@ -98,18 +98,31 @@ impl Predictor {
     }
 
     /// [`Self::restore`] for order `N`: coefficients in registers, the
-    /// lag loop unrolled (the decoder's hot loop).
+    /// lag loop unrolled (the decoder's hot loop). The last `N` samples are
+    /// carried in `history`, not re-read from `segment`: a load of samples
+    /// stored one iteration earlier (a vector load over a scalar store)
+    /// stalls on store forwarding, and made this loop 3× slower.
     #[inline(always)]
     fn restore_order<const N: usize>(&self, segment: &mut [i32], residuals: &[i64]) -> Result<(), ()> {
+        if segment.len() <= N {
+            return Ok(());
+        }
         let coefs: [i64; N] = std::array::from_fn(|j| self.coefs[j]);
-        for (n, &residual) in (N..segment.len()).zip(residuals) {
-            let history: &[i32; N] = segment[n - N..n].try_into().map_err(|_| ())?;
+        // history[j] is lag j + 1 of the next sample.
+        let mut history: [i64; N] = std::array::from_fn(|j| i64::from(segment[N - 1 - j]));
+        for (x, &residual) in segment[N..].iter_mut().zip(residuals) {
             let mut sum = 0i64;
             for j in 0..N {
-                sum = sum.wrapping_add(coefs[j].wrapping_mul(i64::from(history[N - 1 - j])));
+                sum = sum.wrapping_add(coefs[j].wrapping_mul(history[j]));
             }
             let value = (sum >> self.shift).wrapping_add(residual);
-            segment[n] = i32::try_from(value).map_err(|_| ())?;
+            *x = i32::try_from(value).map_err(|_| ())?;
+            for j in (1..N).rev() {
+                history[j] = history[j - 1];
+            }
+            if N > 0 {
+                history[0] = value;
+            }
         }
         Ok(())
     }

@@ -53,12 +53,78 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Runs `f` with a [`BulkWriter`] that continues this stream, for a hot
+    /// loop that writes at most `max_bits` bits: the room is reserved (and
+    /// zeroed) once, so each write is branch-free, with no capacity check.
+    #[inline(always)]
+    pub(crate) fn bulk(&mut self, max_bits: usize, f: impl FnOnce(&mut BulkWriter)) {
+        // Whole bytes of the pending bits go out; fewer than 8 remain, left-aligned.
+        let whole = (self.pending_bits / 8) as usize;
+        let aligned = if self.pending_bits == 0 {
+            0
+        } else {
+            self.pending << (64 - self.pending_bits)
+        };
+        self.out.extend_from_slice(&aligned.to_be_bytes()[..whole]);
+        let start = self.out.len();
+        self.out.resize(start + max_bits / 8 + 16, 0);
+        let mut bulk = BulkWriter {
+            buf: &mut self.out[start..],
+            pos: 0,
+            acc: aligned << (whole * 8),
+            n: self.pending_bits % 8,
+        };
+        f(&mut bulk);
+        let (pos, acc, n) = (bulk.pos, bulk.acc, bulk.n);
+        self.out.truncate(start + pos);
+        self.pending = if n == 0 { 0 } else { acc >> (64 - n) };
+        self.pending_bits = n;
+    }
+
     /// Pads with zero bits to the next byte boundary and flushes.
     pub(crate) fn finish(self) {
         if self.pending_bits > 0 {
             let aligned = self.pending << (64 - self.pending_bits);
             let bytes = self.pending_bits.div_ceil(8) as usize;
             self.out.extend_from_slice(&aligned.to_be_bytes()[..bytes]);
+        }
+    }
+}
+
+/// A branch-free continuation of a [`BitWriter`] over reserved room (see
+/// [`BitWriter::bulk`]): `acc` holds `n` < 8 pending bits, left-aligned, and
+/// every write stores all 8 bytes of it, then advances by its whole bytes.
+pub(crate) struct BulkWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    acc: u64,
+    n: u32,
+}
+
+impl BulkWriter<'_> {
+    /// Writes the low `bits` bits of `value`, 1 ≤ `bits` ≤ 56 (so `n + bits` ≤ 63).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, value: u64, bits: u32) {
+        debug_assert!((1..=56).contains(&bits));
+        // `<< (64 − bits)` drops the bits above `bits`.
+        self.acc |= (value << (64 - bits)) >> self.n;
+        self.n += bits;
+        let bytes = self.n / 8;
+        // In range while the caller's `max_bits` holds (16 bytes of slack).
+        self.buf[self.pos..self.pos + 8].copy_from_slice(&self.acc.to_be_bytes());
+        self.pos += bytes as usize;
+        // bytes ≤ 7, so the shift is at most 56.
+        self.acc <<= bytes * 8;
+        self.n -= bytes * 8;
+    }
+
+    /// Writes any width 0–64 (the rare escape path).
+    pub(crate) fn put_wide(&mut self, value: u64, bits: u32) {
+        if bits > 32 {
+            self.put(value >> 32, bits - 32);
+            self.put(value & 0xFFFF_FFFF, 32);
+        } else if bits > 0 {
+            self.put(value, bits);
         }
     }
 }
@@ -85,7 +151,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next 64 bits (zeros past the end); the top 57 are always valid.
-    #[inline]
+    #[inline(always)]
     fn peek64(&self) -> u64 {
         let byte = self.pos >> 3;
         let mut buf = [0u8; 8];
@@ -97,7 +163,7 @@ impl<'a> BitReader<'a> {
         u64::from_be_bytes(buf) << (self.pos & 7)
     }
 
-    #[inline]
+    #[inline(always)]
     fn consume(&mut self, bits: usize) -> Result<(), CodecError> {
         if bits > self.bits_left() {
             return Err(CodecError::Truncated);
@@ -128,9 +194,33 @@ impl<'a> BitReader<'a> {
         Ok(value)
     }
 
+    /// Reads one Rice-coded value with parameter `k` (≤ 31): fewer than
+    /// `escape_zeros` (≤ 24) zeros, a one and `k` low bits come from a
+    /// single peek (at most 56 bits, inside its 57 valid ones); `escape_zeros`
+    /// zeros are followed by the value in `escape_width` bits.
+    #[inline(always)]
+    pub(crate) fn read_rice(
+        &mut self,
+        k: u32,
+        escape_zeros: u32,
+        escape_width: u32,
+    ) -> Result<u64, CodecError> {
+        let word = self.peek64();
+        let zeros = word.leading_zeros();
+        if zeros < escape_zeros {
+            // `>> 1 >> (63 − k)` is `>> (64 − k)` without an overflowing shift at k = 0.
+            let low = ((word << (zeros + 1)) >> 1) >> (63 - k);
+            self.consume((zeros + 1 + k) as usize)?;
+            Ok((u64::from(zeros) << k) | low)
+        } else {
+            self.consume(escape_zeros as usize)?;
+            self.read(escape_width)
+        }
+    }
+
     /// Counts zero bits before the next one bit, stopping at `limit` zeros
     /// (then the zeros are consumed and no one bit is expected).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn read_unary(&mut self, limit: u32) -> Result<u32, CodecError> {
         let zeros = self.peek64().leading_zeros().min(limit);
         if zeros == limit {

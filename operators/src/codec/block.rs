@@ -7,11 +7,12 @@ use super::predict::{
     analyse_lpc, best_fixed_order, LpcScratch, Predictor, PredictorKind, MAX_FIXED_ORDER, MAX_LPC_ORDER,
     MAX_PRECISION,
 };
-use super::rice::{self, RicePlan};
+use super::rice;
 use super::{ChannelBlock, ChannelData, CodecError, GapRun, MAX_BLOCK_SAMPLES};
 
 const MAGIC: [u8; 4] = *b"SFCB";
-const VERSION: u8 = 1;
+/// Version 2: adaptive Rice residuals (version 1, partitioned Rice, was never persisted).
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 12;
 const CRC_LEN: usize = 4;
 
@@ -20,36 +21,39 @@ const KIND_LPC: u64 = 1;
 const KIND_CONSTANT: u64 = 2;
 const WARMUP_WIDTH_BITS: u32 = 6;
 const ESCAPE_WIDTH_BITS: u32 = 7;
+const TABLE_LEN_BITS: u32 = 24;
+/// Value maps are tried only on channels whose range is at most this (the
+/// lookup stays in L1/L2) and with at least this many samples (the table
+/// must pay for itself).
+const MAP_MAX_RANGE: usize = 1 << 15;
+const MAP_MIN_SAMPLES: usize = 256;
 
 /// Encoder settings. LPC order 12 (FLAC -8's) is the default: on our records orders up to
-/// 32 changed the ratio by under 0.1 % and cost speed (`docs/codec.md`).
+/// 32 changed the ratio by under 0.1 % and cost speed. Precision 10 is the default: with
+/// 1–10 s blocks (1,250–5,000 samples) the coefficients' cost outweighs their accuracy
+/// above it (measured 9–15 bits on three records: 10 is 0.1–0.25 % smaller than 15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodecConfig {
     /// Highest LPC order tried (0 = fixed predictors only); at most 32.
     pub max_lpc_order: u8,
     /// Bits per quantised LPC coefficient, sign included: 2–16.
     pub lpc_precision: u8,
-    /// Highest Rice partition order: 0–8.
-    pub max_partition_order: u8,
 }
 
 impl Default for CodecConfig {
     fn default() -> Self {
         CodecConfig {
             max_lpc_order: 12,
-            lpc_precision: 15,
-            max_partition_order: 8,
+            lpc_precision: 10,
         }
     }
 }
 
-/// One candidate's coding of a channel.
+/// The chosen predictor of a channel and its zigzagged residuals.
 #[derive(Default)]
-struct Candidate {
+struct Chosen {
     predictor: Option<Predictor>,
     zigzagged: Vec<u64>,
-    plan: RicePlan,
-    bits: u64,
 }
 
 /// Encodes blocks; keeps its working buffers between calls.
@@ -57,10 +61,17 @@ struct Candidate {
 pub struct BlockEncoder {
     config: CodecConfig,
     segments: Vec<Range<usize>>,
-    sums: Vec<u64>,
     lpc: LpcScratch,
-    best: Candidate,
-    trial: Candidate,
+    best: Chosen,
+    /// Value map (sparse channels): seen flag, then rank, per value of the
+    /// range; the distinct values; each sample's rank; the table's gaps.
+    lookup: Vec<u32>,
+    table: Vec<i32>,
+    ranks: Vec<i32>,
+    table_gaps: Vec<u64>,
+    /// Tests force the portable path to compare it with the AVX2 one.
+    #[cfg(test)]
+    pub(super) portable_only: bool,
 }
 
 impl BlockEncoder {
@@ -68,7 +79,6 @@ impl BlockEncoder {
         let config = CodecConfig {
             max_lpc_order: config.max_lpc_order.min(MAX_LPC_ORDER as u8),
             lpc_precision: config.lpc_precision.clamp(2, MAX_PRECISION as u8),
-            max_partition_order: config.max_partition_order.min(rice::MAX_PARTITION_ORDER as u8),
         };
         BlockEncoder {
             config,
@@ -101,6 +111,36 @@ impl BlockEncoder {
     }
 
     fn encode_channel(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[cfg(test)]
+            let fast = !self.portable_only && has_avx2_bmi2();
+            #[cfg(not(test))]
+            let fast = has_avx2_bmi2();
+            if fast {
+                // SAFETY: the CPU has AVX2, BMI1, BMI2 and LZCNT (detected just
+                // above), the only requirement of this `target_feature` function.
+                unsafe { self.encode_channel_avx2(channel, out) };
+                return;
+            }
+        }
+        self.encode_channel_inline(channel, out);
+    }
+
+    /// The same code as [`Self::encode_channel_inline`] (the hot loops are
+    /// `inline(always)`), compiled for AVX2 (+BMI, LZCNT): the integer loops
+    /// get 4-lane 64-bit multiplies, the f64 ones 4-lane vectors, the Rice
+    /// writer `lzcnt` and flag-free shifts. No FMA is enabled and LLVM never
+    /// reassociates floats, so the bytes are the same on every CPU (a test
+    /// compares the two paths).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt")]
+    fn encode_channel_avx2(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
+        self.encode_channel_inline(channel, out);
+    }
+
+    #[inline(always)]
+    fn encode_channel_inline(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
         write_varint(out, channel.samples.len() as u32);
         write_varint(out, channel.gaps.len() as u32);
         let mut previous_end = 0;
@@ -120,62 +160,175 @@ impl BlockEncoder {
             writer.write(KIND_CONSTANT, 2);
             writer.write(u64::from(warmup_width), WARMUP_WIDTH_BITS);
             writer.write(rice::zigzag(first.into()), warmup_width);
+        } else if self.map_values(samples) {
+            // Predict the ranks in the value table instead of the values.
+            let ranks = std::mem::take(&mut self.ranks);
+            let rank_width = rice::width(
+                self.segments
+                    .iter()
+                    .fold(0, |acc, s| acc | or_zigzagged(&ranks[s.clone()])),
+            );
+            self.choose_predictor(&ranks, rank_width);
+            self.write_header(true, &mut writer);
+            self.write_table(&mut writer);
+            self.write_body(&ranks, rank_width, &mut writer);
+            self.ranks = ranks;
         } else {
             self.choose_predictor(samples, warmup_width);
-            self.write_predicted(samples, warmup_width, &mut writer);
+            self.write_header(false, &mut writer);
+            self.write_body(samples, warmup_width, &mut writer);
         }
         writer.finish();
     }
 
-    /// Leaves the cheapest of the best fixed predictor and LPC in `best`.
+    /// Whether the channel's values are a sparse set (a signal resampled or
+    /// rescaled onto a coarser grid, as MIMIC's MCL1: ~100 distinct values
+    /// ~22 apart): then `table` gets the sorted distinct values, `ranks` each
+    /// sample's index in it (0 in gaps), and the predictor works on ranks,
+    /// which move in steps of one where the values move in steps of ~22.
+    /// Sparse means at most one distinct value per four samples and per four
+    /// integers of the range. Such a channel repeats its previous value often
+    /// (MCL1: half the time; EEG: a few percent), so a vectorised count of
+    /// repeats (at least a quarter) screens channels before the costlier
+    /// passes.
+    #[inline(always)]
+    fn map_values(&mut self, samples: &[i32]) -> bool {
+        let coded: usize = self.segments.iter().map(|s| s.len()).sum();
+        let repeats: usize = self
+            .segments
+            .iter()
+            .map(|s| {
+                let s = &samples[s.clone()];
+                s.iter()
+                    .zip(s.iter().skip(1))
+                    .map(|(a, b)| usize::from(a == b))
+                    .sum::<usize>()
+            })
+            .sum();
+        if coded < MAP_MIN_SAMPLES || repeats * 4 < coded {
+            return false;
+        }
+        let (mut min, mut max) = (i32::MAX, i32::MIN);
+        for s in &self.segments {
+            for &v in &samples[s.clone()] {
+                min = min.min(v);
+                max = max.max(v);
+            }
+        }
+        let range = i64::from(max) - i64::from(min) + 1;
+        if range > MAP_MAX_RANGE as i64 {
+            return false;
+        }
+        let range = range as usize;
+        // A seen flag per value of the range: independent stores, where a
+        // bitmap's read-modify-writes of one word would chain.
+        self.lookup.clear();
+        self.lookup.resize(range, 0);
+        for s in &self.segments {
+            for &v in &samples[s.clone()] {
+                self.lookup[(v - min) as usize] = 1; // min ≤ v ≤ max
+            }
+        }
+        let distinct = self.lookup.iter().map(|&seen| seen as usize).sum::<usize>();
+        if distinct * 4 > coded || distinct * 4 > range {
+            return false;
+        }
+        // The rank of value min + i is the number of distinct values below it.
+        self.table.clear();
+        for (i, rank) in self.lookup.iter_mut().enumerate() {
+            if *rank == 1 {
+                *rank = self.table.len() as u32;
+                self.table.push(min + i as i32);
+            }
+        }
+        self.ranks.clear();
+        self.ranks.resize(samples.len(), 0);
+        for s in &self.segments {
+            for (r, &v) in self.ranks[s.clone()].iter_mut().zip(&samples[s.clone()]) {
+                *r = self.lookup[(v - min) as usize] as i32;
+            }
+        }
+        true
+    }
+
+    /// The value table: its length (24 bits), the first value (6-bit width,
+    /// zigzag), then each gap to the next value minus one, adaptive Rice.
+    fn write_table(&mut self, writer: &mut BitWriter) {
+        let table = &self.table;
+        writer.write(table.len() as u64, TABLE_LEN_BITS);
+        let first = rice::zigzag(table[0].into());
+        writer.write(u64::from(rice::width(first)), WARMUP_WIDTH_BITS);
+        writer.write(first, rice::width(first));
+        self.table_gaps.clear();
+        self.table_gaps.extend(
+            table
+                .windows(2)
+                .map(|w| (i64::from(w[1]) - i64::from(w[0]) - 1) as u64),
+        );
+        let escape_width = rice::width(self.table_gaps.iter().fold(0, |acc, &u| acc | u));
+        writer.write(u64::from(escape_width), ESCAPE_WIDTH_BITS);
+        rice::write_adaptive(writer, &self.table_gaps, escape_width);
+    }
+
+    /// Leaves in `best` the best fixed predictor or LPC, whichever has the
+    /// fewer estimated bits, with its residuals. The estimate is the size of
+    /// Laplacian residuals with the measured mean |residual| (log2(2e·mean)
+    /// bits each), plus warm-ups and coefficients: FLAC's fixed-order
+    /// criterion, applied across kinds, so only the winner's residuals are
+    /// computed (and only LPC's when it wins, the common case).
+    #[inline(always)]
     fn choose_predictor(&mut self, samples: &[i32], warmup_width: u32) {
-        let fixed = Predictor::fixed(best_fixed_order(samples, &self.segments));
-        self.try_candidate(samples, fixed, warmup_width, true);
+        let coded: usize = self.segments.iter().map(|s| s.len()).sum();
+        let warmups = |segments: &[Range<usize>], order: usize| {
+            segments.iter().map(|s| s.len().min(order)).sum::<usize>()
+        };
+        let (fixed_order, fixed_sum) = best_fixed_order(samples, &self.segments);
+        let fixed_warmups = warmups(&self.segments, fixed_order);
+        let fixed_bits = estimated_bits(fixed_sum, coded - fixed_warmups, fixed_warmups, warmup_width);
         let config = self.config;
-        if let Some(lpc) = analyse_lpc(
+        let lpc = analyse_lpc(
             samples,
             &self.segments,
             config.max_lpc_order.into(),
             config.lpc_precision.into(),
             &mut self.lpc,
-        ) {
-            self.try_candidate(samples, lpc, warmup_width, false);
+        );
+        if let Some(lpc) = lpc {
+            self.residuals(samples, lpc);
+            let lpc_warmups = warmups(&self.segments, lpc.order);
+            // Σ zigzag(r) = 2·Σ|r| − (negative count): half of it is Σ|r| within n/2.
+            let sum = self.best.zigzagged.iter().fold(0u64, |a, &u| a.saturating_add(u)) / 2;
+            let coefficients = (lpc.order as u64 * u64::from(lpc.precision)) as f64;
+            let lpc_bits = estimated_bits(sum, coded - lpc_warmups, lpc_warmups, warmup_width) + coefficients;
+            if lpc_bits <= fixed_bits {
+                return;
+            }
         }
+        self.residuals(samples, Predictor::fixed(fixed_order));
     }
 
-    fn try_candidate(&mut self, samples: &[i32], predictor: Predictor, warmup_width: u32, first: bool) {
-        let trial = &mut self.trial;
-        trial.zigzagged.clear();
-        let mut warmups = 0;
+    #[inline(always)]
+    fn residuals(&mut self, samples: &[i32], predictor: Predictor) {
+        let best = &mut self.best;
+        best.zigzagged.clear();
         for segment in &self.segments {
-            let s = &samples[segment.clone()];
-            warmups += s.len().min(predictor.order);
-            predictor.zigzag_residuals(s, &mut trial.zigzagged);
+            predictor.zigzag_residuals(&samples[segment.clone()], &mut best.zigzagged);
         }
-        let max_order = u32::from(self.config.max_partition_order);
-        rice::plan(&trial.zigzagged, max_order, &mut self.sums, &mut trial.plan);
-        let coefficient_bits = match predictor.kind {
-            PredictorKind::Lpc => predictor.order as u64 * u64::from(predictor.precision),
-            _ => 0,
-        };
-        trial.bits =
-            (trial.plan.bits).saturating_add(warmups as u64 * u64::from(warmup_width) + coefficient_bits);
-        trial.predictor = Some(predictor);
-        if first || trial.bits < self.best.bits {
-            std::mem::swap(&mut self.best, &mut self.trial);
-        }
+        best.predictor = Some(predictor);
     }
 
-    fn write_predicted(&self, samples: &[i32], warmup_width: u32, writer: &mut BitWriter) {
-        let best = &self.best;
-        let Some(p) = best.predictor else { return };
+    /// The predictor kind, the mapped flag and the predictor.
+    fn write_header(&self, mapped: bool, writer: &mut BitWriter) {
+        let Some(p) = self.best.predictor else { return };
         match p.kind {
             PredictorKind::Fixed => {
                 writer.write(KIND_FIXED, 2);
+                writer.write(u64::from(mapped), 1);
                 writer.write(p.order as u64, 3);
             }
             _ => {
                 writer.write(KIND_LPC, 2);
+                writer.write(u64::from(mapped), 1);
                 writer.write(p.order as u64 - 1, 5);
                 writer.write(u64::from(p.precision - 1), 4);
                 writer.write(u64::from(p.shift), 5);
@@ -184,6 +337,13 @@ impl BlockEncoder {
                 }
             }
         }
+    }
+
+    /// Warm-up width, escape width, warm-ups and residuals.
+    #[inline(always)]
+    fn write_body(&self, samples: &[i32], warmup_width: u32, writer: &mut BitWriter) {
+        let best = &self.best;
+        let Some(p) = best.predictor else { return };
         writer.write(u64::from(warmup_width), WARMUP_WIDTH_BITS);
         let escape_width = rice::width(best.zigzagged.iter().fold(0, |acc, &u| acc | u));
         writer.write(u64::from(escape_width), ESCAPE_WIDTH_BITS);
@@ -193,8 +353,31 @@ impl BlockEncoder {
                 writer.write(rice::zigzag(v.into()), warmup_width);
             }
         }
-        rice::write(writer, &best.zigzagged, &best.plan, escape_width);
+        rice::write_adaptive(writer, &best.zigzagged, escape_width);
     }
+}
+
+/// Whether the CPU runs the `target_feature(enable = "avx2,bmi1,bmi2,lzcnt")`
+/// builds of the encoder and decoder (the result is cached by std).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_bmi2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("bmi2")
+        && std::arch::is_x86_feature_detected!("lzcnt")
+}
+
+/// Estimated bits of `count` residuals whose absolute values sum to `sum`,
+/// as Laplacian (log2(2e·mean) bits each, at least one), plus the warm-ups.
+fn estimated_bits(sum: u64, count: usize, warmups: usize, warmup_width: u32) -> f64 {
+    let per_residual = if count == 0 {
+        0.0
+    } else {
+        (sum as f64 / count as f64 * 2.0 * std::f64::consts::E)
+            .log2()
+            .max(1.0)
+    };
+    per_residual * count as f64 + (warmups as u64 * u64::from(warmup_width)) as f64
 }
 
 /// The zigzagged samples or-ed together (a loop LLVM vectorises).
@@ -252,6 +435,7 @@ fn segments(len: usize, gaps: &[GapRun], out: &mut Vec<Range<usize>>) {
 pub struct BlockDecoder {
     segments: Vec<Range<usize>>,
     residuals: Vec<i64>,
+    table: Vec<i32>,
 }
 
 impl BlockDecoder {
@@ -262,6 +446,25 @@ impl BlockDecoder {
     /// Decodes one block into `block`, reusing its buffers. Any malformed
     /// input is a [`CodecError`]; `block` is then unspecified.
     pub fn decode_into(&mut self, bytes: &[u8], block: &mut ChannelBlock) -> Result<(), CodecError> {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_bmi2() {
+            // SAFETY: the CPU has the features this function is compiled for
+            // (detected just above).
+            return unsafe { self.decode_into_bmi2(bytes, block) };
+        }
+        self.decode_into_inline(bytes, block)
+    }
+
+    /// [`Self::decode_into_inline`] compiled with BMI2 and LZCNT (the Rice
+    /// reader's zero count and variable shifts).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt")]
+    fn decode_into_bmi2(&mut self, bytes: &[u8], block: &mut ChannelBlock) -> Result<(), CodecError> {
+        self.decode_into_inline(bytes, block)
+    }
+
+    #[inline(always)]
+    fn decode_into_inline(&mut self, bytes: &[u8], block: &mut ChannelBlock) -> Result<(), CodecError> {
         let (channels, payload) = open_block(bytes)?;
         block.channels.resize_with(channels, ChannelData::default);
         let mut at = 0;
@@ -282,6 +485,7 @@ impl BlockDecoder {
         Ok(block)
     }
 
+    #[inline(always)]
     fn decode_channel(
         &mut self,
         payload: &[u8],
@@ -304,13 +508,29 @@ impl BlockDecoder {
                 channel.samples[segment.clone()].fill(value);
             }
         } else {
+            let mapped = reader.read(1)? == 1;
             let predictor = read_predictor(&mut reader, kind)?;
+            if mapped {
+                read_table(&mut reader, &mut self.table, &mut self.residuals)?;
+            }
             self.decode_predicted(&mut reader, &predictor, &mut channel.samples)?;
+            if mapped {
+                for segment in &self.segments {
+                    for v in &mut channel.samples[segment.clone()] {
+                        // A negative rank becomes a huge index: refused too.
+                        *v = *self
+                            .table
+                            .get(*v as u32 as usize)
+                            .ok_or(CodecError::Corrupt("rank outside the value table"))?;
+                    }
+                }
+            }
         }
         *at += reader.bytes_consumed();
         Ok(())
     }
 
+    #[inline(always)]
     fn decode_predicted(
         &mut self,
         reader: &mut BitReader,
@@ -331,7 +551,7 @@ impl BlockDecoder {
         if residual_count > reader.bits_left() {
             return Err(CodecError::Truncated);
         }
-        rice::read(reader, residual_count, escape_width, &mut self.residuals)?;
+        rice::read_adaptive(reader, residual_count, escape_width, &mut self.residuals)?;
         let mut residuals = &self.residuals[..];
         for segment in &self.segments {
             let count = segment.len().saturating_sub(predictor.order);
@@ -393,6 +613,44 @@ fn read_gaps(payload: &[u8], at: &mut usize, len: usize, gaps: &mut Vec<GapRun>)
             len: run_len,
         });
         previous_end = end;
+    }
+    Ok(())
+}
+
+/// Reads a value table written by `BlockEncoder::write_table`; `scratch`
+/// takes the coded gaps.
+fn read_table(
+    reader: &mut BitReader,
+    table: &mut Vec<i32>,
+    scratch: &mut Vec<i64>,
+) -> Result<(), CodecError> {
+    let len = reader.read(TABLE_LEN_BITS)? as usize;
+    if len == 0 {
+        return Err(CodecError::Corrupt("empty value table"));
+    }
+    let first = {
+        let width = read_width(reader, WARMUP_WIDTH_BITS, 32)?;
+        read_sample(reader, width)?
+    };
+    let escape_width = read_width(reader, ESCAPE_WIDTH_BITS, 64)?;
+    // Every gap takes at least one bit: refuse before allocating.
+    if len - 1 > reader.bits_left() {
+        return Err(CodecError::Truncated);
+    }
+    rice::read_adaptive(reader, len - 1, escape_width, scratch)?;
+    table.clear();
+    table.push(first);
+    let mut previous = i64::from(first);
+    for &gap in scratch.iter() {
+        let gap =
+            i64::try_from(rice::zigzag(gap)).map_err(|_| CodecError::Corrupt("value table gap too large"))?;
+        let next = previous
+            .checked_add(gap)
+            .and_then(|v| v.checked_add(1))
+            .and_then(|v| i32::try_from(v).ok())
+            .ok_or(CodecError::Corrupt("value table outside the i32 range"))?;
+        table.push(next);
+        previous = i64::from(next);
     }
     Ok(())
 }

@@ -3,8 +3,10 @@
 //! A block holds, per channel, the integer samples of a stretch of seconds at
 //! the recording's resolution plus the gap runs (missing samples). Each
 //! channel is predicted (FLAC's fixed polynomials or quantised LPC, chosen by
-//! estimated size), its residuals Rice-coded in partitions, and the block
-//! sealed with a CRC-32C. Decoding checks everything and never panics.
+//! estimated size; a channel with few distinct values is predicted on their
+//! ranks in a value table), its residuals Rice-coded with a parameter that
+//! adapts at every sample, and the block sealed with a CRC-32C. Decoding
+//! checks everything and never panics.
 //!
 //! [`SampleGrid`] maps f32 physical values (what readers and frames carry)
 //! to those integers and back, bit-exactly, and refuses values off the grid.

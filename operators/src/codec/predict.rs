@@ -77,7 +77,57 @@ impl Predictor {
 
     /// Rebuilds a segment in place: its warm-up is already there, the rest
     /// comes from `residuals`. Fails when a sample leaves the i32 range.
+    #[inline(always)]
     pub(crate) fn restore(&self, segment: &mut [i32], residuals: &[i64]) -> Result<(), ()> {
+        match self.order {
+            0 => self.restore_order::<0>(segment, residuals),
+            1 => self.restore_order::<1>(segment, residuals),
+            2 => self.restore_order::<2>(segment, residuals),
+            3 => self.restore_order::<3>(segment, residuals),
+            4 => self.restore_order::<4>(segment, residuals),
+            5 => self.restore_order::<5>(segment, residuals),
+            6 => self.restore_order::<6>(segment, residuals),
+            7 => self.restore_order::<7>(segment, residuals),
+            8 => self.restore_order::<8>(segment, residuals),
+            9 => self.restore_order::<9>(segment, residuals),
+            10 => self.restore_order::<10>(segment, residuals),
+            11 => self.restore_order::<11>(segment, residuals),
+            12 => self.restore_order::<12>(segment, residuals),
+            _ => self.restore_any(segment, residuals),
+        }
+    }
+
+    /// [`Self::restore`] for order `N`: coefficients in registers, the
+    /// lag loop unrolled (the decoder's hot loop). The last `N` samples are
+    /// carried in `history`, not re-read from `segment`: a load of samples
+    /// stored one iteration earlier (a vector load over a scalar store)
+    /// stalls on store forwarding, and made this loop 3× slower.
+    #[inline(always)]
+    fn restore_order<const N: usize>(&self, segment: &mut [i32], residuals: &[i64]) -> Result<(), ()> {
+        if segment.len() <= N {
+            return Ok(());
+        }
+        let coefs: [i64; N] = std::array::from_fn(|j| self.coefs[j]);
+        // history[j] is lag j + 1 of the next sample.
+        let mut history: [i64; N] = std::array::from_fn(|j| i64::from(segment[N - 1 - j]));
+        for (x, &residual) in segment[N..].iter_mut().zip(residuals) {
+            let mut sum = 0i64;
+            for j in 0..N {
+                sum = sum.wrapping_add(coefs[j].wrapping_mul(history[j]));
+            }
+            let value = (sum >> self.shift).wrapping_add(residual);
+            *x = i32::try_from(value).map_err(|_| ())?;
+            for j in (1..N).rev() {
+                history[j] = history[j - 1];
+            }
+            if N > 0 {
+                history[0] = value;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_any(&self, segment: &mut [i32], residuals: &[i64]) -> Result<(), ()> {
         for (n, &residual) in (self.order..segment.len()).zip(residuals) {
             let value = self.predict(&segment[n - self.order..n]).wrapping_add(residual);
             segment[n] = i32::try_from(value).map_err(|_| ())?;
@@ -96,6 +146,7 @@ impl Predictor {
     /// prediction and `target − prediction` are then far inside i64, where
     /// wrapping and plain arithmetic agree. The loops are specialised per
     /// order so the coefficients sit in registers and LLVM can unroll them.
+    #[inline(always)]
     pub(crate) fn zigzag_residuals(&self, segment: &[i32], out: &mut Vec<u64>) {
         if segment.len() <= self.order {
             return;
@@ -121,6 +172,7 @@ impl Predictor {
     }
 
     /// LPC of exactly order `N`.
+    #[inline(always)]
     fn lpc_zigzag<const N: usize>(&self, segment: &[i32], out: &mut Vec<u64>) {
         // Coefficients fit in 16 bits: as i32 the products are 32×32→64 bits.
         let coefs: [i32; N] = std::array::from_fn(|j| self.coefs[j] as i32);
@@ -139,19 +191,48 @@ impl Predictor {
 }
 
 /// Zigzagged residuals of an order-`N` LPC over `segment` (longer than `N`).
-#[inline]
+///
+/// Eight targets at a time, lag by lag: the inner loop is then over
+/// independent outputs, which LLVM turns into 64-bit vector multiplies of
+/// sign-extended i32s (`vpmuldq` when compiled for AVX2).
+#[inline(always)]
 fn lpc_zigzag_windows<const N: usize>(coefs: &[i32; N], shift: u32, segment: &[i32], out: &mut Vec<u64>) {
-    out.extend(segment.windows(N + 1).map(|w| {
+    const B: usize = 8;
+    let targets = segment.len() - N;
+    let start = out.len();
+    out.resize(start + targets, 0);
+    let out = &mut out[start..];
+    let mut n = 0;
+    while n + B <= targets {
+        // out[n + i] is the residual of segment[N + n + i], whose lag j+1 is
+        // segment[N + n + i − 1 − j].
+        let mut acc = [0i64; B];
+        for j in 0..N {
+            let c = i64::from(coefs[j]);
+            let lagged = &segment[N + n - 1 - j..][..B];
+            for i in 0..B {
+                acc[i] += c * i64::from(lagged[i]);
+            }
+        }
+        let target = &segment[N + n..][..B];
+        let residuals = &mut out[n..n + B];
+        for i in 0..B {
+            residuals[i] = zigzag(i64::from(target[i]) - (acc[i] >> shift));
+        }
+        n += B;
+    }
+    for (r, w) in out[n..].iter_mut().zip(segment[n..].windows(N + 1)) {
         // w[N − 1 − j] is lag j+1 of the target w[N].
         let mut sum = 0i64;
         for j in 0..N {
             sum += i64::from(coefs[j]) * i64::from(w[N - 1 - j]);
         }
-        zigzag(i64::from(w[N]) - (sum >> shift))
-    }));
+        *r = zigzag(i64::from(w[N]) - (sum >> shift));
+    }
 }
 
 /// Fixed-order residuals, zigzagged (see [`fixed_residuals`]).
+#[inline(always)]
 fn fixed_zigzag_residuals(order: usize, segment: &[i32], out: &mut Vec<u64>) {
     let x = |w: &[i32], i: usize| i64::from(w[i]);
     match order {
@@ -190,8 +271,9 @@ fn fixed_residuals(order: usize, segment: &[i32], out: &mut Vec<i64>) {
 }
 
 /// The fixed order with the smallest sum of absolute residuals (FLAC's
-/// estimate), over all segments.
-pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> usize {
+/// estimate), over all segments, and that sum.
+#[inline(always)]
+pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> (usize, u64) {
     let mut sums = [0u64; MAX_FIXED_ORDER + 1];
     for segment in segments {
         let s = &samples[segment.clone()];
@@ -212,7 +294,8 @@ pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> us
             }
         }
     }
-    (0..=MAX_FIXED_ORDER).min_by_key(|&o| sums[o]).unwrap_or(0)
+    let order = (0..=MAX_FIXED_ORDER).min_by_key(|&o| sums[o]).unwrap_or(0);
+    (order, sums[order])
 }
 
 /// Working buffers of the LPC analysis, kept between blocks.
@@ -226,6 +309,7 @@ pub(crate) struct LpcScratch {
 /// LPC analysis: Tukey(0.5)-windowed autocorrelation, Levinson–Durbin, an
 /// order chosen by expected bits, coefficients quantised with error feedback.
 /// `None` when the signal gives no usable predictor.
+#[inline(always)]
 pub(crate) fn analyse_lpc(
     samples: &[i32],
     segments: &[Range<usize>],
@@ -274,6 +358,7 @@ fn tukey_window(n: usize, out: &mut Vec<f64>) {
     }));
 }
 
+#[inline(always)]
 fn accumulate_autocorrelation(x: &[f64], max_order: usize, autoc: &mut [f64; MAX_LPC_ORDER + 1]) {
     for (lag, acc) in autoc.iter_mut().enumerate().take(max_order + 1) {
         if lag < x.len() {
@@ -282,19 +367,24 @@ fn accumulate_autocorrelation(x: &[f64], max_order: usize, autoc: &mut [f64; MAX
     }
 }
 
-/// Dot product with four independent sums, so the compiler can vectorise.
+/// Dot product with sixteen independent sums (four AVX vectors, eight SSE2
+/// ones), so the loop is bound by loads, not by the latency of one add
+/// chain. The order of the additions is fixed, so every CPU gets the same
+/// bits and therefore the same coefficients.
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
+    const L: usize = 16;
     let b = &b[..a.len()];
-    let mut sums = [0f64; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = a4
+    let mut sums = [0f64; L];
+    let (a16, b16) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: f64 = a16
         .remainder()
         .iter()
-        .zip(b4.remainder())
+        .zip(b16.remainder())
         .map(|(x, y)| x * y)
         .sum();
-    for (x, y) in a4.zip(b4) {
-        for i in 0..4 {
+    for (x, y) in a16.zip(b16) {
+        for i in 0..L {
             sums[i] += x[i] * y[i];
         }
     }

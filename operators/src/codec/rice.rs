@@ -1,20 +1,20 @@
-//! Partitioned, length-limited Rice coding of zigzagged residuals.
+//! Adaptive, length-limited Rice coding of zigzagged residuals.
 //!
-//! The residuals of a channel are cut into 2^order equal partitions, each
-//! with its own Rice parameter (as FLAC does). A quotient of
-//! [`ESCAPE_ZEROS`] or more is written as that many zeros followed by the
-//! value in the channel's escape width, so one outlier costs at most
-//! `ESCAPE_ZEROS + width` bits and decoding loops are bounded.
+//! Each residual's Rice parameter comes from a running mean of the ones
+//! before it (as LOCO-I/JPEG-LS and Monkey's Audio adapt theirs), so the
+//! code follows the signal's changing loudness sample by sample — a QRS
+//! complex, an artefact — instead of per partition, and the encoder has no
+//! parameters to search or store. A quotient of [`ESCAPE_ZEROS`] or more is
+//! written as that many zeros followed by the value in the channel's escape
+//! width, so one outlier costs at most `ESCAPE_ZEROS + width` bits and
+//! decoding loops are bounded.
 
 use super::bits::{BitReader, BitWriter};
 use super::CodecError;
 
-pub(crate) const MAX_PARTITION_ORDER: u32 = 8;
 pub(crate) const MAX_PARAMETER: u32 = 31;
 pub(crate) const PARAMETER_BITS: u32 = 5;
 pub(crate) const ESCAPE_ZEROS: u32 = 24;
-/// Partitions are kept at least this long, so parameters pay for themselves.
-const MIN_PARTITION_LEN: usize = 16;
 
 #[inline]
 pub(crate) fn zigzag(r: i64) -> u64 {
@@ -31,143 +31,92 @@ pub(crate) fn width(u: u64) -> u32 {
     64 - u.leading_zeros()
 }
 
-/// Partition `i` of `2^order` over `len` residuals.
-pub(crate) fn partition(len: usize, order: u32, i: usize) -> std::ops::Range<usize> {
-    let bound = |k: usize| ((k as u128 * len as u128) >> order) as usize;
-    bound(i)..bound(i + 1)
+/// The running mean forgets with weight 2^-ADAPT_SHIFT per residual (about
+/// the last 8 residuals count). Measured on the four records against 4 and
+/// 5: 3 codes MIT-BIH 100 0.1–0.4 % smaller and the others within 0.1 %.
+pub(crate) const ADAPT_SHIFT: u32 = 3;
+/// k = width(mean · 17/16 / 2): for a geometric residual of mean μ the best
+/// Rice parameter is near log2(μ·ln 2); this rounding of it measured best
+/// (within 0.1 % of 16/16 and 18/16, 2–5 % better than 12/16 or 24/16).
+const PARAMETER_SCALE: u64 = 17;
+const PARAMETER_SHIFT: u32 = ADAPT_SHIFT + 1 + 4;
+/// Residuals enter the running mean clipped to this, so the state stays below 2^(33 + ADAPT_SHIFT)
+/// and its product with PARAMETER_SCALE below 2^41.
+const UPDATE_CAP: u64 = 1 << 32;
+
+/// The Rice parameter for running-mean state `mean`.
+#[inline(always)]
+pub(crate) fn adaptive_parameter(mean: u64) -> u32 {
+    width((mean * PARAMETER_SCALE) >> PARAMETER_SHIFT).min(MAX_PARAMETER)
 }
 
-/// The chosen partition order and one parameter per partition.
-#[derive(Clone, Debug)]
-pub(crate) struct RicePlan {
-    pub order: u32,
-    pub parameters: Vec<u8>,
-    /// estimated bits of the residuals and parameters
-    pub bits: u64,
+/// The state after coding `u`: an exponential moving average, scaled by 2^ADAPT_SHIFT.
+#[inline(always)]
+pub(crate) fn adapt(mean: u64, u: u64) -> u64 {
+    mean - (mean >> ADAPT_SHIFT) + u.min(UPDATE_CAP)
 }
 
-impl Default for RicePlan {
-    fn default() -> Self {
-        RicePlan {
-            order: 0,
-            parameters: Vec::with_capacity(1 << MAX_PARTITION_ORDER),
-            bits: 0,
-        }
-    }
-}
-
-/// Best parameter for `count` values summing to `sum`, with its estimated bits.
-fn best_parameter(sum: u64, count: u64) -> (u8, u64) {
-    // Σ(u >> k) ≈ sum >> k; one stop bit and k low bits per value. The
-    // optimum sits next to log2 of the mean, so only its neighbours are tried.
-    let mean = sum / count.max(1);
-    let centre = width(mean).min(MAX_PARAMETER);
-    (centre.saturating_sub(2)..=centre)
-        .map(|k| (k as u8, (sum >> k).saturating_add(count * (u64::from(k) + 1))))
-        .min_by_key(|&(_, bits)| bits)
-        .unwrap_or((0, 0))
-}
-
-/// Σ values, saturating: huge residuals (near 2^64) can overflow, and such
-/// plans just lose. When the widest value times the count fits in 64 bits
-/// no sum can overflow, so a plain (vectorised) sum gives the same result.
-fn partition_sum(values: &[u64]) -> u64 {
-    let widest = width(values.iter().fold(0, |acc, &u| acc | u));
-    if widest + width(values.len() as u64) <= 64 {
-        values.iter().sum()
+/// The smallest state whose parameter is `k`, the coder's start.
+pub(crate) fn initial_mean(k: u32) -> u64 {
+    if k == 0 {
+        0
     } else {
-        values.iter().fold(0u64, |a, &u| a.saturating_add(u))
+        // ⌈2^(k−1+PARAMETER_SHIFT) / 17⌉: its product with 17 lies in
+        // [2^(k−1+S), 2^(k−1+S) + 17), inside the band of parameter k.
+        (1u64 << (k - 1 + PARAMETER_SHIFT)).div_ceil(PARAMETER_SCALE)
     }
 }
 
-/// Chooses the partition order and parameters that minimise estimated
-/// bits, from sums over the finest partitions merged pairwise.
-pub(crate) fn plan(zigzagged: &[u64], max_order: u32, sums: &mut Vec<u64>, plan: &mut RicePlan) {
-    let len = zigzagged.len();
-    let mut finest = 0;
-    while finest < max_order.min(MAX_PARTITION_ORDER) && (len >> (finest + 1)) >= MIN_PARTITION_LEN {
-        finest += 1;
-    }
-    sums.clear();
-    sums.extend((0..1usize << finest).map(|i| partition_sum(&zigzagged[partition(len, finest, i)])));
-    plan.bits = u64::MAX;
-    let mut order = finest;
-    loop {
-        let total: u64 = (0..sums.len())
-            .map(|i| {
-                let count = partition(len, order, i).len() as u64;
-                best_parameter(sums[i], count).1 + u64::from(PARAMETER_BITS)
-            })
-            .fold(0u64, u64::saturating_add);
-        if total <= plan.bits {
-            plan.bits = total;
-            plan.order = order;
-            plan.parameters.clear();
-            plan.parameters.extend(
-                (0..sums.len()).map(|i| best_parameter(sums[i], partition(len, order, i).len() as u64).0),
-            );
-        }
-        if order == 0 {
-            break;
-        }
-        order -= 1;
-        for i in 0..sums.len() / 2 {
-            sums[i] = sums[2 * i].saturating_add(sums[2 * i + 1]);
-        }
-        sums.truncate(sums.len() / 2);
-    }
+/// The starting parameter: that of the mean of the first 16 residuals.
+pub(crate) fn initial_parameter(zigzagged: &[u64]) -> u32 {
+    let head = &zigzagged[..zigzagged.len().min(16)];
+    let sum = head
+        .iter()
+        .fold(0u64, |a, &u| a.saturating_add(u.min(UPDATE_CAP)));
+    let mean = sum / head.len().max(1) as u64;
+    adaptive_parameter(mean << ADAPT_SHIFT)
 }
 
-/// Writes the partition order, the parameters, then every residual.
-pub(crate) fn write(writer: &mut BitWriter, zigzagged: &[u64], plan: &RicePlan, escape_width: u32) {
-    writer.write(u64::from(plan.order), 4);
-    for &k in &plan.parameters {
-        writer.write(u64::from(k), PARAMETER_BITS);
-    }
-    for (i, &k) in plan.parameters.iter().enumerate() {
-        let k = u32::from(k);
-        for &u in &zigzagged[partition(zigzagged.len(), plan.order, i)] {
+/// Writes the start parameter (5 bits) then every residual with the adaptive parameter.
+#[inline(always)]
+pub(crate) fn write_adaptive(writer: &mut BitWriter, zigzagged: &[u64], escape_width: u32) {
+    let k0 = initial_parameter(zigzagged);
+    writer.write(u64::from(k0), PARAMETER_BITS);
+    // A value takes at most 24 + 1 + 31 bits, or 24 + escape_width as an escape.
+    let max_bits = zigzagged.len() * (ESCAPE_ZEROS + escape_width.max(32)) as usize;
+    writer.bulk(max_bits, |w| {
+        let mut mean = initial_mean(k0);
+        for &u in zigzagged {
+            let k = adaptive_parameter(mean);
             let quotient = u >> k;
             if quotient < u64::from(ESCAPE_ZEROS) {
-                // quotient zeros, a one, then k low bits: at most 24 + 1 + 31 bits.
+                // quotient zeros, a one, then k low bits: 1 to 24 + 1 + 31 bits.
                 let low = u & ((1u64 << k) - 1);
-                writer.write((1u64 << k) | low, quotient as u32 + 1 + k);
+                w.put((1u64 << k) | low, quotient as u32 + 1 + k);
             } else {
-                writer.write(0, ESCAPE_ZEROS);
-                writer.write(u, escape_width);
+                w.put(0, ESCAPE_ZEROS);
+                w.put_wide(u, escape_width);
             }
+            mean = adapt(mean, u);
         }
-    }
+    });
 }
 
-/// Reads `count` residuals written by [`write`] into `out`.
-pub(crate) fn read(
+/// Reads `count` residuals written by [`write_adaptive`] into `out`.
+#[inline(always)]
+pub(crate) fn read_adaptive(
     reader: &mut BitReader,
     count: usize,
     escape_width: u32,
     out: &mut Vec<i64>,
 ) -> Result<(), CodecError> {
-    let order = reader.read(4)? as u32;
-    if order > MAX_PARTITION_ORDER {
-        return Err(CodecError::Corrupt("partition order above 8"));
-    }
-    let partitions = 1usize << order;
-    let mut parameters = [0u8; 1 << MAX_PARTITION_ORDER];
-    for k in &mut parameters[..partitions] {
-        *k = reader.read(PARAMETER_BITS)? as u8;
-    }
+    let k0 = reader.read(PARAMETER_BITS)? as u32;
+    let mut mean = initial_mean(k0);
     out.clear();
-    for (i, &k) in parameters[..partitions].iter().enumerate() {
-        let k = u32::from(k);
-        for _ in partition(count, order, i) {
-            let quotient = reader.read_unary(ESCAPE_ZEROS)?;
-            let u = if quotient == ESCAPE_ZEROS {
-                reader.read(escape_width)?
-            } else {
-                (u64::from(quotient) << k) | reader.read(k)?
-            };
-            out.push(unzigzag(u));
-        }
+    for _ in 0..count {
+        let u = reader.read_rice(adaptive_parameter(mean), ESCAPE_ZEROS, escape_width)?;
+        mean = adapt(mean, u);
+        out.push(unzigzag(u));
     }
     Ok(())
 }
@@ -186,35 +135,29 @@ mod tests {
     }
 
     #[test]
-    fn partitions_tile_the_residuals() {
-        for len in [0, 1, 15, 16, 100, 1279] {
-            for order in 0..=MAX_PARTITION_ORDER {
-                let mut next = 0;
-                for i in 0..1 << order {
-                    let p = partition(len, order, i);
-                    assert_eq!(p.start, next);
-                    next = p.end;
-                }
-                assert_eq!(next, len);
-            }
+    fn the_initial_mean_gives_its_parameter() {
+        for k in 0..=MAX_PARAMETER {
+            assert_eq!(adaptive_parameter(initial_mean(k)), k);
         }
     }
 
     #[test]
     fn residuals_round_trip_with_escapes() {
         let residuals: Vec<i64> = (0..1000)
-            .map(|i| if i % 97 == 0 { i64::MIN + i } else { (i % 13) - 6 })
+            .map(|i| match i % 97 {
+                0 => i64::MIN + i,
+                1..=20 => (i % 13) * 100_000 - 600_000,
+                _ => (i % 13) - 6,
+            })
             .collect();
         let zz: Vec<u64> = residuals.iter().map(|&r| zigzag(r)).collect();
         let escape = zz.iter().map(|&u| width(u)).max().unwrap();
-        let mut plan_out = RicePlan::default();
-        plan(&zz, MAX_PARTITION_ORDER, &mut Vec::new(), &mut plan_out);
         let mut bytes = Vec::new();
         let mut writer = BitWriter::new(&mut bytes);
-        write(&mut writer, &zz, &plan_out, escape);
+        write_adaptive(&mut writer, &zz, escape);
         writer.finish();
         let mut decoded = Vec::new();
-        read(&mut BitReader::new(&bytes), residuals.len(), escape, &mut decoded).unwrap();
+        read_adaptive(&mut BitReader::new(&bytes), residuals.len(), escape, &mut decoded).unwrap();
         assert_eq!(decoded, residuals);
     }
 }

@@ -86,6 +86,30 @@ fn steps_and_alternating_extremes_round_trip() {
     }
 }
 
+/// A walk on a grid of ~21.9 costs about what the same walk in steps of one
+/// does (its ranks), plus the value table: the value map is used.
+#[test]
+fn sparse_channels_are_coded_as_ranks() {
+    let mut rank = 0i32;
+    let ranks: Vec<i32> = noise(5000, 3, 17)
+        .iter()
+        .map(|&s| {
+            rank += i32::from(s == 3) - i32::from(s == -4); // ±1 a quarter of the time
+            rank
+        })
+        .collect();
+    let on_grid: Vec<i32> = ranks
+        .iter()
+        .map(|&k| (f64::from(k) * 21.9).round() as i32)
+        .collect();
+    let dense = round_trip(&one(channel(ranks)));
+    let sparse = round_trip(&one(channel(on_grid)));
+    assert!(
+        sparse < dense + 100,
+        "{sparse} bytes on the grid, {dense} as ranks"
+    );
+}
+
 #[test]
 fn extreme_values_survive_every_predictor() {
     let ramp: Vec<i32> = (0..1000).map(|i| i32::MAX - (i % 3) * (i32::MAX / 2)).collect();
@@ -240,6 +264,26 @@ proptest! {
         round_trip(&one(channel(samples)));
     }
 
+    /// Values on a coarse, irregular grid (as MIMIC's resampled MCL1) take the value-map path.
+    #[test]
+    fn sparse_values_round_trip(
+        steps in prop::collection::vec(-1i32..=1, 300..3000),
+        step in 2.0f64..400.0,
+        offset in -100_000i32..100_000,
+        gap_at in any::<prop::sample::Index>(),
+    ) {
+        let ranks: Vec<i32> = steps.iter().scan(0i32, |acc, s| { *acc += s; Some(*acc) }).collect();
+        let values: Vec<Option<i32>> = ranks
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let gap = (gap_at.index(ranks.len())..gap_at.index(ranks.len()) + 20).contains(&i);
+                (!gap).then_some((f64::from(k) * step).round() as i32 + offset)
+            })
+            .collect();
+        round_trip(&one(with_gaps(&values)));
+    }
+
     #[test]
     fn decoder_never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let _ = BlockDecoder::new().decode(&bytes);
@@ -254,7 +298,11 @@ proptest! {
         truncate in any::<bool>(),
     ) {
         let samples = noise(400, 14, seed | 1);
-        let block = ChannelBlock { channels: vec![channel(samples), with_gaps(&[None, Some(3), None, Some(4)])] };
+        // A sparse channel, so the value table's parser is reached too.
+        let sparse = (0..600).map(|i| ((i / 4 + (seed % 7) as usize) % 11) as i32 * 37).collect();
+        let block = ChannelBlock {
+            channels: vec![channel(samples), with_gaps(&[None, Some(3), None, Some(4)]), channel(sparse)],
+        };
         let mut bytes = Vec::new();
         BlockEncoder::default().encode(&block, &mut bytes).unwrap();
         let crc_at = bytes.len() - 4;
@@ -294,7 +342,8 @@ proptest! {
 }
 
 /// Fixed inputs that exercise every predictor path (fixed orders, LPC at
-/// several orders and precisions, 16- and 24-bit and full i32 range, gaps).
+/// several orders and precisions, 16- and 24-bit and full i32 range, gaps,
+/// and a sparse channel coded through its value table).
 fn golden_blocks() -> Vec<(CodecConfig, ChannelBlock)> {
     let sine = |len: usize, amp: f64, step: f64, bits: u32, seed: u64| -> Vec<i32> {
         let jitter = noise(len, bits, seed);
@@ -319,6 +368,12 @@ fn golden_blocks() -> Vec<(CodecConfig, ChannelBlock)> {
         .enumerate()
         .map(|(i, v)| (!(100..140).contains(&i) && i % 700 != 3).then_some(v))
         .collect();
+    // Values on a grid of ~21.9 with gaps: the value-map path.
+    let sparse: Vec<Option<i32>> = sine(2000, 40.0, 0.02, 1, 6)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (!(500..530).contains(&i)).then_some((f64::from(v) * 21.9).round() as i32 - 130))
+        .collect();
     let eeg = ChannelBlock {
         channels: vec![
             channel(sine(1280, 20000.0, 0.07, 5, 1)),
@@ -328,44 +383,66 @@ fn golden_blocks() -> Vec<(CodecConfig, ChannelBlock)> {
             channel(extremes),
             with_gaps(&gappy),
             channel(sine(125, 900.0, 0.2, 3, 4)),
+            with_gaps(&sparse),
         ],
     };
-    let config = |max_lpc_order: u8, lpc_precision: u8, max_partition_order: u8| CodecConfig {
+    let config = |max_lpc_order: u8, lpc_precision: u8| CodecConfig {
         max_lpc_order,
         lpc_precision,
-        max_partition_order,
     };
     vec![
         (CodecConfig::default(), eeg.clone()),
-        (config(32, 15, 8), eeg.clone()),
-        (config(8, 12, 4), eeg.clone()),
-        (config(0, 15, 8), eeg.clone()),
-        (config(32, 16, 8), eeg.clone()),
-        (config(3, 2, 0), eeg),
+        (config(32, 15), eeg.clone()),
+        (config(8, 12), eeg.clone()),
+        (config(0, 15), eeg.clone()),
+        (config(32, 16), eeg.clone()),
+        (config(3, 2), eeg),
     ]
+}
+
+/// The AVX2 build of the encoder writes the same bytes as the portable one
+/// (same integer results, same f64 operations in the same order).
+#[test]
+fn avx2_and_portable_encoders_agree() {
+    for (config, block) in golden_blocks() {
+        let mut fast = Vec::new();
+        BlockEncoder::new(config).encode(&block, &mut fast).unwrap();
+        let mut portable = Vec::new();
+        let mut encoder = BlockEncoder::new(config);
+        encoder.portable_only = true;
+        encoder.encode(&block, &mut portable).unwrap();
+        assert_eq!(fast, portable, "{config:?}");
+    }
 }
 
 /// Pins the encoded bytes (length and CRC-32C per configuration): any
 /// change to the format or to the encoder's choices fails here.
 #[test]
 fn encoded_bytes_are_pinned() {
-    let expected: [(usize, u32); 6] = [
-        (11765, 0xde83_0f80),
-        (11770, 0xbd4d_e70d),
-        (11778, 0xf5a6_e137),
-        (12303, 0xeee6_5d29),
-        (11781, 0x7eda_1ecc),
-        (12263, 0x4de0_059a),
+    let expected: Vec<(usize, u32)> = vec![
+        (12489, 0x98cc_e582),
+        (12430, 0xa850_4ea4),
+        (12445, 0x41a3_638a),
+        (12954, 0xb385_b9bd),
+        (12440, 0x17fc_2897),
+        (12915, 0x5f44_d3c8),
     ];
     let mut encoder_out = Vec::new();
-    for (i, (config, block)) in golden_blocks().iter().enumerate() {
+    let mut actual = Vec::new();
+    for (config, block) in golden_blocks() {
         encoder_out.clear();
-        BlockEncoder::new(*config)
-            .encode(block, &mut encoder_out)
+        BlockEncoder::new(config)
+            .encode(&block, &mut encoder_out)
             .unwrap();
-        assert_eq!(&BlockDecoder::new().decode(&encoder_out).unwrap(), block);
+        assert_eq!(BlockDecoder::new().decode(&encoder_out).unwrap(), block);
         // The stored CRC covers every byte before it.
         let stored = u32::from_le_bytes(encoder_out[encoder_out.len() - 4..].try_into().unwrap());
-        assert_eq!((encoder_out.len(), stored), expected[i], "configuration {i}");
+        actual.push((encoder_out.len(), stored));
     }
+    // All configurations at once, so a deliberate re-pin sees every new value.
+    let printed: Vec<String> = actual
+        .iter()
+        .map(|(len, crc)| format!("({len}, {crc:#010x})"))
+        .collect();
+    assert_eq!(actual, expected, "now: [{}]", printed.join(", "));
 }

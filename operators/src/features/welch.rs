@@ -404,8 +404,10 @@ fn h_sum_portable(p: &[f64], total: f64) -> f64 {
     // Branch-free so the loop vectorises: q <= 0 (or NaN) contributes
     // 0 · log2(1). Four partial sums, because an in-order f64 sum cannot be
     // vectorised.
+    // One division per window, not per bin.
+    let inverse = 1.0 / total;
     let term = |x: f64| {
-        let q = x / total;
+        let q = x * inverse;
         let positive = q > 0.0;
         -(if positive { q } else { 0.0 }) * log2(if positive { q } else { 1.0 })
     };

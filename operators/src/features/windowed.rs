@@ -342,7 +342,14 @@ impl<K: WindowKernel> Windowed<K> {
 
     /// Sorted records out; merged per window when `across_channels`.
     fn flush(&mut self, out: &mut Output) {
-        self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
+        // Usually already in order (one window per channel per frame, all
+        // at one rate): skip the stable sort's scratch buffer and moves.
+        if !self
+            .pending
+            .is_sorted_by_key(|(end, channel, _)| (*end, *channel))
+        {
+            self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
+        }
         let mut merged: Option<Record> = None;
         for (_, _, record) in self.pending.drain(..) {
             if !self.config.across_channels {

@@ -10,7 +10,9 @@
 //! per core. The recording is 128 Hz; its samples are relabelled 256 Hz
 //! (not resampled), so filters, windows (512 samples) and segments (256)
 //! cost exactly what a 256 Hz stream costs, and the record lasts half as
-//! long. Beds = channel-samples/s / (64 × 256).
+//! long. Beds = channel-samples/s / (64 × 256). Two more rows time the
+//! stages alone (the filters; band_powers on the filtered frames), so the
+//! split of the chain's time is visible.
 //!
 //!     cargo bench -p sigfab-benches --bench band_powers
 
@@ -51,18 +53,10 @@ fn time_ours(frames: &[Frame]) -> (f64, f64, usize) {
 fn time_chain(frames: &[Frame]) -> (f64, f64, usize) {
     let mut records = 0;
     let (median, best) = median_and_best_time(RUNS, || {
-        let bandpass = IirDesign::Butterworth {
-            order: 4,
-            band: Band::Bandpass(0.5, 45.0),
-        };
-        let notch = IirDesign::Notch {
-            frequency: 50.0,
-            q: 30.0,
-            harmonics: 0,
-        };
+        let [bandpass, notch] = filters();
         let mut chain: [Box<dyn Operator>; 3] = [
-            Box::new(IirFilter::new(bandpass, ChannelSelection::All, false)),
-            Box::new(IirFilter::new(notch, ChannelSelection::All, false)),
+            bandpass,
+            notch,
             Box::new(BandPowers::new(BandPowersConfig::eeg_default())),
         ];
         let (mut a, mut b) = (Output::default(), Output::default());
@@ -79,6 +73,49 @@ fn time_chain(frames: &[Frame]) -> (f64, f64, usize) {
         }
     });
     (median.as_secs_f64(), best.as_secs_f64(), records)
+}
+
+/// Median and best seconds of the two filters alone over every frame, and
+/// the filtered frames (for timing band_powers alone on them).
+fn time_filters(frames: &[Frame]) -> (f64, f64, Vec<Frame>) {
+    let mut filtered = Vec::new();
+    let (median, best) = median_and_best_time(RUNS, || {
+        let mut chain = filters();
+        let (mut a, mut b) = (Output::default(), Output::default());
+        filtered.clear();
+        for frame in frames {
+            a.push(Item::Frame(frame.clone()));
+            for op in chain.iter_mut() {
+                for item in a.drain() {
+                    op.process(item, &mut b).expect("accepted");
+                }
+                std::mem::swap(&mut a, &mut b);
+            }
+            filtered.extend(a.drain().filter_map(|item| match item {
+                Item::Frame(f) => Some(f),
+                _ => None,
+            }));
+        }
+    });
+    (median.as_secs_f64(), best.as_secs_f64(), filtered)
+}
+
+/// The chain's filters: 4th-order Butterworth band-pass 0.5-45 Hz, then a
+/// 50 Hz notch.
+fn filters() -> [Box<dyn Operator>; 2] {
+    let bandpass = IirDesign::Butterworth {
+        order: 4,
+        band: Band::Bandpass(0.5, 45.0),
+    };
+    let notch = IirDesign::Notch {
+        frequency: 50.0,
+        q: 30.0,
+        harmonics: 0,
+    };
+    [
+        Box::new(IirFilter::new(bandpass, ChannelSelection::All, false)),
+        Box::new(IirFilter::new(notch, ChannelSelection::All, false)),
+    ]
 }
 
 /// Median and best seconds of welch + band sums on the same windows.
@@ -165,4 +202,26 @@ fn main() {
         beds(median),
         beds(best),
     );
+    // Where the chain's time goes: each stage alone on its own input.
+    let (f_median, f_best, filtered) = time_filters(&frames);
+    let (b_median, b_best, b_windows) = time_ours(&filtered);
+    assert_eq!(b_windows, windows, "the same windows as the chain");
+    for (case, m, b) in [
+        ("of which: butterworth + notch alone", f_median, f_best),
+        (
+            "of which: band_powers alone, on the filtered frames",
+            b_median,
+            b_best,
+        ),
+    ] {
+        println!(
+            "| {case} ({:.0} % of the stages' sum) | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            100.0 * m / (f_median + b_median),
+            m * 1e3,
+            channel_samples / m,
+            channel_samples / b,
+            beds(m),
+            beds(b),
+        );
+    }
 }

@@ -139,13 +139,17 @@ impl Welch {
                 *p += q;
             }
         }
-        let last = self.psd.len() - 1;
         // One-sided: every bin but DC (and Nyquist for even n) holds the
-        // power of its negative-frequency twin too.
+        // power of its negative-frequency twin too. Same products as a
+        // per-bin branch, in one loop the compiler vectorises.
         let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
-        for (k, p) in self.psd.iter_mut().enumerate() {
-            let twice = k != 0 && !(n.is_multiple_of(2) && k == last);
-            *p *= if twice { 2.0 * scale } else { scale };
+        let twice = 2.0 * scale;
+        let last = self.psd.len() - 1;
+        let (dc, nyquist) = (self.psd[0], self.psd[last]);
+        self.psd.iter_mut().for_each(|p| *p *= twice);
+        self.psd[0] = dc * scale;
+        if n.is_multiple_of(2) {
+            self.psd[last] = nyquist * scale;
         }
         &self.psd
     }
@@ -164,19 +168,25 @@ impl Welch {
         // Round robin: the oldest inserted segment is the earliest one.
         let slot = self.next_slot;
         self.next_slot = (slot + 1) % self.cache.len();
-        let mean = segment.iter().sum::<f64>() / segment.len() as f64;
-        for ((dst, &x), &w) in self.input.iter_mut().zip(segment).zip(&self.window) {
-            *dst = (x - mean) * w;
+        let n = self.segment;
+        let (segment, window, input) = (&segment[..n], &self.window[..n], &mut self.input[..n]);
+        let mean = sum(segment) / n as f64;
+        for i in 0..n {
+            input[i] = (segment[i] - mean) * window[i];
         }
         let (key, power) = &mut self.cache[slot];
         // Lengths come from the plan itself, so processing cannot fail; a
         // failure would leave NaN power rather than a stale segment.
-        let ok = self
+        match self
             .fft
             .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
-            .is_ok();
-        for (p, c) in power.iter_mut().zip(&self.spectrum) {
-            *p = if ok { c.norm_sqr() } else { f64::NAN };
+        {
+            Ok(()) => {
+                for (p, c) in power.iter_mut().zip(&self.spectrum) {
+                    *p = c.norm_sqr();
+                }
+            }
+            Err(_) => power.iter_mut().for_each(|p| *p = f64::NAN),
         }
         *key = Some(start);
         slot
@@ -272,20 +282,27 @@ impl FeaturePlan {
     /// As [`SpectralFeatures::compute`], same values bit for bit.
     pub fn compute(&self, psd: &[f64], out: &mut Vec<f64>) {
         let df = self.df;
-        let total = psd[self.total.clone()].iter().sum::<f64>() * df;
+        let total_sum = sum(&psd[self.total.clone()]);
+        let total = total_sum * df;
         let first = out.len();
-        out.extend(self.bands.iter().map(|r| psd[r.clone()].iter().sum::<f64>() * df));
+        out.extend(self.bands.iter().map(|r| sum(&psd[r.clone()]) * df));
         for i in 0..self.bands.len() {
             out.push(out[first + i] / total);
         }
         out.push(total);
         let range = self.edge.clone();
-        let range_power: f64 = psd[range.clone()].iter().sum();
+        // The same sum over the same bins in the same order when the edge
+        // range is the bands' span (the default): reuse it.
+        let range_power = if range == self.total {
+            total_sum
+        } else {
+            sum(&psd[range.clone()])
+        };
         for &edge in &self.edges {
             out.push(edge_frequency(psd, range.clone(), df, edge * range_power));
         }
         out.push(peak_frequency(psd, range.clone(), df));
-        out.push(spectral_entropy(&psd[range]));
+        out.push(entropy_of(&psd[range], range_power));
     }
 }
 
@@ -312,7 +329,25 @@ fn first_bin_at_or_above(bins: usize, df: f64, f: f64) -> usize {
 
 /// Σ PSD · df over the bins in `[low, high)`.
 pub fn band_power(psd: &[f64], df: f64, low: f64, high: f64) -> f64 {
-    psd[bins_in(psd.len(), df, low, high)].iter().sum::<f64>() * df
+    sum(&psd[bins_in(psd.len(), df, low, high)]) * df
+}
+
+/// Σ x in four interleaved partial sums: an in-order f64 sum is one chain
+/// of dependent adds (latency-bound, never vectorised); four chains are
+/// not. The order is fixed, so the result is the same on every call.
+fn sum(x: &[f64]) -> f64 {
+    let mut partial = [0.0; 4];
+    let chunks = x.chunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (s, &v) in partial.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    rest.iter()
+        .fold((partial[0] + partial[1]) + (partial[2] + partial[3]), |s, &v| {
+            s + v
+        })
 }
 
 /// Lowest bin frequency at which the cumulative sum reaches `target`
@@ -334,32 +369,124 @@ fn edge_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64, target: f
 /// (`antropy.spectral_entropy(normalize=True)` restricted to the range).
 /// NaN when the range has fewer than 2 bins or holds no power.
 pub fn spectral_entropy(p: &[f64]) -> f64 {
-    let total: f64 = p.iter().sum();
+    entropy_of(p, sum(p))
+}
+
+/// [`spectral_entropy`] of `p` whose sum is `total`.
+fn entropy_of(p: &[f64], total: f64) -> f64 {
     if p.len() < 2 || total <= 0.0 || total.is_nan() {
         return f64::NAN;
     }
-    let h: f64 = p
-        .iter()
-        .map(|&x| {
-            let q = x / total;
-            if q > 0.0 {
-                -q * q.log2()
-            } else {
-                0.0
-            }
+    h_sum(p, total) / (p.len() as f64).log2()
+}
+
+/// −Σ q log2 q, q = p / total, on AVX2 where the CPU has it (4 lanes and
+/// 64-bit integer vector ops for [`log2`]; 2 lanes with SSE2 only). Both
+/// paths run the same operations in the same order: the same bits.
+fn h_sum(p: &[f64], total: f64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above, the only feature
+        // `h_sum_avx2` is compiled for.
+        return unsafe { h_sum_avx2(p, total) };
+    }
+    h_sum_portable(p, total)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn h_sum_avx2(p: &[f64], total: f64) -> f64 {
+    h_sum_portable(p, total)
+}
+
+#[inline(always)]
+fn h_sum_portable(p: &[f64], total: f64) -> f64 {
+    // Branch-free so the loop vectorises: q <= 0 (or NaN) contributes
+    // 0 · log2(1). Four partial sums, because an in-order f64 sum cannot be
+    // vectorised.
+    // One division per window, not per bin.
+    let inverse = 1.0 / total;
+    let term = |x: f64| {
+        let q = x * inverse;
+        let positive = q > 0.0;
+        -(if positive { q } else { 0.0 }) * log2(if positive { q } else { 1.0 })
+    };
+    let mut partial = [0.0; 4];
+    let chunks = p.chunks_exact(4);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (sum, &x) in partial.iter_mut().zip(chunk) {
+            *sum += term(x);
+        }
+    }
+    rest.iter()
+        .fold((partial[0] + partial[1]) + (partial[2] + partial[3]), |h, &x| {
+            h + term(x)
         })
-        .sum();
-    h / (p.len() as f64).log2()
+}
+
+/// log2(x) for finite x > 0 within a few ulps of `f64::log2`, written with
+/// plain arithmetic and bit operations (no libm call) so that loops over
+/// many bins vectorise: the spectral entropy takes one log per bin and
+/// libm's log2 was the largest single cost of a band_powers record.
+///
+/// x = 2^k · m with m in [√½, √2); ln m from fdlibm's `log` kernel
+/// (f = m − 1, s = f / (2 + f), a degree-14 minimax polynomial in s).
+/// Subnormal x are first scaled by 2^54.
+#[inline(always)]
+fn log2(x: f64) -> f64 {
+    // fdlibm e_log.c's Lg1..Lg7, written as the shortest f64 literals.
+    const LG1: f64 = 6.666_666_666_666_735e-1;
+    const LG2: f64 = 3.999_999_999_940_942e-1;
+    const LG3: f64 = 2.857_142_874_366_239e-1;
+    const LG4: f64 = 2.222_219_843_214_978_4e-1;
+    const LG5: f64 = 1.818_357_216_161_805e-1;
+    const LG6: f64 = 1.531_383_769_920_937_3e-1;
+    const LG7: f64 = 1.479_819_860_511_658_6e-1;
+    const SQRT_HALF_BITS: u64 = 0x3fe6_a09e_667f_3bcd;
+    const ONE_BITS: u64 = 0x3ff0_0000_0000_0000;
+    const MANTISSA: u64 = 0x000f_ffff_ffff_ffff;
+    // 2^52 as f64: OR-ing a 52-bit integer into its mantissa and
+    // subtracting 2^52 converts it exactly without an i64 -> f64 convert
+    // (which SSE2 lacks in vector form).
+    const TWO_52_BITS: u64 = 0x4330_0000_0000_0000;
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    let subnormal = x < f64::MIN_POSITIVE;
+    let x = if subnormal {
+        x * 18_014_398_509_481_984.0
+    } else {
+        x
+    }; // 2^54
+    let offset = if subnormal { 1023.0 + 54.0 } else { 1023.0 };
+    // Shift so that the exponent field rounds m into [√½, √2).
+    let bits = x.to_bits().wrapping_add(ONE_BITS - SQRT_HALF_BITS);
+    let k = f64::from_bits(TWO_52_BITS | (bits >> 52)) - TWO_52 - offset;
+    let m = f64::from_bits((bits & MANTISSA) + SQRT_HALF_BITS);
+    let f = m - 1.0;
+    let hfsq = 0.5 * f * f;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG2 + w * (LG4 + w * LG6));
+    let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+    let ln_m = f - (hfsq - s * (hfsq + t2 + t1));
+    k + ln_m * std::f64::consts::LOG2_E
 }
 
 fn peak_frequency(psd: &[f64], range: std::ops::Range<usize>, df: f64) -> f64 {
-    let mut best: Option<(usize, f64)> = None;
-    for k in range {
-        if best.is_none_or(|(_, p)| psd[k] > p) {
-            best = Some((k, psd[k]));
+    let bins = &psd[range.clone()];
+    let Some(&head) = bins.first() else {
+        return f64::NAN;
+    };
+    // First index of the largest value (strictly greater wins, as before).
+    let (mut best, mut at) = (head, 0);
+    for (i, &p) in bins.iter().enumerate().skip(1) {
+        if p > best {
+            best = p;
+            at = i;
         }
     }
-    best.map_or(f64::NAN, |(k, _)| k as f64 * df)
+    (range.start + at) as f64 * df
 }
 
 #[cfg(test)]
@@ -425,6 +552,30 @@ mod tests {
             let window = &x[start..start + 256];
             let ours = cached.psd_at(window, 128.0, start as u64).to_vec();
             assert_eq!(ours, fresh.psd(window, 128.0), "window at {start}");
+        }
+    }
+
+    #[test]
+    fn log2_agrees_with_std() {
+        let mut worst: f64 = 0.0;
+        // From deep in the subnormals (where a ×1.37 step still moves x).
+        let mut x = 1e-320;
+        while x < 1e300 {
+            for y in [x, x * 1.000_1, x * std::f64::consts::SQRT_2, x * 1.9] {
+                let (ours, std) = (log2(y), y.log2());
+                worst = worst.max((ours - std).abs() / std.abs().max(1.0));
+            }
+            x *= 1.37;
+        }
+        assert!(worst < 1e-15, "worst error {worst:e}");
+        for k in -1074..1024 {
+            // Built from bits: powi underflows to 0 in the subnormals.
+            let x = if k < -1022 {
+                f64::from_bits(1 << (k + 1074))
+            } else {
+                f64::from_bits(((k + 1023) as u64) << 52)
+            };
+            assert_eq!(log2(x), k as f64, "2^{k}");
         }
     }
 

@@ -82,9 +82,13 @@ pub trait WindowKernel: Send {
 struct ChannelWindow<C> {
     index: usize,
     rate: f64,
+    /// Window length in samples.
+    len: usize,
+    /// Every sample is stored twice, at `head` and `head + len`, so the
+    /// last `len` samples are always the contiguous `ring[head..head + len]`
+    /// (no wrap-around copy per window).
     ring: Vec<f32>,
     head: usize,
-    filled: usize,
     until_emit: usize,
     hop: usize,
     anchor_ns: i64,
@@ -97,26 +101,45 @@ struct ChannelWindow<C> {
 
 impl<C> ChannelWindow<C> {
     fn reset_buffer(&mut self) {
-        self.filled = 0;
         self.head = 0;
-        self.until_emit = self.ring.len();
+        self.until_emit = self.len;
+    }
+
+    /// The last `len` samples, oldest first.
+    fn window(&self) -> &[f32] {
+        &self.ring[self.head..self.head + self.len]
     }
 
     fn sample_ns(&self, k: u64) -> i64 {
         self.anchor_ns + (k as f64 * 1e9 / self.rate).round() as i64
     }
 
-    /// Takes one sample; true when a window ends with it.
-    fn push(&mut self, x: f32, keeps_nan: bool) -> bool {
+    /// A NaN sample: counted, and the window restarts after it.
+    fn skip_nan(&mut self) {
         self.count += 1;
-        if x.is_nan() && !keeps_nan {
-            self.reset_buffer();
-            return false;
-        }
-        self.ring[self.head] = x;
-        self.head = (self.head + 1) % self.ring.len();
-        self.filled = (self.filled + 1).min(self.ring.len());
-        self.until_emit -= 1;
+        self.reset_buffer();
+    }
+
+    /// Takes `chunk` (at most `until_emit` samples, so at most one window
+    /// ends, with its last sample) in two copies instead of a loop of
+    /// per-sample bookkeeping; true when a window ends.
+    fn extend(&mut self, chunk: &[f32]) -> bool {
+        let (len, head) = (self.len, self.head);
+        let taken = chunk.len().min(self.until_emit);
+        let chunk = &chunk[..taken];
+        // At most one wrap: `taken <= until_emit <= len`.
+        let (before_wrap, after_wrap) = chunk.split_at(taken.min(len - head));
+        self.ring[head..head + before_wrap.len()].copy_from_slice(before_wrap);
+        self.ring[head + len..head + len + before_wrap.len()].copy_from_slice(before_wrap);
+        self.ring[..after_wrap.len()].copy_from_slice(after_wrap);
+        self.ring[len..len + after_wrap.len()].copy_from_slice(after_wrap);
+        self.head = if head + taken >= len {
+            head + taken - len
+        } else {
+            head + taken
+        };
+        self.count += taken as u64;
+        self.until_emit -= taken;
         if self.until_emit == 0 {
             self.until_emit = self.hop;
             return true;
@@ -209,9 +232,9 @@ impl<K: WindowKernel> Windowed<K> {
                 Ok(ChannelWindow {
                     index,
                     rate: spec.sample_rate,
-                    ring: vec![0.0; window],
+                    len: window,
+                    ring: vec![0.0; 2 * window],
                     head: 0,
-                    filled: 0,
                     until_emit: window,
                     hop,
                     anchor_ns: start_ns,
@@ -264,21 +287,28 @@ impl<K: WindowKernel> Windowed<K> {
         let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
         let keeps_nan = kernel.keeps_nan();
         for c in channels.iter_mut() {
-            for &x in frame.channel(c.index) {
-                if x.is_nan() && !keeps_nan {
-                    kernel.forget(&mut c.state);
+            let mut rest = frame.channel(c.index);
+            while !rest.is_empty() {
+                // The samples up to the next window end (or the frame's end).
+                let chunk = &rest[..rest.len().min(c.until_emit)];
+                if !keeps_nan {
+                    if let Some(nan) = chunk.iter().position(|x| x.is_nan()) {
+                        // The samples before the NaN end no window (fewer
+                        // than `until_emit`); the NaN restarts it.
+                        c.extend(&chunk[..nan]);
+                        c.skip_nan();
+                        kernel.forget(&mut c.state);
+                        rest = &rest[nan + 1..];
+                        continue;
+                    }
                 }
-                if !c.push(x, keeps_nan) {
+                rest = &rest[chunk.len()..];
+                if !c.extend(chunk) {
                     continue;
                 }
-                let n = c.ring.len();
+                let n = c.len;
                 self.linear.clear();
-                self.linear.extend(
-                    c.ring[c.head..]
-                        .iter()
-                        .chain(&c.ring[..c.head])
-                        .map(|&x| f64::from(x)),
-                );
+                self.linear.extend(c.window().iter().map(|&x| f64::from(x)));
                 let first = c.count - n as u64;
                 if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
                     self.gate_values.clear();
@@ -312,7 +342,14 @@ impl<K: WindowKernel> Windowed<K> {
 
     /// Sorted records out; merged per window when `across_channels`.
     fn flush(&mut self, out: &mut Output) {
-        self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
+        // Usually already in order (one window per channel per frame, all
+        // at one rate): skip the stable sort's scratch buffer and moves.
+        if !self
+            .pending
+            .is_sorted_by_key(|(end, channel, _)| (*end, *channel))
+        {
+            self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
+        }
         let mut merged: Option<Record> = None;
         for (_, _, record) in self.pending.drain(..) {
             if !self.config.across_channels {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use sigfab_operators::filters::design::Band;
 use sigfab_operators::filters::fir::{FirDesign, FirLength, FirWindow};
+use sigfab_operators::filters::sos::Kernel;
 use sigfab_operators::filters::{
     ChannelSelection, FirFilter, FirMethod, IirDesign, IirFilter, Resample, ResampleFactors,
 };
@@ -140,6 +141,25 @@ fn chain() -> Vec<(&'static str, Box<dyn Operator>)> {
                 },
                 ChannelSelection::All,
                 false,
+            )),
+        ),
+        (
+            "iir (odd-order low-pass + notch, one cascade, unordered channels)",
+            Box::new(IirFilter::cascade(
+                vec![
+                    IirDesign::Butterworth {
+                        order: 3,
+                        band: Band::Lowpass(40.0),
+                    },
+                    IirDesign::Notch {
+                        frequency: 50.0,
+                        q: 30.0,
+                        harmonics: 0,
+                    },
+                ],
+                ChannelSelection::Named(vec!["Fz".into(), "Cz".into(), "Fp1".into()]),
+                true,
+                Kernel::detect(),
             )),
         ),
         ("fir direct", Box::new(fir(63, FirMethod::Direct))),

@@ -53,11 +53,17 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// Runs `f` with a [`BulkWriter`] that continues this stream, for a hot
-    /// loop that writes at most `max_bits` bits: the room is reserved (and
-    /// zeroed) once, so each write is branch-free, with no capacity check.
+    /// Starts a [`BulkWriter`] that continues this stream, for a hot loop
+    /// that writes at most `max_bits` bits: the room is reserved (and zeroed)
+    /// once, so each write is branch-free, with no capacity check. Hand its
+    /// [`BulkWriter::end`] to [`Self::end_bulk`] before writing here again.
+    ///
+    /// A begin/end pair, not a closure: a closure is compiled once, for the
+    /// baseline CPU, and LLVM kept the Rice loop out of line, so it lost the
+    /// encoder's AVX2/BMI2/LZCNT build (`bsr` and 3-uop `shl %cl` instead of
+    /// `lzcnt` and `shlx`). The loop now sits in its caller's body.
     #[inline(always)]
-    pub(crate) fn bulk(&mut self, max_bits: usize, f: impl FnOnce(&mut BulkWriter)) {
+    pub(crate) fn begin_bulk(&mut self, max_bits: usize) -> BulkWriter<'_> {
         // Whole bytes of the pending bits go out; fewer than 8 remain, left-aligned.
         let whole = (self.pending_bits / 8) as usize;
         let aligned = if self.pending_bits == 0 {
@@ -68,17 +74,22 @@ impl<'a> BitWriter<'a> {
         self.out.extend_from_slice(&aligned.to_be_bytes()[..whole]);
         let start = self.out.len();
         self.out.resize(start + max_bits / 8 + 16, 0);
-        let mut bulk = BulkWriter {
+        BulkWriter {
             buf: &mut self.out[start..],
+            start,
             pos: 0,
             acc: aligned << (whole * 8),
             n: self.pending_bits % 8,
-        };
-        f(&mut bulk);
-        let (pos, acc, n) = (bulk.pos, bulk.acc, bulk.n);
-        self.out.truncate(start + pos);
-        self.pending = if n == 0 { 0 } else { acc >> (64 - n) };
-        self.pending_bits = n;
+        }
+    }
+
+    /// Continues this stream after a [`BulkWriter`]: drops the unused room
+    /// and takes back its pending bits.
+    #[inline(always)]
+    pub(crate) fn end_bulk(&mut self, end: BulkEnd) {
+        self.out.truncate(end.start + end.pos);
+        self.pending = if end.n == 0 { 0 } else { end.acc >> (64 - end.n) };
+        self.pending_bits = end.n;
     }
 
     /// Pads with zero bits to the next byte boundary and flushes.
@@ -92,16 +103,37 @@ impl<'a> BitWriter<'a> {
 }
 
 /// A branch-free continuation of a [`BitWriter`] over reserved room (see
-/// [`BitWriter::bulk`]): `acc` holds `n` < 8 pending bits, left-aligned, and
+/// [`BitWriter::begin_bulk`]): `acc` holds `n` < 8 pending bits, left-aligned, and
 /// every write stores all 8 bytes of it, then advances by its whole bytes.
 pub(crate) struct BulkWriter<'a> {
     buf: &'a mut [u8],
+    /// where `buf` starts in the writer's output
+    start: usize,
+    pos: usize,
+    acc: u64,
+    n: u32,
+}
+
+/// Where a [`BulkWriter`] stopped, for [`BitWriter::end_bulk`].
+pub(crate) struct BulkEnd {
+    start: usize,
     pos: usize,
     acc: u64,
     n: u32,
 }
 
 impl BulkWriter<'_> {
+    /// Ends the bulk writes; pass the result to [`BitWriter::end_bulk`].
+    #[inline(always)]
+    pub(crate) fn end(self) -> BulkEnd {
+        BulkEnd {
+            start: self.start,
+            pos: self.pos,
+            acc: self.acc,
+            n: self.n,
+        }
+    }
+
     /// Writes the low `bits` bits of `value`, 1 ≤ `bits` ≤ 56 (so `n + bits` ≤ 63).
     #[inline(always)]
     pub(crate) fn put(&mut self, value: u64, bits: u32) {

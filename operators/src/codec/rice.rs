@@ -84,22 +84,23 @@ pub(crate) fn write_adaptive(writer: &mut BitWriter, zigzagged: &[u64], escape_w
     writer.write(u64::from(k0), PARAMETER_BITS);
     // A value takes at most 24 + 1 + 31 bits, or 24 + escape_width as an escape.
     let max_bits = zigzagged.len() * (ESCAPE_ZEROS + escape_width.max(32)) as usize;
-    writer.bulk(max_bits, |w| {
-        let mut mean = initial_mean(k0);
-        for &u in zigzagged {
-            let k = adaptive_parameter(mean);
-            let quotient = u >> k;
-            if quotient < u64::from(ESCAPE_ZEROS) {
-                // quotient zeros, a one, then k low bits: 1 to 24 + 1 + 31 bits.
-                let low = u & ((1u64 << k) - 1);
-                w.put((1u64 << k) | low, quotient as u32 + 1 + k);
-            } else {
-                w.put(0, ESCAPE_ZEROS);
-                w.put_wide(u, escape_width);
-            }
-            mean = adapt(mean, u);
+    let mut w = writer.begin_bulk(max_bits);
+    let mut mean = initial_mean(k0);
+    for &u in zigzagged {
+        let k = adaptive_parameter(mean);
+        let quotient = u >> k;
+        if quotient < u64::from(ESCAPE_ZEROS) {
+            // quotient zeros, a one, then k low bits: 1 to 24 + 1 + 31 bits.
+            let low = u & ((1u64 << k) - 1);
+            w.put((1u64 << k) | low, quotient as u32 + 1 + k);
+        } else {
+            w.put(0, ESCAPE_ZEROS);
+            w.put_wide(u, escape_width);
         }
-    });
+        mean = adapt(mean, u);
+    }
+    let end = w.end();
+    writer.end_bulk(end);
 }
 
 /// Reads `count` residuals written by [`write_adaptive`] into `out`.

@@ -132,40 +132,21 @@ impl Welch {
         let n = self.segment;
         let step = n - n / 2;
         let segments = if x.len() < n { 0 } else { (x.len() - n / 2) / step };
-        let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
-        let twice = 2.0 * scale;
-        let last = self.psd.len() - 1;
-        // Σ over segments, oldest first, then × 2·scale, in as few passes
-        // as the segment count allows: the first segment is copied (0 + q
-        // is q for the non-negative powers) and the last add is fused with
-        // the scaling. The same adds and products as zeroing, adding each
-        // segment and scaling in separate loops, so the same bits.
-        let (mut dc, mut nyquist) = (0.0, 0.0);
-        match segments {
-            0 => self.psd.iter_mut().for_each(|p| *p = 0.0),
-            _ => {
-                for s in 0..segments {
-                    let start = s * step;
-                    let slot = self.periodogram(&x[start..start + n], first + start as u64);
-                    let (psd, power) = (&mut self.psd, &self.cache[slot].1);
-                    if s == 0 {
-                        psd.copy_from_slice(power);
-                    } else if s + 1 < segments {
-                        psd.iter_mut().zip(power).for_each(|(p, q)| *p += q);
-                    } else {
-                        (dc, nyquist) = (psd[0] + power[0], psd[last] + power[last]);
-                        psd.iter_mut().zip(power).for_each(|(p, q)| *p = (*p + q) * twice);
-                    }
-                }
-                if segments == 1 {
-                    (dc, nyquist) = (self.psd[0], self.psd[last]);
-                    self.psd.iter_mut().for_each(|p| *p *= twice);
-                }
+        self.psd.iter_mut().for_each(|p| *p = 0.0);
+        for s in 0..segments {
+            let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
+            for (p, q) in self.psd.iter_mut().zip(&self.cache[slot].1) {
+                *p += q;
             }
         }
         // One-sided: every bin but DC (and Nyquist for even n) holds the
-        // power of its negative-frequency twin too, so those two are
-        // rescaled from their sums.
+        // power of its negative-frequency twin too. Same products as a
+        // per-bin branch, in one loop the compiler vectorises.
+        let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
+        let twice = 2.0 * scale;
+        let last = self.psd.len() - 1;
+        let (dc, nyquist) = (self.psd[0], self.psd[last]);
+        self.psd.iter_mut().for_each(|p| *p *= twice);
         self.psd[0] = dc * scale;
         if n.is_multiple_of(2) {
             self.psd[last] = nyquist * scale;
@@ -317,7 +298,9 @@ impl FeaturePlan {
         } else {
             sum(&psd[range.clone()])
         };
-        edge_frequencies(psd, range.clone(), df, range_power, &self.edges, out);
+        for &edge in &self.edges {
+            out.push(edge_frequency(psd, range.clone(), df, edge * range_power));
+        }
         out.push(peak_frequency(psd, range.clone(), df));
         out.push(entropy_of(&psd[range], range_power));
     }
@@ -365,46 +348,6 @@ fn sum(x: &[f64]) -> f64 {
         .fold((partial[0] + partial[1]) + (partial[2] + partial[3]), |s, &v| {
             s + v
         })
-}
-
-/// [`edge_frequency`] for each fraction of `edges` of `range_power`, pushed
-/// to `out` in the order of `edges`. Targets that are positive and
-/// non-decreasing (SEF50/90/95) are found in one walk of the cumulative sum
-/// instead of one walk each: the walks were a chain of dependent adds per
-/// edge, a tenth of a record's time. Same sums in the same order, and a
-/// target reached at bin k is not reached before the previous one (it is at
-/// least as large), so the same bins as the separate walks.
-fn edge_frequencies(
-    psd: &[f64],
-    range: std::ops::Range<usize>,
-    df: f64,
-    range_power: f64,
-    edges: &[f64],
-    out: &mut Vec<f64>,
-) {
-    let first = out.len();
-    out.extend(edges.iter().map(|e| e * range_power));
-    let targets = &mut out[first..];
-    let sorted = targets.iter().all(|&t| t > 0.0) && targets.is_sorted();
-    if !sorted {
-        for target in targets.iter_mut() {
-            *target = edge_frequency(psd, range.clone(), df, *target);
-        }
-        return;
-    }
-    let mut next = 0;
-    let mut cumulative = 0.0;
-    for k in range {
-        cumulative += psd[k];
-        while next < targets.len() && cumulative >= targets[next] {
-            targets[next] = k as f64 * df;
-            next += 1;
-        }
-        if next == targets.len() {
-            return;
-        }
-    }
-    targets[next..].iter_mut().for_each(|t| *t = f64::NAN);
 }
 
 /// Lowest bin frequency at which the cumulative sum reaches `target`
@@ -609,29 +552,6 @@ mod tests {
             let window = &x[start..start + 256];
             let ours = cached.psd_at(window, 128.0, start as u64).to_vec();
             assert_eq!(ours, fresh.psd(window, 128.0), "window at {start}");
-        }
-    }
-
-    #[test]
-    fn one_walk_finds_the_edges_of_separate_walks() {
-        let psd: Vec<f64> = (0..65).map(|k| ((k * 37) % 11) as f64 + 0.25).collect();
-        let range = 1..50;
-        let power = sum(&psd[range.clone()]);
-        for edges in [
-            vec![0.5, 0.9, 0.95],
-            vec![0.95, 0.5, 0.9],
-            vec![0.0, 0.5, 1.0],
-            vec![0.5, 0.5, 1.5],
-            vec![],
-        ] {
-            let mut ours = Vec::new();
-            edge_frequencies(&psd, range.clone(), 0.5, power, &edges, &mut ours);
-            let separate: Vec<f64> = edges
-                .iter()
-                .map(|e| edge_frequency(&psd, range.clone(), 0.5, e * power))
-                .collect();
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&ours), bits(&separate), "edges {edges:?}");
         }
     }
 

@@ -225,10 +225,13 @@ impl ChannelBank {
         }
     }
 
-    /// SIMD needs an AVX2 kernel, a cascade it takes, equal lengths and no
-    /// gap in the row (`all_finite`: none in the whole frame).
+    /// SIMD needs an AVX2 kernel, a cascade it takes (1 to
+    /// [`MAX_SIMD_SECTIONS`] sections; an empty cascade passes samples
+    /// through on the scalar path), equal lengths and no gap in the row
+    /// (`all_finite`: none in the whole frame).
     fn row_fits_simd(&self, samples: &[f32], spans: &[Span], all_finite: bool) -> bool {
-        if self.kernel == Kernel::portable() || self.cascade.sections.len() > MAX_SIMD_SECTIONS {
+        let sections = self.cascade.sections.len();
+        if self.kernel == Kernel::portable() || !(1..=MAX_SIMD_SECTIONS).contains(&sections) {
             return false;
         }
         let len = spans[0].1;
@@ -792,6 +795,14 @@ mod tests {
         let slow = filter(Kernel::portable(), &biquads, 5, &data, 37);
         for (a, b) in fast.iter().zip(&slow) {
             assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn an_empty_cascade_passes_samples_through() {
+        let data = noise(6 * 40, 9);
+        for kernel in [Kernel::detect(), Kernel::portable()] {
+            assert_eq!(filter(kernel, &[], 6, &data, 7), data);
         }
     }
 

@@ -10,20 +10,23 @@
 //! reference (tested in `engine/tests/filters_reference.rs`).
 //!
 //! **SIMD.** Channels sharing one design are filtered in groups of
-//! [`LANES`] = 4 f64 lanes, up to four groups side by side. The AVX2 kernel
-//! reads 4 samples of each of 4 channels, widens them to f64 and transposes
-//! them in registers, so each FMA advances four channels by one step; it then
-//! transposes back and writes f32. No buffer in between, no allocation.
-//! [`Kernel::detect`] picks AVX2+FMA at run time when the CPU has it,
-//! otherwise a portable scalar loop (one channel at a time, no FMA).
+//! [`LANES`] = 4 f64 lanes. The AVX2 kernel works section by section on
+//! blocks of 32 steps: it reads a block of 4 groups (4 samples of each of 4
+//! channels at a time, widened to f64 and transposed in registers), runs the
+//! first section over the whole block for the 4 groups side by side (their
+//! 8 state vectors stay in registers), then the next section, and so on;
+//! then it transposes back and writes f32. The block buffer is a local
+//! array, no allocation. [`Kernel::detect`] picks AVX2+FMA at run time when
+//! the CPU has it, otherwise a portable scalar loop (one channel at a time,
+//! no FMA).
 //!
 //! **Bitwise framing independence.** A channel's output does not depend on
 //! how its samples were cut into frames. The AVX2 kernel advances the state
 //! only by the samples present (a frame's last step may hold fewer than 4);
-//! gaps, ragged groups and cascades longer
-//! than [`MAX_SIMD_SECTIONS`] go through a scalar loop that uses the same
-//! fused multiply-adds in the same order, so whichever path a sample takes
-//! the result is the same bits.
+//! it stops before a block that holds a non-finite sample, and that block
+//! and the rest of the frame, as well as ragged rows, go through a scalar
+//! loop that uses the same fused multiply-adds in the same order, so
+//! whichever path a sample takes the result is the same bits.
 //!
 //! **Gaps.** A non-finite input sample (NaN marks a gap) comes out as NaN and
 //! marks its channel for restart: the next valid sample starts from a fresh
@@ -34,11 +37,8 @@ use super::design::{steady_state, Biquad, DesignError};
 /// Channels per SIMD group (f64 lanes of an AVX2 register).
 pub const LANES: usize = 4;
 /// Groups that share one pass over the samples: a row of channels.
-const GROUPS_PER_ROW: usize = 4;
+const GROUPS_PER_ROW: usize = 16;
 const CHANNELS_PER_ROW: usize = LANES * GROUPS_PER_ROW;
-/// Longest cascade the SIMD kernel runs (order 24 low-pass, 12 band-pass);
-/// longer ones use the scalar loop.
-pub const MAX_SIMD_SECTIONS: usize = 12;
 
 /// Which instructions filter the channels. Only [`Kernel::detect`] can choose
 /// AVX2, and only when the CPU has it: that is what makes the SIMD calls sound.
@@ -92,15 +92,20 @@ struct Section {
     neg_a2: f64,
 }
 
+impl Section {
+    /// `c2 = 1`, so the SIMD kernel skips `c2·x` (exact: the same bits as
+    /// the general formula).
+    fn palindromic(&self) -> bool {
+        self.c2 == 1.0
+    }
+}
+
 /// A cascade in the kernels' form.
 #[derive(Clone, Debug)]
 struct Cascade {
     /// Product of the sections' `b0`: the input is multiplied by it once.
     gain: f64,
     sections: Vec<Section>,
-    /// Every section has `c2 = 1`, so the SIMD kernel skips `c2·x` (exact
-    /// when `c2 = 1`: the same bits as the general formula).
-    palindromic: bool,
     /// `sosfilt_zi` of the normalised cascade, per unit of (unscaled)
     /// input, when warm-starting.
     warm_start: Option<Vec<[f64; 2]>>,
@@ -141,7 +146,6 @@ impl Cascade {
         };
         Ok(Cascade {
             gain: biquads.iter().map(|b| b.b[0]).product(),
-            palindromic: sections.iter().all(|s| s.c2 == 1.0),
             sections,
             warm_start,
         })
@@ -207,39 +211,33 @@ impl ChannelBank {
     pub fn process(&mut self, samples: &mut [f32], spans: &[Span]) {
         assert_eq!(spans.len(), self.channels, "one span per channel");
         assert_disjoint_and_inside(spans, samples.len(), &mut self.order);
-        // One pass over the whole frame usually settles the gap check.
-        let all_finite = all_finite(samples);
         for (row, row_spans) in spans.chunks(CHANNELS_PER_ROW).enumerate() {
             let first_group = row * GROUPS_PER_ROW;
-            let simd_len = if self.row_fits_simd(samples, row_spans, all_finite) {
-                self.process_row_simd(first_group, samples, row_spans)
-            } else {
-                0
-            };
+            // Samples of each group the SIMD kernel filtered; the scalar
+            // path takes the rest (a gap and everything after it).
+            let mut filtered = [0; GROUPS_PER_ROW];
+            if self.row_fits_simd(row_spans) {
+                self.process_row_simd(first_group, samples, row_spans, &mut filtered);
+            }
             for (i, &(start, len)) in row_spans.iter().enumerate() {
-                if simd_len < len {
-                    let rest = &mut samples[start + simd_len..start + len];
+                let done = filtered[i / LANES];
+                if done < len {
+                    let rest = &mut samples[start + done..start + len];
                     self.process_channel(first_group + i / LANES, i % LANES, rest);
                 }
             }
         }
     }
 
-    /// SIMD needs an AVX2 kernel, a cascade it takes (1 to
-    /// [`MAX_SIMD_SECTIONS`] sections; an empty cascade passes samples
-    /// through on the scalar path), equal lengths and no gap in the row
-    /// (`all_finite`: none in the whole frame).
-    fn row_fits_simd(&self, samples: &[f32], spans: &[Span], all_finite: bool) -> bool {
-        let sections = self.cascade.sections.len();
-        if self.kernel == Kernel::portable() || !(1..=MAX_SIMD_SECTIONS).contains(&sections) {
+    /// SIMD needs an AVX2 kernel, at least one section (an empty cascade
+    /// passes samples through on the scalar path) and channels of equal
+    /// length. Gaps are found by the kernel itself, block by block.
+    fn row_fits_simd(&self, spans: &[Span]) -> bool {
+        if self.kernel == Kernel::portable() || self.cascade.sections.is_empty() {
             return false;
         }
         let len = spans[0].1;
         spans.iter().all(|&(_, n)| n == len)
-            && (all_finite
-                || spans
-                    .iter()
-                    .all(|&(start, n)| self::all_finite(&samples[start..start + n])))
     }
 
     /// Sets a channel's state for a restart at input `x`.
@@ -257,13 +255,25 @@ impl ChannelBank {
         }
     }
 
-    /// Filters up to [`CHANNELS_PER_ROW`] gap-free channels of equal length
-    /// (`spans` checked by `process` to be disjoint and inside `samples`);
-    /// returns how many samples of each it filtered (all of them).
-    fn process_row_simd(&mut self, first_group: usize, samples: &mut [f32], spans: &[Span]) -> usize {
+    /// Filters up to [`CHANNELS_PER_ROW`] channels of equal length (`spans`
+    /// checked by `process` to be disjoint and inside `samples`) up to the
+    /// first block of each group that holds a gap; `filtered[g]` receives
+    /// how many samples of group g's channels that was.
+    fn process_row_simd(
+        &mut self,
+        first_group: usize,
+        samples: &mut [f32],
+        spans: &[Span],
+        filtered: &mut [usize],
+    ) {
         let len = spans[0].1;
-        if len == 0 {
-            return 0;
+        // A restart needs a finite first sample: leave gaps at the start to
+        // the scalar path.
+        let restarts_at_gap = spans.iter().enumerate().any(|(i, &(start, _))| {
+            self.restart[first_group * LANES + i] && !samples.get(start).is_some_and(|x| x.is_finite())
+        });
+        if len == 0 || restarts_at_gap {
+            return;
         }
         for (i, &(start, _)) in spans.iter().enumerate() {
             let channel = first_group * LANES + i;
@@ -299,9 +309,8 @@ impl ChannelBank {
             // into `padding`, distinct from `samples`; both are borrowed
             // mutably for this call. An Avx2Fma kernel exists only where the
             // CPU has AVX2 and FMA.
-            KernelKind::Avx2Fma => unsafe { avx2::filter_row(&self.cascade, state, channels) },
+            KernelKind::Avx2Fma => unsafe { avx2::filter_row(&self.cascade, state, channels, filtered) },
         }
-        len
     }
 
     /// The per-channel path: gaps, ragged groups, long cascades
@@ -365,14 +374,6 @@ fn assert_disjoint_and_inside(spans: &[Span], len: usize, order: &mut Vec<usize>
     );
 }
 
-/// Whether no sample is NaN or infinite (exponent field all ones), in a
-/// form the compiler vectorises with SSE2 alone: compare and OR, no early exit.
-fn all_finite(samples: &[f32]) -> bool {
-    const EXPONENT: u32 = 0x7f80_0000;
-    let not_finite = |x: &f32| u32::from(x.to_bits() & EXPONENT == EXPONENT);
-    samples.iter().fold(0, |any, x| any | not_finite(x)) == 0
-}
-
 /// One channel run through the cascade sample by sample.
 struct ChannelRun<'a> {
     cascade: &'a Cascade,
@@ -431,6 +432,8 @@ fn madd<const FUSED: bool>(a: f64, b: f64, c: f64) -> f64 {
 
 /// # Safety
 /// The CPU must support FMA.
+/// # Safety
+/// The CPU must support FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
 unsafe fn run_channel_fma(channel: ChannelRun<'_>, samples: &mut [f32]) {
@@ -441,91 +444,174 @@ unsafe fn run_channel_fma(channel: ChannelRun<'_>, samples: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Cascade, Channels, Section, CHANNELS_PER_ROW, LANES, MAX_SIMD_SECTIONS};
+    use super::{Cascade, Channels, Section, CHANNELS_PER_ROW, LANES};
 
-    /// Groups run side by side: enough independent recurrences to hide the
-    /// feedback latency (two dependent FMAs per section and sample), few
-    /// enough that their state fits the 16 vector registers.
-    fn groups_side_by_side(sections: usize) -> usize {
-        match sections {
-            1 => 4,
-            2 => 3,
-            3..=6 => 2,
-            _ => 1,
-        }
-    }
+    /// Time steps per block: the kernel widens and transposes a block of
+    /// every group into a buffer, runs each section over the whole block,
+    /// then transposes back. 32 steps of 8 groups is 8 KiB: it stays in L1.
+    const BLOCK: usize = 32;
+
+    /// Groups whose recurrences run side by side within a section: a
+    /// section's feedback is an add then an FMA (7 cycles on Zen 3) per
+    /// step, its work 3 FMAs, so 5 or more groups keep both FMA pipes busy;
+    /// their state (2 vectors each) must still fit the 16 registers.
+    const SIDE_BY_SIDE: usize = 4;
 
     /// Filters `channels` (4 per group); `state` holds their groups one
-    /// after the other.
+    /// after the other. Each group stops before its first block that holds
+    /// a non-finite sample; `filtered[g]` receives where group g stopped
+    /// (`channels.len` if it did not).
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA, and each of `channels.pointers`
     /// must start `channels.len` samples that nothing else reads or writes
     /// during the call.
-    pub(super) unsafe fn filter_row(cascade: &Cascade, state: &mut [f64], channels: Channels<'_>) {
-        let sections = &cascade.sections[..];
+    pub(super) unsafe fn filter_row(
+        cascade: &Cascade,
+        state: &mut [f64],
+        channels: Channels<'_>,
+        filtered: &mut [usize],
+    ) {
         let groups = channels.pointers.len() / LANES;
         assert!(channels.pointers.len().is_multiple_of(LANES) && channels.pointers.len() <= CHANNELS_PER_ROW);
-        assert!(sections.len() <= MAX_SIMD_SECTIONS && state.len() == groups * sections.len() * 2 * LANES);
-        let group_size = sections.len() * 2 * LANES;
-        let step = groups_side_by_side(sections.len());
-        for first in (0..groups).step_by(step) {
-            let count = step.min(groups - first);
+        assert!(state.len() == groups * cascade.sections.len() * 2 * LANES);
+        let group_size = cascade.sections.len() * 2 * LANES;
+        let mut first = 0;
+        while first < groups {
+            let count = side_by_side(groups - first);
             let state = &mut state[first * group_size..(first + count) * group_size];
             let channels = Channels {
                 pointers: &channels.pointers[first * LANES..(first + count) * LANES],
                 len: channels.len,
             };
-            // SAFETY: as this function's contract, for a subset of the channels.
-            unsafe {
+            // SAFETY (all arms): as this function's contract, for a subset of
+            // the channels.
+            let done = unsafe {
                 match count {
-                    1 => by_sections::<1>(cascade, state, channels),
-                    2 => by_sections::<2>(cascade, state, channels),
-                    3 => by_sections::<3>(cascade, state, channels),
-                    _ => by_sections::<4>(cascade, state, channels),
+                    1 => run::<1>(cascade, state, channels),
+                    2 => run::<2>(cascade, state, channels),
+                    3 => run::<3>(cascade, state, channels),
+                    4 => run::<4>(cascade, state, channels),
+                    5 => run::<5>(cascade, state, channels),
+                    _ => run::<6>(cascade, state, channels),
+                }
+            };
+            filtered[first..first + count].fill(done);
+            first += count;
+        }
+    }
+
+    /// How many of `left` groups to run together: at most
+    /// [`SIDE_BY_SIDE`], split evenly (10 groups run as 5 + 5, not 6 + 4).
+    fn side_by_side(left: usize) -> usize {
+        let passes = left.div_ceil(SIDE_BY_SIDE);
+        left.div_ceil(passes)
+    }
+
+    /// G groups of 4 channels through every section, a block at a time,
+    /// up to the first block that holds a non-finite sample (a gap); returns
+    /// the samples filtered, a multiple of [`BLOCK`] or all.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA, and `channels` satisfies
+    /// [`filter_row`]'s contract with exactly `G` groups. State moves
+    /// through bounds-checked slices of 4; samples through the channel
+    /// pointers at `t + n <= len` (see [`load_block`]).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run<const G: usize>(cascade: &Cascade, state: &mut [f64], channels: Channels<'_>) -> usize {
+        assert!(channels.pointers.len() == G * LANES);
+        let group_size = state.len() / G;
+        let gain = _mm256_set1_pd(cascade.gain);
+        let mut pointers = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
+        pointers[..channels.pointers.len()].copy_from_slice(channels.pointers);
+        let mut buffer = [[_mm256_setzero_pd(); G]; BLOCK];
+        let len = channels.len;
+        for start in (0..len).step_by(BLOCK) {
+            let n = BLOCK.min(len - start);
+            // SAFETY: start + n <= len.
+            if !unsafe { load_block(gain, &pointers, start, &mut buffer[..n]) } {
+                return start;
+            }
+            for (s, section) in cascade.sections.iter().enumerate() {
+                let mut z = SectionState::<G>::load(state, group_size, s);
+                let block = &mut buffer[..n];
+                // c2·x is x itself when c2 = 1: the same bits, one multiply less.
+                if section.palindromic() {
+                    run_section::<G, true>(section, &mut z, block);
+                } else {
+                    run_section::<G, false>(section, &mut z, block);
+                }
+                z.store(state, group_size, s);
+            }
+            // SAFETY: as for the load.
+            unsafe { store_block(&pointers, start, &buffer[..n]) };
+        }
+        len
+    }
+
+    /// One section's state for G groups (z1 and z2, a vector per group).
+    struct SectionState<const G: usize> {
+        z1: [__m256d; G],
+        z2: [__m256d; G],
+    }
+
+    impl<const G: usize> SectionState<G> {
+        /// Section `s` of each group; a group's state is `group_size` values,
+        /// per section z1 of each lane then z2 of each lane.
+        #[inline(always)]
+        fn load(state: &[f64], group_size: usize, s: usize) -> Self {
+            let at = |g: usize, offset: usize| {
+                let i = g * group_size + 2 * LANES * s + offset;
+                let lanes: &[f64; LANES] = state[i..i + LANES].try_into().expect("4 lanes");
+                // SAFETY: the pointer reaches exactly 4 f64 of `state`.
+                unsafe { _mm256_loadu_pd(lanes.as_ptr()) }
+            };
+            SectionState {
+                z1: std::array::from_fn(|g| at(g, 0)),
+                z2: std::array::from_fn(|g| at(g, LANES)),
+            }
+        }
+
+        #[inline(always)]
+        fn store(&self, state: &mut [f64], group_size: usize, s: usize) {
+            for g in 0..G {
+                let i = g * group_size + 2 * LANES * s;
+                let (z1, z2) = state[i..i + 2 * LANES].split_at_mut(LANES);
+                // SAFETY: each pointer reaches exactly 4 f64 of `state`.
+                unsafe {
+                    _mm256_storeu_pd(z1.as_mut_ptr(), self.z1[g]);
+                    _mm256_storeu_pd(z2.as_mut_ptr(), self.z2[g]);
                 }
             }
         }
     }
 
-    /// # Safety
-    /// As [`filter_row`], with exactly `G` groups of channels.
-    unsafe fn by_sections<const G: usize>(cascade: &Cascade, state: &mut [f64], channels: Channels<'_>) {
-        assert!(channels.pointers.len() == G * LANES);
-        if cascade.palindromic {
-            // SAFETY: as this function's contract.
-            unsafe { by_length::<G, true>(cascade, state, channels) }
-        } else {
-            // SAFETY: as this function's contract.
-            unsafe { by_length::<G, false>(cascade, state, channels) }
-        }
-    }
-
-    /// # Safety
-    /// As [`filter_row`], with exactly `G` groups of channels; `PALINDROMIC`
-    /// only if every section has `c2 = 1`.
-    unsafe fn by_length<const G: usize, const PALINDROMIC: bool>(
-        cascade: &Cascade,
-        state: &mut [f64],
-        channels: Channels<'_>,
+    /// One section over a block, in place: the same operations in the same
+    /// order as the scalar [`super::ChannelRun`], so the same bits.
+    /// `PALINDROMIC`: the section has `c2 = 1`.
+    #[inline(always)]
+    fn run_section<const G: usize, const PALINDROMIC: bool>(
+        section: &Section,
+        z: &mut SectionState<G>,
+        block: &mut [[__m256d; G]],
     ) {
-        let (gain, sections) = (cascade.gain, &cascade.sections[..]);
-        // SAFETY (all arms): as this function's contract.
+        // SAFETY (the intrinsics below): `run`, the only caller, has AVX2
+        // and FMA enabled, and this function is always inlined into it.
         unsafe {
-            match sections.len() {
-                1 => run::<1, G, PALINDROMIC>(gain, sections, state, channels),
-                2 => run::<2, G, PALINDROMIC>(gain, sections, state, channels),
-                3 => run::<3, G, PALINDROMIC>(gain, sections, state, channels),
-                4 => run::<4, G, PALINDROMIC>(gain, sections, state, channels),
-                5 => run::<5, G, PALINDROMIC>(gain, sections, state, channels),
-                6 => run::<6, G, PALINDROMIC>(gain, sections, state, channels),
-                7 => run::<7, G, PALINDROMIC>(gain, sections, state, channels),
-                8 => run::<8, G, PALINDROMIC>(gain, sections, state, channels),
-                9 => run::<9, G, PALINDROMIC>(gain, sections, state, channels),
-                10 => run::<10, G, PALINDROMIC>(gain, sections, state, channels),
-                11 => run::<11, G, PALINDROMIC>(gain, sections, state, channels),
-                12 => run::<12, G, PALINDROMIC>(gain, sections, state, channels),
-                _ => unreachable!("filter_row checks the section count"),
+            let c1 = _mm256_set1_pd(section.c1);
+            let c2 = _mm256_set1_pd(section.c2);
+            let neg_a1 = _mm256_set1_pd(section.neg_a1);
+            let neg_a2 = _mm256_set1_pd(section.neg_a2);
+            for step in block.iter_mut() {
+                for (g, value) in step.iter_mut().enumerate() {
+                    let x = *value;
+                    let y = _mm256_add_pd(x, z.z1[g]);
+                    let partial = _mm256_fmadd_pd(c1, x, z.z2[g]);
+                    let scaled = if PALINDROMIC { x } else { _mm256_mul_pd(c2, x) };
+                    z.z1[g] = _mm256_fmadd_pd(neg_a1, y, partial);
+                    z.z2[g] = _mm256_fmadd_pd(neg_a2, y, scaled);
+                    *value = y;
+                }
             }
         }
     }
@@ -546,144 +632,145 @@ mod avx2 {
         ]
     }
 
-    /// The broadcast gain and coefficients of S sections.
-    struct Coefficients<const S: usize> {
-        gain: __m256d,
-        c1: [__m256d; S],
-        c2: [__m256d; S],
-        neg_a1: [__m256d; S],
-        neg_a2: [__m256d; S],
-    }
-
-    /// State of S sections for G groups (z1 and z2, a vector per group).
-    struct State<const S: usize, const G: usize> {
-        z1: [[__m256d; G]; S],
-        z2: [[__m256d; G]; S],
-    }
-
-    /// S sections over G groups of 4 channels, 4 samples at a time.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA, and `channels` satisfies
-    /// [`filter_row`]'s contract. State moves through bounds-checked slices
-    /// of 4; samples through the channel pointers at `t + valid <= len`
-    /// (see [`step`]).
-    /// `PALINDROMIC`: every section has `c2 = 1` (see [`Section`]). One
-    /// uniform formula for all sections, known at compile time, keeps the
-    /// state in registers; choosing a formula per section at run time did
-    /// not, and ran 1.4x slower.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run<const S: usize, const G: usize, const PALINDROMIC: bool>(
-        gain: f64,
-        sections: &[Section],
-        state: &mut [f64],
-        channels: Channels<'_>,
-    ) {
-        let group_size = state.len() / G;
-        let z1_at = |s: usize, g: usize| g * group_size + 2 * LANES * s;
-        let splat = |s: usize, f: fn(&Section) -> f64| _mm256_set1_pd(f(&sections[s]));
-        let coefficients = Coefficients::<S> {
-            gain: _mm256_set1_pd(gain),
-            c1: std::array::from_fn(|s| splat(s, |c| c.c1)),
-            c2: std::array::from_fn(|s| splat(s, |c| c.c2)),
-            neg_a1: std::array::from_fn(|s| splat(s, |c| c.neg_a1)),
-            neg_a2: std::array::from_fn(|s| splat(s, |c| c.neg_a2)),
-        };
-        let load = |i: usize| _mm256_loadu_pd(state[i..i + LANES].as_ptr());
-        let mut z = State::<S, G> {
-            z1: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g)))),
-            z2: std::array::from_fn(|s| std::array::from_fn(|g| load(z1_at(s, g) + LANES))),
-        };
-        let len = channels.len;
-        let mut pointers = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
-        pointers[..channels.pointers.len()].copy_from_slice(channels.pointers);
-        let full = len - len % LANES;
-        for t in (0..full).step_by(LANES) {
-            // SAFETY: t + 4 <= len.
-            unsafe { step::<S, G, PALINDROMIC>(&coefficients, &mut z, &pointers, t, LANES) };
-        }
-        if full < len {
-            // The last samples of a frame: only they advance the state.
-            // SAFETY: full + (len - full) = len.
-            unsafe { step::<S, G, PALINDROMIC>(&coefficients, &mut z, &pointers, full, len - full) };
-        }
-        for s in 0..S {
-            for g in 0..G {
-                let i = z1_at(s, g);
-                _mm256_storeu_pd(state[i..i + LANES].as_mut_ptr(), z.z1[s][g]);
-                _mm256_storeu_pd(state[i + LANES..i + 2 * LANES].as_mut_ptr(), z.z2[s][g]);
-            }
-        }
-    }
-
     /// Lane masks for 0 to 4 valid samples: `MASKS[4 - valid..][..4]`.
     const MASKS: [i32; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
 
-    /// `valid` (1 to 4) samples of each channel from `t`: load, transpose,
-    /// run the sections, transpose back, store. Inlined into `run`, where
-    /// the main loop's constant `valid` = 4 removes the masking.
-    ///
-    /// # Safety
-    /// As [`run`], whose target features it needs (it is always inlined);
-    /// `channels[..4G]` each start at least `t + valid` samples that only
-    /// this call touches. Fewer than 4 samples move with masked loads and
-    /// stores, which do not touch (or fault on) the masked-out lanes.
+    /// The mask for the `valid` (1 to 4) first samples of a step of 4.
     #[inline(always)]
-    unsafe fn step<const S: usize, const G: usize, const PALINDROMIC: bool>(
-        c: &Coefficients<S>,
-        z: &mut State<S, G>,
-        channels: &[*mut f32; CHANNELS_PER_ROW],
-        t: usize,
-        valid: usize,
-    ) {
-        let mask = if valid == LANES {
+    unsafe fn mask(valid: usize) -> __m128i {
+        if valid == LANES {
             _mm_set1_epi32(-1)
         } else {
             _mm_loadu_si128(MASKS[LANES - valid..].as_ptr().cast())
-        };
-        // Plain loops, not closures: a closure is a function of its own,
-        // without the caller's target features, and was not inlined.
-        // x[step][group]: time t + step of the group's four channels.
-        let mut x = [[_mm256_setzero_pd(); G]; 4];
-        for g in 0..G {
-            let mut columns = [_mm256_setzero_pd(); 4];
-            for (lane, column) in columns.iter_mut().enumerate() {
-                // SAFETY: the samples t .. t + valid exist (see # Safety).
-                let input = unsafe { channels[LANES * g + lane].add(t) };
-                let four = if valid == LANES {
-                    _mm_loadu_ps(input)
-                } else {
-                    _mm_maskload_ps(input, mask)
-                };
-                *column = _mm256_mul_pd(c.gain, _mm256_cvtps_pd(four));
-            }
-            for (step, row) in transpose(columns).into_iter().enumerate() {
-                x[step][g] = row;
-            }
         }
-        for row in x.iter_mut().take(valid) {
-            for s in 0..S {
-                for (g, value) in row.iter_mut().enumerate() {
-                    let x = *value;
-                    let y = _mm256_add_pd(x, z.z1[s][g]);
-                    let partial = _mm256_fmadd_pd(c.c1[s], x, z.z2[s][g]);
-                    // c2·x is x itself when c2 = 1: the same bits.
-                    let scaled = if PALINDROMIC { x } else { _mm256_mul_pd(c.c2[s], x) };
-                    z.z1[s][g] = _mm256_fmadd_pd(c.neg_a1[s], y, partial);
-                    z.z2[s][g] = _mm256_fmadd_pd(c.neg_a2[s], y, scaled);
-                    *value = y;
+    }
+
+    /// Reads `block.len()` samples of each channel from `start`, widened,
+    /// times `gain`, transposed: `block[t][g]` is step `start + t` of group
+    /// g's four channels. Returns whether all of them were finite.
+    ///
+    /// # Safety
+    /// As [`run`], whose target features it needs (it is always inlined);
+    /// `channels[..4G]` each start at least `start + block.len()` samples
+    /// that only this call touches.
+    #[inline(always)]
+    unsafe fn load_block<const G: usize>(
+        gain: __m256d,
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        start: usize,
+        block: &mut [[__m256d; G]],
+    ) -> bool {
+        // Whole steps of 4 with constant lengths, so no masks and no
+        // branches in the loop; then the ragged end, masked. `x − x` is 0
+        // for a finite x and NaN otherwise; NaN survives the OR.
+        let whole = block.len() - block.len() % LANES;
+        let mut steps = block.chunks_exact_mut(LANES);
+        let mut not_finite = _mm_setzero_ps();
+        for (step, rows) in (&mut steps).enumerate() {
+            // SAFETY: as this function's contract.
+            let residue = unsafe { load_step(gain, channels, start + step * LANES, rows) };
+            not_finite = _mm_or_ps(not_finite, residue);
+        }
+        let rows = steps.into_remainder();
+        if !rows.is_empty() {
+            // SAFETY: as this function's contract.
+            let residue = unsafe { load_step(gain, channels, start + whole, rows) };
+            not_finite = _mm_or_ps(not_finite, residue);
+        }
+        _mm_movemask_ps(_mm_cmpunord_ps(not_finite, not_finite)) == 0
+    }
+
+    /// `rows.len()` (1 to 4) samples of each channel from `t` into `rows`;
+    /// returns the OR of `x − x` over the samples read (NaN in some lane if
+    /// one of them was not finite).
+    ///
+    /// # Safety
+    /// As [`load_block`], for the samples `t .. t + rows.len()`. Fewer than
+    /// 4 are read with masked loads, which do not touch (or fault on) the
+    /// masked-out lanes.
+    #[inline(always)]
+    unsafe fn load_step<const G: usize>(
+        gain: __m256d,
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        t: usize,
+        rows: &mut [[__m256d; G]],
+    ) -> __m128 {
+        let valid = rows.len();
+        let mut residue = _mm_setzero_ps();
+        // SAFETY (intrinsics and pointers): as this function's contract.
+        unsafe {
+            let mask = mask(valid);
+            for g in 0..G {
+                // Plain loops, not closures: a closure is a function of its
+                // own, without the caller's target features, and was not
+                // inlined.
+                let mut columns = [_mm256_setzero_pd(); 4];
+                for (lane, column) in columns.iter_mut().enumerate() {
+                    let input = channels[LANES * g + lane].add(t);
+                    let four = if valid == LANES {
+                        _mm_loadu_ps(input)
+                    } else {
+                        _mm_maskload_ps(input, mask)
+                    };
+                    residue = _mm_or_ps(residue, _mm_sub_ps(four, four));
+                    *column = _mm256_mul_pd(gain, _mm256_cvtps_pd(four));
+                }
+                for (row, column) in rows.iter_mut().zip(transpose(columns)) {
+                    row[g] = column;
                 }
             }
         }
-        for g in 0..G {
-            let columns = transpose([x[0][g], x[1][g], x[2][g], x[3][g]]);
-            for (lane, column) in columns.into_iter().enumerate() {
-                // SAFETY: as for the input; no other pointer reaches these samples.
-                let output = unsafe { channels[LANES * g + lane].add(t) };
-                if valid == LANES {
-                    _mm_storeu_ps(output, _mm256_cvtpd_ps(column));
-                } else {
-                    _mm_maskstore_ps(output, mask, _mm256_cvtpd_ps(column));
+        residue
+    }
+
+    /// Writes a block back: the inverse of [`load_block`], narrowed to f32.
+    ///
+    /// # Safety
+    /// As [`load_block`]; no other pointer reaches these samples.
+    #[inline(always)]
+    unsafe fn store_block<const G: usize>(
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        start: usize,
+        block: &[[__m256d; G]],
+    ) {
+        let mut steps = block.chunks_exact(LANES);
+        for (step, rows) in (&mut steps).enumerate() {
+            // SAFETY: as this function's contract.
+            unsafe { store_step(channels, start + step * LANES, rows) };
+        }
+        let rows = steps.remainder();
+        if !rows.is_empty() {
+            // SAFETY: as this function's contract.
+            unsafe { store_step(channels, start + block.len() - block.len() % LANES, rows) };
+        }
+    }
+
+    /// `rows.len()` (1 to 4) samples of each channel from `t`, from `rows`.
+    ///
+    /// # Safety
+    /// As [`load_step`]; masked stores leave the masked-out lanes alone.
+    #[inline(always)]
+    unsafe fn store_step<const G: usize>(
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        t: usize,
+        rows: &[[__m256d; G]],
+    ) {
+        let valid = rows.len();
+        // SAFETY (intrinsics and pointers): as this function's contract.
+        unsafe {
+            let mask = mask(valid);
+            for g in 0..G {
+                let mut steps = [_mm256_setzero_pd(); 4];
+                for (value, row) in steps.iter_mut().zip(rows) {
+                    *value = row[g];
+                }
+                for (lane, column) in transpose(steps).into_iter().enumerate() {
+                    let output = channels[LANES * g + lane].add(t);
+                    if valid == LANES {
+                        _mm_storeu_ps(output, _mm256_cvtpd_ps(column));
+                    } else {
+                        _mm_maskstore_ps(output, mask, _mm256_cvtpd_ps(column));
+                    }
                 }
             }
         }
@@ -723,6 +810,8 @@ mod tests {
         vec![
             // [1, ±2, 1] only, 10 sections: palindromic.
             butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap(),
+            // 16 sections: longer than the scalar loop's old limit of 12.
+            butterworth(16, Band::Bandpass(2.0, 40.0), 250.0).unwrap(),
             // Odd order: a general [1, c1, 0] section.
             butterworth(5, Band::Lowpass(20.0), 250.0).unwrap(),
             bandstop_and_notch,
@@ -731,8 +820,11 @@ mod tests {
 
     #[test]
     fn even_butterworth_and_notch_cascades_are_palindromic() {
-        let palindromic = |biquads: &[Biquad]| Cascade::new(biquads, false).unwrap().palindromic;
-        let [bandpass, lowpass, _] = &cascades()[..] else {
+        let palindromic = |biquads: &[Biquad]| {
+            let cascade = Cascade::new(biquads, false).unwrap();
+            cascade.sections.iter().all(Section::palindromic)
+        };
+        let [bandpass, _, lowpass, _] = &cascades()[..] else {
             unreachable!()
         };
         assert!(palindromic(bandpass));
@@ -741,6 +833,22 @@ mod tests {
         assert!(palindromic(&with_notch));
         // Odd order: a [1, c1, 0] section.
         assert!(!palindromic(lowpass));
+    }
+
+    #[test]
+    fn simd_output_does_not_depend_on_framing() {
+        // 70 channels: rows of 64 and 6, groups run 6 + 5 + 5, then 2 (one
+        // of them partial); 500 samples: blocks of 32 and a ragged end.
+        for biquads in cascades() {
+            let data = noise(70 * 500, 11);
+            let whole = filter(Kernel::detect(), &biquads, 70, &data, 500);
+            for frame in [1, 7, 37, 130] {
+                assert!(
+                    filter(Kernel::detect(), &biquads, 70, &data, frame) == whole,
+                    "frame {frame}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -84,12 +84,36 @@ impl Kernel {
 /// Butterworth section of even order, every notch: palindromic numerators,
 /// zeros on the unit circle) the multiply by `c2` too: 3 FMAs and an add
 /// per section instead of 4 FMAs and a multiply.
+///
+/// A section runs in f32 (`single`) when f32 rounding cannot hurt it: see
+/// [`SINGLE_PRECISION_NOISE_GAIN`]. Its coefficients are then rounded to
+/// f32 (and kept in these f64 fields, exactly).
 #[derive(Clone, Copy, Debug, Default)]
 struct Section {
     c1: f64,
     c2: f64,
     neg_a1: f64,
     neg_a2: f64,
+    single: bool,
+}
+
+/// A section runs in f32 when the noise gain of its feedback, Σh² of the
+/// impulse response of `1 / (1 + a1 z⁻¹ + a2 z⁻²)`, is at most this: f32
+/// rounding in its state then reaches the output amplified at most
+/// √100 = 10 times (≈ 6·10⁻⁷ of the signal). Poles near z = 1 (low
+/// cut-offs: 10⁴ and more) or very near the unit circle stay in f64. On
+/// measured designs the two kinds are far apart: high cut-off Butterworth
+/// sections 1.5–10, a 50 Hz notch (Q 30) at 128–256 Hz 14–16, but 297 at
+/// 1 kHz; 0.5–1 Hz high-pass sections at 128–250 Hz 1.4·10⁴–1.1·10⁵.
+pub const SINGLE_PRECISION_NOISE_GAIN: f64 = 100.0;
+
+/// Σh² of `1 / (1 + a1 z⁻¹ + a2 z⁻²)` (closed form; infinite if unstable).
+fn feedback_noise_gain(a1: f64, a2: f64) -> f64 {
+    let stable = a2.abs() < 1.0 && a1.abs() < 1.0 + a2;
+    if !stable {
+        return f64::INFINITY;
+    }
+    (1.0 + a2) / ((1.0 - a2) * ((1.0 + a2) * (1.0 + a2) - a1 * a1))
 }
 
 impl Section {
@@ -103,7 +127,8 @@ impl Section {
 /// A cascade in the kernels' form.
 #[derive(Clone, Debug)]
 struct Cascade {
-    /// Product of the sections' `b0`: the input is multiplied by it once.
+    /// Product of the sections' `b0`: the input is multiplied by it once
+    /// (in f32 if the first section is single precision).
     gain: f64,
     sections: Vec<Section>,
     /// `sosfilt_zi` of the normalised cascade, per unit of (unscaled)
@@ -112,6 +137,22 @@ struct Cascade {
 }
 
 impl Cascade {
+    /// Some section runs in f32: the SIMD kernel then needs groups in pairs
+    /// (8 f32 lanes).
+    fn has_single(&self) -> bool {
+        self.sections.iter().any(|s| s.single)
+    }
+
+    /// Groups of [`LANES`] for `channels`, even when f32 sections need pairs.
+    fn groups(&self, channels: usize) -> usize {
+        let groups = channels.div_ceil(LANES);
+        if self.has_single() {
+            groups.next_multiple_of(2)
+        } else {
+            groups
+        }
+    }
+
     /// Normalises each section's numerator by its `b0`. Section k of the
     /// normalised cascade sees its original input times the product of
     /// `b0` from k on, so its state is the original state times the product
@@ -124,11 +165,14 @@ impl Cascade {
             .iter()
             .map(|biquad| {
                 let [b0, b1, b2] = biquad.b;
+                let single = feedback_noise_gain(biquad.a[1], biquad.a[2]) <= SINGLE_PRECISION_NOISE_GAIN;
+                let round = |c: f64| if single { f64::from(c as f32) } else { c };
                 Section {
-                    c1: b1 / b0,
-                    c2: b2 / b0,
-                    neg_a1: -biquad.a[1],
-                    neg_a2: -biquad.a[2],
+                    c1: round(b1 / b0),
+                    c2: round(b2 / b0),
+                    neg_a1: round(-biquad.a[1]),
+                    neg_a2: round(-biquad.a[2]),
+                    single,
                 }
             })
             .collect::<Vec<Section>>();
@@ -144,8 +188,15 @@ impl Cascade {
         } else {
             None
         };
+        let gain: f64 = biquads.iter().map(|b| b.b[0]).product();
+        // The gain is applied in the first section's precision.
+        let first_single = sections.first().is_some_and(|s| s.single);
         Ok(Cascade {
-            gain: biquads.iter().map(|b| b.b[0]).product(),
+            gain: if first_single {
+                f64::from(gain as f32)
+            } else {
+                gain
+            },
             sections,
             warm_start,
         })
@@ -173,6 +224,9 @@ pub struct ChannelBank {
     channel_state: Vec<[f64; 2]>,
     /// Channel indices sorted by span start, for spans not in storage order.
     order: Vec<usize>,
+    /// The AVX2 kernel's block buffers (with that kernel only).
+    #[cfg(target_arch = "x86_64")]
+    scratch: Option<avx2::Scratch>,
 }
 
 impl ChannelBank {
@@ -183,8 +237,16 @@ impl ChannelBank {
         kernel: Kernel,
     ) -> Result<Self, DesignError> {
         let cascade = Cascade::new(biquads, warm_start)?;
-        let groups = channels.div_ceil(LANES);
+        let groups = cascade.groups(channels);
+        #[cfg(target_arch = "x86_64")]
+        let scratch = match kernel.0 {
+            // SAFETY: an Avx2Fma kernel exists only where the CPU has AVX2.
+            KernelKind::Avx2Fma => Some(unsafe { avx2::Scratch::new() }),
+            KernelKind::Portable => None,
+        };
         Ok(ChannelBank {
+            #[cfg(target_arch = "x86_64")]
+            scratch,
             kernel,
             cascade,
             channels,
@@ -282,7 +344,7 @@ impl ChannelBank {
                 self.restart[channel] = false;
             }
         }
-        let groups = spans.len().div_ceil(LANES);
+        let groups = self.cascade.groups(spans.len());
         let group_size = self.cascade.sections.len() * 2 * LANES;
         let state = &mut self.state[first_group * group_size..(first_group + groups) * group_size];
         let absent = groups * LANES - spans.len();
@@ -309,7 +371,12 @@ impl ChannelBank {
             // into `padding`, distinct from `samples`; both are borrowed
             // mutably for this call. An Avx2Fma kernel exists only where the
             // CPU has AVX2 and FMA.
-            KernelKind::Avx2Fma => unsafe { avx2::filter_row(&self.cascade, state, channels, filtered) },
+            KernelKind::Avx2Fma => {
+                let Some(scratch) = self.scratch.as_mut() else {
+                    unreachable!("an AVX2 bank has its scratch")
+                };
+                unsafe { avx2::filter_row(&self.cascade, state, channels, filtered, scratch) }
+            }
         }
     }
 
@@ -409,12 +476,27 @@ impl ChannelRun<'_> {
                 }
                 *self.restart = false;
             }
-            let mut x = gain * f64::from(*sample);
+            // The value between sections, in f64; exactly an f32 after a
+            // single-precision section.
+            let mut x = if sections.first().is_some_and(|c| c.single) {
+                f64::from(*gain as f32 * *sample)
+            } else {
+                gain * f64::from(*sample)
+            };
             for (c, z) in sections.iter().zip(self.state.iter_mut()) {
-                let y = x + z[0];
-                z[0] = madd::<FUSED>(c.neg_a1, y, madd::<FUSED>(c.c1, x, z[1]));
-                z[1] = madd::<FUSED>(c.neg_a2, y, c.c2 * x);
-                x = y;
+                if c.single {
+                    let (x32, z1, z2) = (x as f32, z[0] as f32, z[1] as f32);
+                    let y = x32 + z1;
+                    let z1 = madd32::<FUSED>(c.neg_a1 as f32, y, madd32::<FUSED>(c.c1 as f32, x32, z2));
+                    let z2 = madd32::<FUSED>(c.neg_a2 as f32, y, c.c2 as f32 * x32);
+                    *z = [f64::from(z1), f64::from(z2)];
+                    x = f64::from(y);
+                } else {
+                    let y = x + z[0];
+                    z[0] = madd::<FUSED>(c.neg_a1, y, madd::<FUSED>(c.c1, x, z[1]));
+                    z[1] = madd::<FUSED>(c.neg_a2, y, c.c2 * x);
+                    x = y;
+                }
             }
             *sample = x as f32;
         }
@@ -423,6 +505,15 @@ impl ChannelRun<'_> {
 
 #[inline(always)]
 fn madd<const FUSED: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FUSED {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn madd32<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FUSED {
         a.mul_add(b, c)
     } else {
@@ -446,20 +537,51 @@ mod avx2 {
 
     use super::{Cascade, Channels, Section, CHANNELS_PER_ROW, LANES};
 
-    /// Time steps per block: the kernel widens and transposes a block of
-    /// every group into a buffer, runs each section over the whole block,
-    /// then transposes back. 32 steps of 8 groups is 8 KiB: it stays in L1.
+    /// Time steps per block: the kernel reads a block of every group of a
+    /// pass into a buffer, runs each section over the whole block, then
+    /// writes it back. 32 steps of 8 groups is 8 KiB in f64: it stays in L1.
     const BLOCK: usize = 32;
 
-    /// Groups whose recurrences run side by side within a section: a
-    /// section's feedback is an add then an FMA (7 cycles on Zen 3) per
-    /// step, its work 3 FMAs, so 5 or more groups keep both FMA pipes busy;
-    /// their state (2 vectors each) must still fit the 16 registers.
-    const SIDE_BY_SIDE: usize = 4;
+    /// A step of a block in f64: a vector per group (up to 8 per pass).
+    type Wide = [__m256d; MIXED_SIDE_BY_SIDE];
+    /// A step of a block in f32: vector p holds groups 2p and 2p + 1.
+    type Narrow = [__m256; MIXED_SIDE_BY_SIDE / 2];
 
-    /// Filters `channels` (4 per group); `state` holds their groups one
-    /// after the other. Each group stops before its first block that holds
-    /// a non-finite sample; `filtered[g]` receives where group g stopped
+    /// The block buffers, kept by the channel bank so that a call does not
+    /// clear 12 KiB of stack (which cost more than filtering a 40 ms frame).
+    #[derive(Clone, Debug)]
+    pub(super) struct Scratch {
+        wide: Vec<Wide>,
+        narrow: Vec<Narrow>,
+    }
+
+    impl Scratch {
+        /// # Safety
+        /// The CPU must support AVX.
+        #[target_feature(enable = "avx")]
+        pub(super) unsafe fn new() -> Scratch {
+            Scratch {
+                wide: vec![[_mm256_setzero_pd(); MIXED_SIDE_BY_SIDE]; BLOCK],
+                narrow: vec![[_mm256_setzero_ps(); MIXED_SIDE_BY_SIDE / 2]; BLOCK],
+            }
+        }
+    }
+
+    /// Groups whose f64 recurrences run side by side within a section: a
+    /// section's feedback is an add then an FMA (7 cycles on Zen 3) per
+    /// step and its work 3 FMAs (1.5 cycles on two pipes), so 4 groups come
+    /// close to keeping both FMA pipes busy while their 8 state vectors and
+    /// the coefficients fit the 16 registers (5 or 6 spilled: measured).
+    const F64_SIDE_BY_SIDE: usize = 4;
+
+    /// Groups in a pass of a cascade with f32 sections: 4 vectors of 8 f32
+    /// lanes side by side there; their f64 sections run as two halves of 4.
+    const MIXED_SIDE_BY_SIDE: usize = 8;
+
+    /// Filters `channels` (4 per group; an even number of groups if the
+    /// cascade has f32 sections); `state` holds their groups one after the
+    /// other. Each group stops before its first block that holds a
+    /// non-finite sample; `filtered[g]` receives where group g stopped
     /// (`channels.len` if it did not).
     ///
     /// # Safety
@@ -471,29 +593,37 @@ mod avx2 {
         state: &mut [f64],
         channels: Channels<'_>,
         filtered: &mut [usize],
+        scratch: &mut Scratch,
     ) {
         let groups = channels.pointers.len() / LANES;
+        let mixed = cascade.has_single();
         assert!(channels.pointers.len().is_multiple_of(LANES) && channels.pointers.len() <= CHANNELS_PER_ROW);
         assert!(state.len() == groups * cascade.sections.len() * 2 * LANES);
+        assert!(!mixed || groups.is_multiple_of(2));
         let group_size = cascade.sections.len() * 2 * LANES;
         let mut first = 0;
         while first < groups {
-            let count = side_by_side(groups - first);
+            let count = side_by_side(groups - first, mixed);
             let state = &mut state[first * group_size..(first + count) * group_size];
             let channels = Channels {
                 pointers: &channels.pointers[first * LANES..(first + count) * LANES],
                 len: channels.len,
             };
+            // run::<G, H, P>: G groups, f64 sections in passes of H groups,
+            // f32 sections over P = G/2 vectors (0: the cascade has none).
             // SAFETY (all arms): as this function's contract, for a subset of
-            // the channels.
+            // the channels; an even count where the cascade is mixed.
             let done = unsafe {
-                match count {
-                    1 => run::<1>(cascade, state, channels),
-                    2 => run::<2>(cascade, state, channels),
-                    3 => run::<3>(cascade, state, channels),
-                    4 => run::<4>(cascade, state, channels),
-                    5 => run::<5>(cascade, state, channels),
-                    _ => run::<6>(cascade, state, channels),
+                match (count, mixed) {
+                    (1, false) => run::<1, 1, 0>(cascade, state, channels, scratch),
+                    (2, false) => run::<2, 2, 0>(cascade, state, channels, scratch),
+                    (3, false) => run::<3, 3, 0>(cascade, state, channels, scratch),
+                    (4, false) => run::<4, 4, 0>(cascade, state, channels, scratch),
+                    (2, true) => run::<2, 2, 1>(cascade, state, channels, scratch),
+                    (4, true) => run::<4, 4, 2>(cascade, state, channels, scratch),
+                    (6, true) => run::<6, 3, 3>(cascade, state, channels, scratch),
+                    (8, true) => run::<8, 4, 4>(cascade, state, channels, scratch),
+                    _ => unreachable!("side_by_side gives 1 to 4 groups, or 2 to 8 in pairs"),
                 }
             };
             filtered[first..first + count].fill(done);
@@ -501,16 +631,25 @@ mod avx2 {
         }
     }
 
-    /// How many of `left` groups to run together: at most
-    /// [`SIDE_BY_SIDE`], split evenly (10 groups run as 5 + 5, not 6 + 4).
-    fn side_by_side(left: usize) -> usize {
-        let passes = left.div_ceil(SIDE_BY_SIDE);
-        left.div_ceil(passes)
+    /// How many of `left` groups to run in one pass, split evenly (10
+    /// groups of f64 run as 4 + 3 + 3); pairs when `mixed` (`left` even).
+    fn side_by_side(left: usize, mixed: bool) -> usize {
+        if mixed {
+            let pairs = left / 2;
+            let passes = pairs.div_ceil(MIXED_SIDE_BY_SIDE / 2);
+            2 * pairs.div_ceil(passes)
+        } else {
+            let passes = left.div_ceil(F64_SIDE_BY_SIDE);
+            left.div_ceil(passes)
+        }
     }
 
     /// G groups of 4 channels through every section, a block at a time,
     /// up to the first block that holds a non-finite sample (a gap); returns
-    /// the samples filtered, a multiple of [`BLOCK`] or all.
+    /// the samples filtered, a multiple of [`BLOCK`] or all. f64 sections
+    /// run over `wide` (a vector per group) in passes of H groups; f32
+    /// sections over `narrow` (vector p holds groups 2p and 2p + 1), P = G/2
+    /// vectors. The block moves between the two where the precision changes.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA, and `channels` satisfies
@@ -518,83 +657,190 @@ mod avx2 {
     /// through bounds-checked slices of 4; samples through the channel
     /// pointers at `t + n <= len` (see [`load_block`]).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run<const G: usize>(cascade: &Cascade, state: &mut [f64], channels: Channels<'_>) -> usize {
-        assert!(channels.pointers.len() == G * LANES);
+    unsafe fn run<const G: usize, const H: usize, const P: usize>(
+        cascade: &Cascade,
+        state: &mut [f64],
+        channels: Channels<'_>,
+        scratch: &mut Scratch,
+    ) -> usize {
+        assert!(channels.pointers.len() == G * LANES && G.is_multiple_of(H));
+        assert!(P == G / 2 || !cascade.has_single());
+        let sections = &cascade.sections;
         let group_size = state.len() / G;
-        let gain = _mm256_set1_pd(cascade.gain);
+        let first_single = sections.first().is_some_and(|s| s.single);
+        let last_single = sections.last().is_some_and(|s| s.single);
         let mut pointers = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
         pointers[..channels.pointers.len()].copy_from_slice(channels.pointers);
-        let mut buffer = [[_mm256_setzero_pd(); G]; BLOCK];
+        let Scratch { wide, narrow } = scratch;
         let len = channels.len;
         for start in (0..len).step_by(BLOCK) {
             let n = BLOCK.min(len - start);
-            // SAFETY: start + n <= len.
-            if !unsafe { load_block(gain, &pointers, start, &mut buffer[..n]) } {
+            let (wide, narrow) = (&mut wide[..n], &mut narrow[..n]);
+            // SAFETY (loads and stores): start + n <= len.
+            let finite = if first_single {
+                unsafe { load_block_f32::<P>(_mm256_set1_ps(cascade.gain as f32), &pointers, start, narrow) }
+            } else {
+                unsafe { load_block::<G>(_mm256_set1_pd(cascade.gain), &pointers, start, wide) }
+            };
+            if !finite {
                 return start;
             }
-            for (s, section) in cascade.sections.iter().enumerate() {
-                let mut z = SectionState::<G>::load(state, group_size, s);
-                let block = &mut buffer[..n];
-                // c2·x is x itself when c2 = 1: the same bits, one multiply less.
-                if section.palindromic() {
-                    run_section::<G, true>(section, &mut z, block);
-                } else {
-                    run_section::<G, false>(section, &mut z, block);
+            let mut in_narrow = first_single;
+            for (s, section) in sections.iter().enumerate() {
+                if section.single != in_narrow {
+                    if section.single {
+                        narrow_block::<G, P>(wide, narrow);
+                    } else {
+                        widen_block::<G, P>(narrow, wide);
+                    }
+                    in_narrow = section.single;
                 }
-                z.store(state, group_size, s);
+                if section.single {
+                    let mut z = NarrowState::<P>::load(state, group_size, s);
+                    if section.palindromic() {
+                        run_section_f32::<P, true>(section, &mut z, narrow);
+                    } else {
+                        run_section_f32::<P, false>(section, &mut z, narrow);
+                    }
+                    z.store(state, group_size, s);
+                } else {
+                    for offset in (0..G).step_by(H) {
+                        let mut z = WideState::<H>::load(state, group_size, s, offset);
+                        // c2·x is x itself when c2 = 1: the same bits, one multiply less.
+                        if section.palindromic() {
+                            run_section::<G, H, true>(section, &mut z, wide, offset);
+                        } else {
+                            run_section::<G, H, false>(section, &mut z, wide, offset);
+                        }
+                        z.store(state, group_size, s, offset);
+                    }
+                }
             }
-            // SAFETY: as for the load.
-            unsafe { store_block(&pointers, start, &buffer[..n]) };
+            if last_single {
+                unsafe { store_block_f32::<P>(&pointers, start, narrow) };
+            } else {
+                unsafe { store_block::<G>(&pointers, start, wide) };
+            }
         }
         len
     }
 
-    /// One section's state for G groups (z1 and z2, a vector per group).
-    struct SectionState<const G: usize> {
-        z1: [__m256d; G],
-        z2: [__m256d; G],
+    /// The f64 state of one section for H groups from `offset` (z1 and z2,
+    /// a vector per group). A group's state is `group_size` values, per
+    /// section z1 of each lane then z2 of each lane.
+    struct WideState<const H: usize> {
+        z1: [__m256d; H],
+        z2: [__m256d; H],
     }
 
-    impl<const G: usize> SectionState<G> {
-        /// Section `s` of each group; a group's state is `group_size` values,
-        /// per section z1 of each lane then z2 of each lane.
+    #[inline(always)]
+    fn load_lanes(state: &[f64], at: usize) -> __m256d {
+        let lanes: &[f64; LANES] = state[at..at + LANES].try_into().expect("4 lanes");
+        // SAFETY: the pointer reaches exactly 4 f64 of `state`.
+        unsafe { _mm256_loadu_pd(lanes.as_ptr()) }
+    }
+
+    #[inline(always)]
+    fn store_lanes(state: &mut [f64], at: usize, value: __m256d) {
+        let lanes: &mut [f64; LANES] = (&mut state[at..at + LANES]).try_into().expect("4 lanes");
+        // SAFETY: the pointer reaches exactly 4 f64 of `state`.
+        unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), value) }
+    }
+
+    impl<const H: usize> WideState<H> {
+        // Plain loops, not closures or `array::from_fn`: a closure is a
+        // function of its own, without the caller's target features, and was
+        // not inlined (the state then went through memory: 30 % slower).
+        #[inline(always)]
+        fn load(state: &[f64], group_size: usize, s: usize, offset: usize) -> Self {
+            // SAFETY: `run`, the only caller, has AVX enabled, and this
+            // function is always inlined into it.
+            let mut z = unsafe {
+                WideState {
+                    z1: [_mm256_setzero_pd(); H],
+                    z2: [_mm256_setzero_pd(); H],
+                }
+            };
+            for k in 0..H {
+                let at = (offset + k) * group_size + 2 * LANES * s;
+                z.z1[k] = load_lanes(state, at);
+                z.z2[k] = load_lanes(state, at + LANES);
+            }
+            z
+        }
+
+        #[inline(always)]
+        fn store(&self, state: &mut [f64], group_size: usize, s: usize, offset: usize) {
+            for k in 0..H {
+                let at = (offset + k) * group_size + 2 * LANES * s;
+                store_lanes(state, at, self.z1[k]);
+                store_lanes(state, at + LANES, self.z2[k]);
+            }
+        }
+    }
+
+    /// The f32 state of one section for P pairs of groups, kept in f64 in
+    /// `state` (f32 values, exactly; a warm start's first value is rounded
+    /// here, as the scalar path rounds it).
+    struct NarrowState<const P: usize> {
+        z1: [__m256; P],
+        z2: [__m256; P],
+    }
+
+    impl<const P: usize> NarrowState<P> {
+        /// As [`WideState::load`], plain loops.
         #[inline(always)]
         fn load(state: &[f64], group_size: usize, s: usize) -> Self {
-            let at = |g: usize, offset: usize| {
-                let i = g * group_size + 2 * LANES * s + offset;
-                let lanes: &[f64; LANES] = state[i..i + LANES].try_into().expect("4 lanes");
-                // SAFETY: the pointer reaches exactly 4 f64 of `state`.
-                unsafe { _mm256_loadu_pd(lanes.as_ptr()) }
-            };
-            SectionState {
-                z1: std::array::from_fn(|g| at(g, 0)),
-                z2: std::array::from_fn(|g| at(g, LANES)),
+            // SAFETY (intrinsics): `run`, the only caller, has AVX enabled,
+            // and this function is always inlined into it.
+            unsafe {
+                let mut z = NarrowState {
+                    z1: [_mm256_setzero_ps(); P],
+                    z2: [_mm256_setzero_ps(); P],
+                };
+                for p in 0..P {
+                    let low = 2 * p * group_size + 2 * LANES * s;
+                    let high = low + group_size;
+                    z.z1[p] = _mm256_set_m128(
+                        _mm256_cvtpd_ps(load_lanes(state, high)),
+                        _mm256_cvtpd_ps(load_lanes(state, low)),
+                    );
+                    z.z2[p] = _mm256_set_m128(
+                        _mm256_cvtpd_ps(load_lanes(state, high + LANES)),
+                        _mm256_cvtpd_ps(load_lanes(state, low + LANES)),
+                    );
+                }
+                z
             }
         }
 
         #[inline(always)]
         fn store(&self, state: &mut [f64], group_size: usize, s: usize) {
-            for g in 0..G {
-                let i = g * group_size + 2 * LANES * s;
-                let (z1, z2) = state[i..i + 2 * LANES].split_at_mut(LANES);
-                // SAFETY: each pointer reaches exactly 4 f64 of `state`.
-                unsafe {
-                    _mm256_storeu_pd(z1.as_mut_ptr(), self.z1[g]);
-                    _mm256_storeu_pd(z2.as_mut_ptr(), self.z2[g]);
-                }
+            for p in 0..P {
+                let low = 2 * p * group_size + 2 * LANES * s;
+                let high = low + group_size;
+                // SAFETY: as for `load`.
+                let ((z1_low, z1_high), (z2_low, z2_high)) =
+                    unsafe { (widen(self.z1[p]), widen(self.z2[p])) };
+                store_lanes(state, low, z1_low);
+                store_lanes(state, high, z1_high);
+                store_lanes(state, low + LANES, z2_low);
+                store_lanes(state, high + LANES, z2_high);
             }
         }
     }
 
-    /// One section over a block, in place: the same operations in the same
-    /// order as the scalar [`super::ChannelRun`], so the same bits.
-    /// `PALINDROMIC`: the section has `c2 = 1`.
+    /// One f64 section over groups `offset .. offset + H` of a block, in
+    /// place: the same operations in the same order as the scalar
+    /// [`super::ChannelRun`], so the same bits. `PALINDROMIC`: `c2 = 1`.
     #[inline(always)]
-    fn run_section<const G: usize, const PALINDROMIC: bool>(
+    fn run_section<const G: usize, const H: usize, const PALINDROMIC: bool>(
         section: &Section,
-        z: &mut SectionState<G>,
-        block: &mut [[__m256d; G]],
+        z: &mut WideState<H>,
+        block: &mut [Wide],
+        offset: usize,
     ) {
+        assert!(offset + H <= G);
         // SAFETY (the intrinsics below): `run`, the only caller, has AVX2
         // and FMA enabled, and this function is always inlined into it.
         unsafe {
@@ -603,15 +849,78 @@ mod avx2 {
             let neg_a1 = _mm256_set1_pd(section.neg_a1);
             let neg_a2 = _mm256_set1_pd(section.neg_a2);
             for step in block.iter_mut() {
-                for (g, value) in step.iter_mut().enumerate() {
-                    let x = *value;
-                    let y = _mm256_add_pd(x, z.z1[g]);
-                    let partial = _mm256_fmadd_pd(c1, x, z.z2[g]);
+                for k in 0..H {
+                    let x = step[offset + k];
+                    let y = _mm256_add_pd(x, z.z1[k]);
+                    let partial = _mm256_fmadd_pd(c1, x, z.z2[k]);
                     let scaled = if PALINDROMIC { x } else { _mm256_mul_pd(c2, x) };
-                    z.z1[g] = _mm256_fmadd_pd(neg_a1, y, partial);
-                    z.z2[g] = _mm256_fmadd_pd(neg_a2, y, scaled);
+                    z.z1[k] = _mm256_fmadd_pd(neg_a1, y, partial);
+                    z.z2[k] = _mm256_fmadd_pd(neg_a2, y, scaled);
+                    step[offset + k] = y;
+                }
+            }
+        }
+    }
+
+    /// One f32 section over a block of P vectors, in place; as
+    /// [`run_section`], in f32 (the scalar path's `single` arm).
+    #[inline(always)]
+    fn run_section_f32<const P: usize, const PALINDROMIC: bool>(
+        section: &Section,
+        z: &mut NarrowState<P>,
+        block: &mut [Narrow],
+    ) {
+        // SAFETY: as `run_section`.
+        unsafe {
+            let c1 = _mm256_set1_ps(section.c1 as f32);
+            let c2 = _mm256_set1_ps(section.c2 as f32);
+            let neg_a1 = _mm256_set1_ps(section.neg_a1 as f32);
+            let neg_a2 = _mm256_set1_ps(section.neg_a2 as f32);
+            for step in block.iter_mut() {
+                for (p, value) in step.iter_mut().enumerate().take(P) {
+                    let x = *value;
+                    let y = _mm256_add_ps(x, z.z1[p]);
+                    let partial = _mm256_fmadd_ps(c1, x, z.z2[p]);
+                    let scaled = if PALINDROMIC { x } else { _mm256_mul_ps(c2, x) };
+                    z.z1[p] = _mm256_fmadd_ps(neg_a1, y, partial);
+                    z.z2[p] = _mm256_fmadd_ps(neg_a2, y, scaled);
                     *value = y;
                 }
+            }
+        }
+    }
+
+    /// Eight f32 lanes as two vectors of four f64 (exact).
+    #[inline(always)]
+    unsafe fn widen(v: __m256) -> (__m256d, __m256d) {
+        (
+            _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
+        )
+    }
+
+    /// f64 block to f32 (rounded to nearest, as `as f32`).
+    #[inline(always)]
+    fn narrow_block<const G: usize, const P: usize>(wide: &[Wide], narrow: &mut [Narrow]) {
+        assert!(2 * P == G);
+        for (from, to) in wide.iter().zip(narrow.iter_mut()) {
+            for (p, value) in to.iter_mut().enumerate().take(P) {
+                // SAFETY: as `run_section`.
+                *value = unsafe {
+                    _mm256_set_m128(_mm256_cvtpd_ps(from[2 * p + 1]), _mm256_cvtpd_ps(from[2 * p]))
+                };
+            }
+        }
+    }
+
+    /// f32 block to f64 (exact).
+    #[inline(always)]
+    fn widen_block<const G: usize, const P: usize>(narrow: &[Narrow], wide: &mut [Wide]) {
+        assert!(2 * P == G);
+        for (from, to) in narrow.iter().zip(wide.iter_mut()) {
+            for (p, &value) in from.iter().enumerate().take(P) {
+                // SAFETY: as `run_section`.
+                (to[2 * p], to[2 * p + 1]) = unsafe { widen(value) };
             }
         }
     }
@@ -632,8 +941,41 @@ mod avx2 {
         ]
     }
 
-    /// Lane masks for 0 to 4 valid samples: `MASKS[4 - valid..][..4]`.
-    const MASKS: [i32; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+    /// Eight samples of eight channels (one per vector) become eight time
+    /// steps (one per vector, a channel per lane), and back.
+    #[inline(always)]
+    unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+
+    /// Lane masks for 0 to 8 valid values: `MASKS[8 - valid..][..8]` (the
+    /// first 4 of them for 4 lanes).
+    const MASKS: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
 
     /// The mask for the `valid` (1 to 4) first samples of a step of 4.
     #[inline(always)]
@@ -641,7 +983,140 @@ mod avx2 {
         if valid == LANES {
             _mm_set1_epi32(-1)
         } else {
-            _mm_loadu_si128(MASKS[LANES - valid..].as_ptr().cast())
+            _mm_loadu_si128(MASKS[8 - valid..].as_ptr().cast())
+        }
+    }
+
+    /// The mask for the `valid` (1 to 8) first samples of a step of 8.
+    #[inline(always)]
+    unsafe fn mask8(valid: usize) -> __m256i {
+        if valid == 8 {
+            _mm256_set1_epi32(-1)
+        } else {
+            _mm256_loadu_si256(MASKS[8 - valid..].as_ptr().cast())
+        }
+    }
+
+    /// As [`load_block`], for a first section in f32: 8 samples of 8
+    /// channels at a time, transposed in f32, times `gain`; `block[t][p]`
+    /// is step `start + t` of channels 8p .. 8p + 8. Returns whether all
+    /// samples read were finite.
+    ///
+    /// # Safety
+    /// As [`load_block`].
+    #[inline(always)]
+    unsafe fn load_block_f32<const P: usize>(
+        gain: __m256,
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        start: usize,
+        block: &mut [Narrow],
+    ) -> bool {
+        let whole = block.len() - block.len() % 8;
+        let mut steps = block.chunks_exact_mut(8);
+        let mut not_finite = _mm256_setzero_ps();
+        for (step, rows) in (&mut steps).enumerate() {
+            // SAFETY: as this function's contract.
+            let residue = unsafe { load_step_f32::<P>(gain, channels, start + step * 8, rows) };
+            not_finite = _mm256_or_ps(not_finite, residue);
+        }
+        let rows = steps.into_remainder();
+        if !rows.is_empty() {
+            // SAFETY: as this function's contract.
+            let residue = unsafe { load_step_f32::<P>(gain, channels, start + whole, rows) };
+            not_finite = _mm256_or_ps(not_finite, residue);
+        }
+        _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(not_finite, not_finite)) == 0
+    }
+
+    /// `rows.len()` (1 to 8) samples of each channel from `t` into `rows`;
+    /// returns the OR of `x − x` over the samples read.
+    ///
+    /// # Safety
+    /// As [`load_step`], with masked loads for fewer than 8 samples.
+    #[inline(always)]
+    unsafe fn load_step_f32<const P: usize>(
+        gain: __m256,
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        t: usize,
+        rows: &mut [Narrow],
+    ) -> __m256 {
+        let valid = rows.len();
+        let mut residue = _mm256_setzero_ps();
+        // SAFETY (intrinsics and pointers): as this function's contract.
+        unsafe {
+            let mask = mask8(valid);
+            for p in 0..P {
+                let mut columns = [_mm256_setzero_ps(); 8];
+                for (lane, column) in columns.iter_mut().enumerate() {
+                    let input = channels[8 * p + lane].add(t);
+                    let eight = if valid == 8 {
+                        _mm256_loadu_ps(input)
+                    } else {
+                        _mm256_maskload_ps(input, mask)
+                    };
+                    residue = _mm256_or_ps(residue, _mm256_sub_ps(eight, eight));
+                    *column = eight;
+                }
+                for (row, column) in rows.iter_mut().zip(transpose8(columns)) {
+                    row[p] = _mm256_mul_ps(gain, column);
+                }
+            }
+        }
+        residue
+    }
+
+    /// Writes a block back from f32: the inverse of [`load_block_f32`]
+    /// (without the gain).
+    ///
+    /// # Safety
+    /// As [`load_block`]; no other pointer reaches these samples.
+    #[inline(always)]
+    unsafe fn store_block_f32<const P: usize>(
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        start: usize,
+        block: &[Narrow],
+    ) {
+        let whole = block.len() - block.len() % 8;
+        let mut steps = block.chunks_exact(8);
+        for (step, rows) in (&mut steps).enumerate() {
+            // SAFETY: as this function's contract.
+            unsafe { store_step_f32::<P>(channels, start + step * 8, rows) };
+        }
+        let rows = steps.remainder();
+        if !rows.is_empty() {
+            // SAFETY: as this function's contract.
+            unsafe { store_step_f32::<P>(channels, start + whole, rows) };
+        }
+    }
+
+    /// `rows.len()` (1 to 8) samples of each channel from `t`, from `rows`.
+    ///
+    /// # Safety
+    /// As [`store_step`], with masked stores for fewer than 8 samples.
+    #[inline(always)]
+    unsafe fn store_step_f32<const P: usize>(
+        channels: &[*mut f32; CHANNELS_PER_ROW],
+        t: usize,
+        rows: &[Narrow],
+    ) {
+        let valid = rows.len();
+        // SAFETY (intrinsics and pointers): as this function's contract.
+        unsafe {
+            let mask = mask8(valid);
+            for p in 0..P {
+                let mut steps = [_mm256_setzero_ps(); 8];
+                for (value, row) in steps.iter_mut().zip(rows) {
+                    *value = row[p];
+                }
+                for (lane, column) in transpose8(steps).into_iter().enumerate() {
+                    let output = channels[8 * p + lane].add(t);
+                    if valid == 8 {
+                        _mm256_storeu_ps(output, column);
+                    } else {
+                        _mm256_maskstore_ps(output, mask, column);
+                    }
+                }
+            }
         }
     }
 
@@ -658,7 +1133,7 @@ mod avx2 {
         gain: __m256d,
         channels: &[*mut f32; CHANNELS_PER_ROW],
         start: usize,
-        block: &mut [[__m256d; G]],
+        block: &mut [Wide],
     ) -> bool {
         // Whole steps of 4 with constant lengths, so no masks and no
         // branches in the loop; then the ragged end, masked. `x − x` is 0
@@ -668,13 +1143,13 @@ mod avx2 {
         let mut not_finite = _mm_setzero_ps();
         for (step, rows) in (&mut steps).enumerate() {
             // SAFETY: as this function's contract.
-            let residue = unsafe { load_step(gain, channels, start + step * LANES, rows) };
+            let residue = unsafe { load_step::<G>(gain, channels, start + step * LANES, rows) };
             not_finite = _mm_or_ps(not_finite, residue);
         }
         let rows = steps.into_remainder();
         if !rows.is_empty() {
             // SAFETY: as this function's contract.
-            let residue = unsafe { load_step(gain, channels, start + whole, rows) };
+            let residue = unsafe { load_step::<G>(gain, channels, start + whole, rows) };
             not_finite = _mm_or_ps(not_finite, residue);
         }
         _mm_movemask_ps(_mm_cmpunord_ps(not_finite, not_finite)) == 0
@@ -693,7 +1168,7 @@ mod avx2 {
         gain: __m256d,
         channels: &[*mut f32; CHANNELS_PER_ROW],
         t: usize,
-        rows: &mut [[__m256d; G]],
+        rows: &mut [Wide],
     ) -> __m128 {
         let valid = rows.len();
         let mut residue = _mm_setzero_ps();
@@ -731,17 +1206,17 @@ mod avx2 {
     unsafe fn store_block<const G: usize>(
         channels: &[*mut f32; CHANNELS_PER_ROW],
         start: usize,
-        block: &[[__m256d; G]],
+        block: &[Wide],
     ) {
         let mut steps = block.chunks_exact(LANES);
         for (step, rows) in (&mut steps).enumerate() {
             // SAFETY: as this function's contract.
-            unsafe { store_step(channels, start + step * LANES, rows) };
+            unsafe { store_step::<G>(channels, start + step * LANES, rows) };
         }
         let rows = steps.remainder();
         if !rows.is_empty() {
             // SAFETY: as this function's contract.
-            unsafe { store_step(channels, start + block.len() - block.len() % LANES, rows) };
+            unsafe { store_step::<G>(channels, start + block.len() - block.len() % LANES, rows) };
         }
     }
 
@@ -750,11 +1225,7 @@ mod avx2 {
     /// # Safety
     /// As [`load_step`]; masked stores leave the masked-out lanes alone.
     #[inline(always)]
-    unsafe fn store_step<const G: usize>(
-        channels: &[*mut f32; CHANNELS_PER_ROW],
-        t: usize,
-        rows: &[[__m256d; G]],
-    ) {
+    unsafe fn store_step<const G: usize>(channels: &[*mut f32; CHANNELS_PER_ROW], t: usize, rows: &[Wide]) {
         let valid = rows.len();
         // SAFETY (intrinsics and pointers): as this function's contract.
         unsafe {
@@ -812,6 +1283,8 @@ mod tests {
             butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap(),
             // 16 sections: longer than the scalar loop's old limit of 12.
             butterworth(16, Band::Bandpass(2.0, 40.0), 250.0).unwrap(),
+            // Low cut-off only: every section in f64.
+            butterworth(4, Band::Highpass(0.5), 250.0).unwrap(),
             // Odd order: a general [1, c1, 0] section.
             butterworth(5, Band::Lowpass(20.0), 250.0).unwrap(),
             bandstop_and_notch,
@@ -824,7 +1297,7 @@ mod tests {
             let cascade = Cascade::new(biquads, false).unwrap();
             cascade.sections.iter().all(Section::palindromic)
         };
-        let [bandpass, _, lowpass, _] = &cascades()[..] else {
+        let [bandpass, _, _, lowpass, _] = &cascades()[..] else {
             unreachable!()
         };
         assert!(palindromic(bandpass));
@@ -837,18 +1310,58 @@ mod tests {
 
     #[test]
     fn simd_output_does_not_depend_on_framing() {
-        // 70 channels: rows of 64 and 6, groups run 6 + 5 + 5, then 2 (one
-        // of them partial); 500 samples: blocks of 32 and a ragged end.
+        // 70 channels: rows of 64 and 6 (18 groups, the last partial:
+        // passes of 4 + 4 + 4 + 4 and 2 in f64, 8 + 8 and 2 mixed); 10
+        // channels: 3 groups, and a fourth of padding when mixed. 500
+        // samples: blocks of 32 and a ragged end.
         for biquads in cascades() {
-            let data = noise(70 * 500, 11);
-            let whole = filter(Kernel::detect(), &biquads, 70, &data, 500);
-            for frame in [1, 7, 37, 130] {
-                assert!(
-                    filter(Kernel::detect(), &biquads, 70, &data, frame) == whole,
-                    "frame {frame}"
-                );
+            for channels in [70, 10] {
+                let data = noise(channels * 500, 11);
+                let whole = filter(Kernel::detect(), &biquads, channels, &data, 500);
+                for frame in [1, 7, 37, 130] {
+                    let framed = filter(Kernel::detect(), &biquads, channels, &data, frame);
+                    assert!(framed == whole, "{channels} channels, frame {frame}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn sections_near_z_1_or_the_unit_circle_stay_in_f64() {
+        let single = |biquads: &[Biquad]| -> Vec<bool> {
+            Cascade::new(biquads, false)
+                .unwrap()
+                .sections
+                .iter()
+                .map(|s| s.single)
+                .collect()
+        };
+        // 0.5–45 Hz at 128 Hz: the 45 Hz sections in f32, the 0.5 Hz ones in f64.
+        let bandpass = butterworth(4, Band::Bandpass(0.5, 45.0), 128.0).unwrap();
+        assert_eq!(single(&bandpass), [true, true, false, false]);
+        let notch = |f: f64, rate: f64| crate::filters::design::notch(f, 30.0, rate).unwrap();
+        assert_eq!(single(&[notch(50.0, 128.0)]), [true]); // noise gain 16
+        assert_eq!(single(&[notch(60.0, 1000.0)]), [false]); // noise gain 297
+        assert_eq!(
+            single(&butterworth(2, Band::Highpass(0.1), 1000.0).unwrap()),
+            [false]
+        );
+    }
+
+    #[test]
+    fn the_noise_gain_formula_matches_the_impulse_response() {
+        for biquad in butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap() {
+            let [_, a1, a2] = biquad.a;
+            let (mut h1, mut h2, mut sum) = (0.0, 0.0, 0.0);
+            for n in 0..200_000 {
+                let h = f64::from(u8::from(n == 0)) - a1 * h1 - a2 * h2;
+                sum += h * h;
+                (h2, h1) = (h1, h);
+            }
+            let formula = feedback_noise_gain(a1, a2);
+            assert!((formula - sum).abs() <= 1e-9 * sum, "{formula} vs {sum}");
+        }
+        assert_eq!(feedback_noise_gain(-2.0, 1.0), f64::INFINITY); // double pole at z = 1
     }
 
     #[test]

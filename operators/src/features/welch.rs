@@ -196,7 +196,7 @@ impl Welch {
 /// Spectral features of one PSD: absolute and relative band powers, spectral
 /// edge frequencies and peak frequency.
 ///
-/// Integration rule: a band's power is Σ PSD[k] · df over the bins whose
+/// Integration rule: a band's power is Σ PSD\[k\] · df over the bins whose
 /// frequency f_k = k·df lies in `[low, high)`, df = fs / segment. Total power
 /// is the same sum over `[min band low, max band high)`; relative = band /
 /// total. SEF_p is the lowest bin frequency in the edge range at which the

@@ -1,32 +1,33 @@
 //! The runtime cascade of second-order sections: transposed direct form II,
 //! several channels per instruction.
 //!
-//! **Precision.** Coefficients, state and the values between sections are
-//! f64; samples are f32 only on the way in and out. A low cut-off puts poles
-//! within `2π·fc/fs` of z = 1 (6·10⁻⁴ for 0.1 Hz at 1 kHz), where f32 state
-//! rounding is amplified by roughly the inverse square of that distance and
-//! the output error would approach the signal's own size; in f64 a one-hour
-//! 0.1 Hz high-pass at 1 kHz stays within 1e-9 (relative RMS) of an exact
-//! reference (tested in `engine/tests/filters_reference.rs`).
+//! **Precision.** A section whose poles are near z = 1 (a low cut-off) or
+//! very near the unit circle runs in f64: f32 state rounding there is
+//! amplified by roughly the inverse square of the distance, and a one-hour
+//! 0.1 Hz high-pass at 1 kHz would drift by 1.7e-2 (in f64: 1.3e-10; tested
+//! in `engine/tests/filters_reference.rs`). Every other section runs in f32,
+//! 8 channels per instruction: see [`SINGLE_PRECISION_NOISE_GAIN`] for the
+//! rule. Values pass between sections in f64 (rounded to f32 on entering an
+//! f32 section); samples are f32 on the way in and out.
 //!
 //! **SIMD.** Channels sharing one design are filtered in groups of
-//! [`LANES`] = 4 f64 lanes. The AVX2 kernel works section by section on
-//! blocks of 32 steps: it reads a block of 4 groups (4 samples of each of 4
-//! channels at a time, widened to f64 and transposed in registers), runs the
-//! first section over the whole block for the 4 groups side by side (their
-//! 8 state vectors stay in registers), then the next section, and so on;
-//! then it transposes back and writes f32. The block buffer is a local
-//! array, no allocation. [`Kernel::detect`] picks AVX2+FMA at run time when
-//! the CPU has it, otherwise a portable scalar loop (one channel at a time,
-//! no FMA).
+//! [`LANES`] = 4 f64 lanes, a pair of groups per f32 vector. The AVX2
+//! kernel works section by section on blocks of 32 steps: it reads a block
+//! of a pass of groups into a buffer (transposed in registers, so the
+//! channels lie across the lanes), runs the first section over the whole
+//! block with 4 vectors side by side (their state stays in registers), then
+//! the next section, and so on, and writes the block back. The buffers
+//! belong to the bank: no allocation per call. [`Kernel::detect`] picks
+//! AVX2+FMA at run time when the CPU has it, otherwise a portable scalar
+//! loop (one channel at a time, no FMA).
 //!
 //! **Bitwise framing independence.** A channel's output does not depend on
 //! how its samples were cut into frames. The AVX2 kernel advances the state
 //! only by the samples present (a frame's last step may hold fewer than 4);
 //! it stops before a block that holds a non-finite sample, and that block
 //! and the rest of the frame, as well as ragged rows, go through a scalar
-//! loop that uses the same fused multiply-adds in the same order, so
-//! whichever path a sample takes the result is the same bits.
+//! loop that uses the same fused multiply-adds in the same order and
+//! precision, so whichever path a sample takes the result is the same bits.
 //!
 //! **Gaps.** A non-finite input sample (NaN marks a gap) comes out as NaN and
 //! marks its channel for restart: the next valid sample starts from a fresh

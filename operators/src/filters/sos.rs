@@ -622,9 +622,8 @@ mod avx2 {
                     (4, false) => run::<4, 4, 0>(cascade, state, channels, scratch),
                     (2, true) => run::<2, 2, 1>(cascade, state, channels, scratch),
                     (4, true) => run::<4, 4, 2>(cascade, state, channels, scratch),
-                    (6, true) => run::<6, 3, 3>(cascade, state, channels, scratch),
                     (8, true) => run::<8, 4, 4>(cascade, state, channels, scratch),
-                    _ => unreachable!("side_by_side gives 1 to 4 groups, or 2 to 8 in pairs"),
+                    _ => unreachable!("side_by_side gives 1 to 4 groups, or 2, 4 or 8 when mixed"),
                 }
             };
             filtered[first..first + count].fill(done);
@@ -632,13 +631,16 @@ mod avx2 {
         }
     }
 
-    /// How many of `left` groups to run in one pass, split evenly (10
-    /// groups of f64 run as 4 + 3 + 3); pairs when `mixed` (`left` even).
+    /// How many of `left` groups to run in one pass. In f64, split evenly
+    /// (10 groups run as 4 + 3 + 3). When `mixed` (`left` even): 8, 4 or 2,
+    /// so that the f64 halves (4 or 2 groups) hold whole pairs.
     fn side_by_side(left: usize, mixed: bool) -> usize {
         if mixed {
-            let pairs = left / 2;
-            let passes = pairs.div_ceil(MIXED_SIDE_BY_SIDE / 2);
-            2 * pairs.div_ceil(passes)
+            match left {
+                8.. => 8,
+                6 => 4,
+                _ => left,
+            }
         } else {
             let passes = left.div_ceil(F64_SIDE_BY_SIDE);
             left.div_ceil(passes)
@@ -686,17 +688,14 @@ mod avx2 {
             if !finite {
                 return start;
             }
+            // Whether the block is in `narrow` (f32) or `wide` (f64). An f64
+            // section reads it from either and leaves it where the next
+            // section wants it: the conversions ride in its loop, whose
+            // feedback latency leaves room for them.
             let mut in_narrow = first_single;
             for (s, section) in sections.iter().enumerate() {
-                if section.single != in_narrow {
-                    if section.single {
-                        narrow_block::<G, P>(wide, narrow);
-                    } else {
-                        widen_block::<G, P>(narrow, wide);
-                    }
-                    in_narrow = section.single;
-                }
                 if section.single {
+                    debug_assert!(in_narrow, "an f64 section before narrowed the block");
                     let mut z = NarrowState::<P>::load(state, group_size, s);
                     if section.palindromic() {
                         run_section_f32::<P, true>(section, &mut z, narrow);
@@ -705,16 +704,42 @@ mod avx2 {
                     }
                     z.store(state, group_size, s);
                 } else {
+                    let to_narrow = sections.get(s + 1).is_some_and(|next| next.single);
                     for offset in (0..G).step_by(H) {
                         let mut z = WideState::<H>::load(state, group_size, s, offset);
                         // c2·x is x itself when c2 = 1: the same bits, one multiply less.
-                        if section.palindromic() {
-                            run_section::<G, H, true>(section, &mut z, wide, offset);
-                        } else {
-                            run_section::<G, H, false>(section, &mut z, wide, offset);
+                        let io = Io {
+                            wide: &mut *wide,
+                            narrow: &mut *narrow,
+                            offset,
+                        };
+                        match (section.palindromic(), in_narrow, to_narrow) {
+                            (true, false, false) => {
+                                run_section::<G, H, true, false, false>(section, &mut z, io)
+                            }
+                            (true, false, true) => {
+                                run_section::<G, H, true, false, true>(section, &mut z, io)
+                            }
+                            (true, true, false) => {
+                                run_section::<G, H, true, true, false>(section, &mut z, io)
+                            }
+                            (true, true, true) => run_section::<G, H, true, true, true>(section, &mut z, io),
+                            (false, false, false) => {
+                                run_section::<G, H, false, false, false>(section, &mut z, io)
+                            }
+                            (false, false, true) => {
+                                run_section::<G, H, false, false, true>(section, &mut z, io)
+                            }
+                            (false, true, false) => {
+                                run_section::<G, H, false, true, false>(section, &mut z, io)
+                            }
+                            (false, true, true) => {
+                                run_section::<G, H, false, true, true>(section, &mut z, io)
+                            }
                         }
                         z.store(state, group_size, s, offset);
                     }
+                    in_narrow = to_narrow;
                 }
             }
             if last_single {
@@ -831,17 +856,37 @@ mod avx2 {
         }
     }
 
-    /// One f64 section over groups `offset .. offset + H` of a block, in
-    /// place: the same operations in the same order as the scalar
+    /// Where an f64 section reads its input and writes its output: groups
+    /// `offset .. offset + H` of the block, in `wide` or (as pairs) in
+    /// `narrow`.
+    struct Io<'a> {
+        wide: &'a mut [Wide],
+        narrow: &'a mut [Narrow],
+        offset: usize,
+    }
+
+    /// One f64 section over groups `offset .. offset + H` of a block: the
+    /// same operations in the same order as the scalar
     /// [`super::ChannelRun`], so the same bits. `PALINDROMIC`: `c2 = 1`.
+    /// `FROM_NARROW`: the input is in `narrow` (widened here, exactly);
+    /// `TO_NARROW`: the output goes to `narrow` (rounded here, as `as f32`);
+    /// otherwise `wide`, in place.
     #[inline(always)]
-    fn run_section<const G: usize, const H: usize, const PALINDROMIC: bool>(
+    fn run_section<
+        const G: usize,
+        const H: usize,
+        const PALINDROMIC: bool,
+        const FROM_NARROW: bool,
+        const TO_NARROW: bool,
+    >(
         section: &Section,
         z: &mut WideState<H>,
-        block: &mut [Wide],
-        offset: usize,
+        io: Io<'_>,
     ) {
-        assert!(offset + H <= G);
+        let Io { wide, narrow, offset } = io;
+        assert!(offset + H <= G && wide.len() == narrow.len());
+        // Pairs of groups never straddle two passes.
+        assert!(!(FROM_NARROW || TO_NARROW) || (offset.is_multiple_of(2) && H.is_multiple_of(2)));
         // SAFETY (the intrinsics below): `run`, the only caller, has AVX2
         // and FMA enabled, and this function is always inlined into it.
         unsafe {
@@ -849,15 +894,35 @@ mod avx2 {
             let c2 = _mm256_set1_pd(section.c2);
             let neg_a1 = _mm256_set1_pd(section.neg_a1);
             let neg_a2 = _mm256_set1_pd(section.neg_a2);
-            for step in block.iter_mut() {
+            for (wide_step, narrow_step) in wide.iter_mut().zip(narrow.iter_mut()) {
+                let mut out = [_mm256_setzero_pd(); H];
                 for k in 0..H {
-                    let x = step[offset + k];
+                    let x = if FROM_NARROW {
+                        let pair = narrow_step[(offset + k) / 2];
+                        if k.is_multiple_of(2) {
+                            _mm256_cvtps_pd(_mm256_castps256_ps128(pair))
+                        } else {
+                            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(pair))
+                        }
+                    } else {
+                        wide_step[offset + k]
+                    };
                     let y = _mm256_add_pd(x, z.z1[k]);
                     let partial = _mm256_fmadd_pd(c1, x, z.z2[k]);
                     let scaled = if PALINDROMIC { x } else { _mm256_mul_pd(c2, x) };
                     z.z1[k] = _mm256_fmadd_pd(neg_a1, y, partial);
                     z.z2[k] = _mm256_fmadd_pd(neg_a2, y, scaled);
-                    step[offset + k] = y;
+                    if TO_NARROW {
+                        out[k] = y;
+                    } else {
+                        wide_step[offset + k] = y;
+                    }
+                }
+                if TO_NARROW {
+                    for j in 0..H / 2 {
+                        narrow_step[offset / 2 + j] =
+                            _mm256_set_m128(_mm256_cvtpd_ps(out[2 * j + 1]), _mm256_cvtpd_ps(out[2 * j]));
+                    }
                 }
             }
         }
@@ -898,32 +963,6 @@ mod avx2 {
             _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
             _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)),
         )
-    }
-
-    /// f64 block to f32 (rounded to nearest, as `as f32`).
-    #[inline(always)]
-    fn narrow_block<const G: usize, const P: usize>(wide: &[Wide], narrow: &mut [Narrow]) {
-        assert!(2 * P == G);
-        for (from, to) in wide.iter().zip(narrow.iter_mut()) {
-            for (p, value) in to.iter_mut().enumerate().take(P) {
-                // SAFETY: as `run_section`.
-                *value = unsafe {
-                    _mm256_set_m128(_mm256_cvtpd_ps(from[2 * p + 1]), _mm256_cvtpd_ps(from[2 * p]))
-                };
-            }
-        }
-    }
-
-    /// f32 block to f64 (exact).
-    #[inline(always)]
-    fn widen_block<const G: usize, const P: usize>(narrow: &[Narrow], wide: &mut [Wide]) {
-        assert!(2 * P == G);
-        for (from, to) in narrow.iter().zip(wide.iter_mut()) {
-            for (p, &value) in from.iter().enumerate().take(P) {
-                // SAFETY: as `run_section`.
-                (to[2 * p], to[2 * p + 1]) = unsafe { widen(value) };
-            }
-        }
     }
 
     /// Four samples of four channels (one per vector) become four time

@@ -1410,14 +1410,24 @@ mod tests {
             // 6 channels (a partial group).
             let data = noise(6 * 500, 7);
             let whole = filter(Kernel::detect(), &biquads, 6, &data, 500);
-            let mut gappy = data.clone();
-            gappy[3 * 500 + 100] = f32::NAN; // forces the per-channel path for one frame
-            let by_frame = filter(Kernel::detect(), &biquads, 6, &gappy, 20);
-            for c in [0, 1, 2, 4, 5] {
-                assert_eq!(whole[c * 500..(c + 1) * 500], by_frame[c * 500..(c + 1) * 500]);
+            // A gap at step 100: the first of a 20-sample frame, or inside a
+            // block of one 500-sample frame, or an infinity inside a
+            // 37-sample frame. The pass's channels go on in the scalar path
+            // from the block holding it.
+            for (at, bad, frame) in [
+                (100, f32::NAN, 20),
+                (100, f32::NAN, 500),
+                (117, f32::INFINITY, 37),
+            ] {
+                let mut gappy = data.clone();
+                gappy[3 * 500 + at] = bad;
+                let by_frame = filter(Kernel::detect(), &biquads, 6, &gappy, frame);
+                for c in [0, 1, 2, 4, 5] {
+                    assert_eq!(whole[c * 500..(c + 1) * 500], by_frame[c * 500..(c + 1) * 500]);
+                }
+                assert_eq!(whole[3 * 500..3 * 500 + at], by_frame[3 * 500..3 * 500 + at]);
+                assert!(by_frame[3 * 500 + at].is_nan());
             }
-            assert_eq!(whole[3 * 500..3 * 500 + 100], by_frame[3 * 500..3 * 500 + 100]);
-            assert!(by_frame[3 * 500 + 100].is_nan());
         }
     }
 

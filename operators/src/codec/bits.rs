@@ -150,7 +150,10 @@ impl BulkWriter<'_> {
         self.n -= bytes * 8;
     }
 
-    /// Writes any width 0–64 (the rare escape path).
+    /// Writes any width 0–64 (the rare escape path). Inlined, so the
+    /// writer's state stays in registers in the caller's loop (a call
+    /// taking `&mut self` kept it on the stack, a store-forwarding chain).
+    #[inline(always)]
     pub(crate) fn put_wide(&mut self, value: u64, bits: u32) {
         if bits > 32 {
             self.put(value >> 32, bits - 32);

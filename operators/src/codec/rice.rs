@@ -9,7 +9,7 @@
 //! width, so one outlier costs at most `ESCAPE_ZEROS + width` bits and
 //! decoding loops are bounded.
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitReader, BitWriter, BulkWriter};
 use super::CodecError;
 
 pub(crate) const MAX_PARAMETER: u32 = 31;
@@ -85,22 +85,53 @@ pub(crate) fn write_adaptive(writer: &mut BitWriter, zigzagged: &[u64], escape_w
     // A value takes at most 24 + 1 + 31 bits, or 24 + escape_width as an escape.
     let max_bits = zigzagged.len() * (ESCAPE_ZEROS + escape_width.max(32)) as usize;
     let mut w = writer.begin_bulk(max_bits);
-    let mut mean = initial_mean(k0);
+    if escape_width <= NARROW_WIDTH {
+        write_values::<true>(&mut w, zigzagged, initial_mean(k0), escape_width);
+    } else {
+        write_values::<false>(&mut w, zigzagged, initial_mean(k0), escape_width);
+    }
+    let end = w.end();
+    writer.end_bulk(end);
+}
+
+/// Widest values (`escape_width`) of the narrow loop of [`write_values`].
+const NARROW_WIDTH: u32 = 28;
+
+/// The Rice codes of `zigzagged` from running-mean state `mean`.
+///
+/// `NARROW` (every value below 2^28, as with 16- and 24-bit samples) drops
+/// two clamps that cannot act: the first parameter is then at most 28
+/// (that of a mean below 2^28), so the state starts below 2^31 and stays
+/// there (7/8 of a state below 2^31, plus a value below 2^28, is below
+/// 2^31); `(17·state) >> 8` is below 2^28, its width at most 28, so the
+/// parameter's `min(31)` and the update's `min(2^32)` are no-ops. An escape
+/// is then one write of 24 + `escape_width` ≤ 52 bits: the zeros are the
+/// value's own leading bits.
+#[inline(always)]
+fn write_values<const NARROW: bool>(w: &mut BulkWriter, zigzagged: &[u64], mut mean: u64, escape_width: u32) {
     for &u in zigzagged {
-        let k = adaptive_parameter(mean);
+        let k = if NARROW {
+            width((mean * PARAMETER_SCALE) >> PARAMETER_SHIFT)
+        } else {
+            adaptive_parameter(mean)
+        };
         let quotient = u >> k;
         if quotient < u64::from(ESCAPE_ZEROS) {
             // quotient zeros, a one, then k low bits: 1 to 24 + 1 + 31 bits.
             let low = u & ((1u64 << k) - 1);
             w.put((1u64 << k) | low, quotient as u32 + 1 + k);
+        } else if NARROW {
+            w.put(u, ESCAPE_ZEROS + escape_width);
         } else {
             w.put(0, ESCAPE_ZEROS);
             w.put_wide(u, escape_width);
         }
-        mean = adapt(mean, u);
+        mean = if NARROW {
+            mean - (mean >> ADAPT_SHIFT) + u
+        } else {
+            adapt(mean, u)
+        };
     }
-    let end = w.end();
-    writer.end_bulk(end);
 }
 
 /// Reads `count` residuals written by [`write_adaptive`] into `out`.

@@ -282,7 +282,7 @@ impl BlockEncoder {
         let warmups = |segments: &[Range<usize>], order: usize| {
             segments.iter().map(|s| s.len().min(order)).sum::<usize>()
         };
-        let (fixed_order, fixed_sum) = best_fixed_order(samples, &self.segments);
+        let (fixed_order, fixed_sum) = best_fixed_order(samples, &self.segments, warmup_width);
         let fixed_warmups = warmups(&self.segments, fixed_order);
         let fixed_bits = estimated_bits(fixed_sum, coded - fixed_warmups, fixed_warmups, warmup_width);
         let config = self.config;
@@ -294,25 +294,25 @@ impl BlockEncoder {
             &mut self.lpc,
         );
         if let Some(lpc) = lpc {
-            self.residuals(samples, lpc);
+            self.residuals(samples, warmup_width, lpc);
             let lpc_warmups = warmups(&self.segments, lpc.order);
             // Σ zigzag(r) = 2·Σ|r| − (negative count): half of it is Σ|r| within n/2.
-            let sum = self.best.zigzagged.iter().fold(0u64, |a, &u| a.saturating_add(u)) / 2;
+            let sum = saturating_sum(&self.best.zigzagged) / 2;
             let coefficients = (lpc.order as u64 * u64::from(lpc.precision)) as f64;
             let lpc_bits = estimated_bits(sum, coded - lpc_warmups, lpc_warmups, warmup_width) + coefficients;
             if lpc_bits <= fixed_bits {
                 return;
             }
         }
-        self.residuals(samples, Predictor::fixed(fixed_order));
+        self.residuals(samples, warmup_width, Predictor::fixed(fixed_order));
     }
 
     #[inline(always)]
-    fn residuals(&mut self, samples: &[i32], predictor: Predictor) {
+    fn residuals(&mut self, samples: &[i32], width: u32, predictor: Predictor) {
         let best = &mut self.best;
         best.zigzagged.clear();
         for segment in &self.segments {
-            predictor.zigzag_residuals(&samples[segment.clone()], &mut best.zigzagged);
+            predictor.zigzag_residuals(&samples[segment.clone()], width, &mut best.zigzagged);
         }
         best.predictor = Some(predictor);
     }
@@ -378,6 +378,20 @@ fn estimated_bits(sum: u64, count: usize, warmups: usize, warmup_width: u32) -> 
             .max(1.0)
     };
     per_residual * count as f64 + (warmups as u64 * u64::from(warmup_width)) as f64
+}
+
+/// `values` summed with saturation, from plain (vectorisable) adds: the high
+/// and the low 32-bit halves are summed apart, each exactly in a u64 for up
+/// to 2^32 values (a block holds at most 2^24), and recombined in u128.
+fn saturating_sum(values: &[u64]) -> u64 {
+    if values.len() > u32::MAX as usize {
+        return values.iter().fold(0u64, |a, &u| a.saturating_add(u));
+    }
+    let (high, low) = values.iter().fold((0u64, 0u64), |(high, low), &u| {
+        (high + (u >> 32), low + (u & 0xFFFF_FFFF))
+    });
+    let total = (u128::from(high) << 32) + u128::from(low);
+    u64::try_from(total).unwrap_or(u64::MAX)
 }
 
 /// The zigzagged samples or-ed together (a loop LLVM vectorises).

@@ -146,26 +146,28 @@ impl Predictor {
     /// prediction and `target − prediction` are then far inside i64, where
     /// wrapping and plain arithmetic agree. The loops are specialised per
     /// order so the coefficients sit in registers and LLVM can unroll them.
+    /// `width` bounds the samples: every zigzagged sample is below 2^width
+    /// (it picks the i32 loop of [`lpc_zigzag_windows`] when that is exact).
     #[inline(always)]
-    pub(crate) fn zigzag_residuals(&self, segment: &[i32], out: &mut Vec<u64>) {
+    pub(crate) fn zigzag_residuals(&self, segment: &[i32], width: u32, out: &mut Vec<u64>) {
         if segment.len() <= self.order {
             return;
         }
         match self.kind {
             PredictorKind::Fixed => fixed_zigzag_residuals(self.order, segment, out),
             PredictorKind::Lpc => match self.order {
-                1 => self.lpc_zigzag::<1>(segment, out),
-                2 => self.lpc_zigzag::<2>(segment, out),
-                3 => self.lpc_zigzag::<3>(segment, out),
-                4 => self.lpc_zigzag::<4>(segment, out),
-                5 => self.lpc_zigzag::<5>(segment, out),
-                6 => self.lpc_zigzag::<6>(segment, out),
-                7 => self.lpc_zigzag::<7>(segment, out),
-                8 => self.lpc_zigzag::<8>(segment, out),
-                9 => self.lpc_zigzag::<9>(segment, out),
-                10 => self.lpc_zigzag::<10>(segment, out),
-                11 => self.lpc_zigzag::<11>(segment, out),
-                12 => self.lpc_zigzag::<12>(segment, out),
+                1 => self.lpc_zigzag::<1>(segment, width, out),
+                2 => self.lpc_zigzag::<2>(segment, width, out),
+                3 => self.lpc_zigzag::<3>(segment, width, out),
+                4 => self.lpc_zigzag::<4>(segment, width, out),
+                5 => self.lpc_zigzag::<5>(segment, width, out),
+                6 => self.lpc_zigzag::<6>(segment, width, out),
+                7 => self.lpc_zigzag::<7>(segment, width, out),
+                8 => self.lpc_zigzag::<8>(segment, width, out),
+                9 => self.lpc_zigzag::<9>(segment, width, out),
+                10 => self.lpc_zigzag::<10>(segment, width, out),
+                11 => self.lpc_zigzag::<11>(segment, width, out),
+                12 => self.lpc_zigzag::<12>(segment, width, out),
                 _ => self.lpc_zigzag_any(segment, out),
             },
         }
@@ -173,10 +175,18 @@ impl Predictor {
 
     /// LPC of exactly order `N`.
     #[inline(always)]
-    fn lpc_zigzag<const N: usize>(&self, segment: &[i32], out: &mut Vec<u64>) {
+    fn lpc_zigzag<const N: usize>(&self, segment: &[i32], width: u32, out: &mut Vec<u64>) {
         // Coefficients fit in 16 bits: as i32 the products are 32×32→64 bits.
         let coefs: [i32; N] = std::array::from_fn(|j| self.coefs[j] as i32);
-        lpc_zigzag_windows(&coefs, self.shift, segment, out);
+        // |sample| ≤ 2^(width−1) (its zigzag is below 2^width), so every
+        // prediction sum is at most Σ|coef| · 2^(width−1) in magnitude.
+        let coef_sum: u64 = coefs.iter().map(|c| u64::from(c.unsigned_abs())).sum();
+        let bound = coef_sum << width.saturating_sub(1).min(32);
+        if bound < 1 << 30 {
+            lpc_zigzag_windows::<N, i32>(&coefs, self.shift, segment, out);
+        } else {
+            lpc_zigzag_windows::<N, i64>(&coefs, self.shift, segment, out);
+        }
     }
 
     /// Orders above 12 (not the default): one loop over the runtime order.
@@ -190,44 +200,96 @@ impl Predictor {
     }
 }
 
+/// Integer lanes for [`lpc_zigzag_windows`]: i64 always exact, i32 (twice
+/// the lanes per vector, `vpmulld`) when the caller has bounded the sums.
+trait Lane: Copy + Default + std::ops::AddAssign {
+    fn from_i32(v: i32) -> Self;
+    fn mul(self, other: Self) -> Self;
+    /// zigzag(target − (sum >> shift)), as the i64 [`zigzag`] gives it.
+    fn zigzag_residual(target: Self, sum: Self, shift: u32) -> u64;
+}
+
+impl Lane for i64 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        i64::from(v)
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        self * other
+    }
+    #[inline(always)]
+    fn zigzag_residual(target: Self, sum: Self, shift: u32) -> u64 {
+        zigzag(target - (sum >> shift))
+    }
+}
+
+impl Lane for i32 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        self * other
+    }
+    #[inline(always)]
+    fn zigzag_residual(target: Self, sum: Self, shift: u32) -> u64 {
+        // |target| < 2^30 and |sum >> shift| < 2^30 (the caller's bound), so
+        // the residual r fits in i32 and its zigzag, below 2^32, is the i64 one.
+        let r = target - (sum >> shift.min(31));
+        u64::from(((r as u32) << 1) ^ ((r >> 31) as u32))
+    }
+}
+
 /// Zigzagged residuals of an order-`N` LPC over `segment` (longer than `N`).
 ///
 /// Eight targets at a time, lag by lag: the inner loop is then over
-/// independent outputs, which LLVM turns into 64-bit vector multiplies of
-/// sign-extended i32s (`vpmuldq` when compiled for AVX2).
+/// independent outputs, which LLVM turns into vector multiplies: of
+/// sign-extended i32s into i64 lanes (`vpmuldq`, four per AVX2 vector), or,
+/// with `T = i32`, of i32 lanes (`vpmulld`, eight per vector). The i32 loop
+/// is exact only when the caller has checked that every prediction sum
+/// Σ coef·sample is below 2^30 in magnitude (samples below 2^30 too): then
+/// no product, partial sum or residual leaves i32 and it equals the i64 loop.
 #[inline(always)]
-fn lpc_zigzag_windows<const N: usize>(coefs: &[i32; N], shift: u32, segment: &[i32], out: &mut Vec<u64>) {
+fn lpc_zigzag_windows<const N: usize, T: Lane>(
+    coefs: &[i32; N],
+    shift: u32,
+    segment: &[i32],
+    out: &mut Vec<u64>,
+) {
     const B: usize = 8;
     let targets = segment.len() - N;
     let start = out.len();
     out.resize(start + targets, 0);
     let out = &mut out[start..];
+    let coefs: [T; N] = coefs.map(T::from_i32);
     let mut n = 0;
     while n + B <= targets {
         // out[n + i] is the residual of segment[N + n + i], whose lag j+1 is
         // segment[N + n + i − 1 − j].
-        let mut acc = [0i64; B];
+        let mut acc = [T::default(); B];
         for j in 0..N {
-            let c = i64::from(coefs[j]);
+            let c = coefs[j];
             let lagged = &segment[N + n - 1 - j..][..B];
             for i in 0..B {
-                acc[i] += c * i64::from(lagged[i]);
+                acc[i] += c.mul(T::from_i32(lagged[i]));
             }
         }
         let target = &segment[N + n..][..B];
         let residuals = &mut out[n..n + B];
         for i in 0..B {
-            residuals[i] = zigzag(i64::from(target[i]) - (acc[i] >> shift));
+            residuals[i] = T::zigzag_residual(T::from_i32(target[i]), acc[i], shift);
         }
         n += B;
     }
     for (r, w) in out[n..].iter_mut().zip(segment[n..].windows(N + 1)) {
         // w[N − 1 − j] is lag j+1 of the target w[N].
-        let mut sum = 0i64;
+        let mut sum = T::default();
         for j in 0..N {
-            sum += i64::from(coefs[j]) * i64::from(w[N - 1 - j]);
+            sum += coefs[j].mul(T::from_i32(w[N - 1 - j]));
         }
-        *r = zigzag(i64::from(w[N]) - (sum >> shift));
+        *r = T::zigzag_residual(T::from_i32(w[N]), sum, shift);
     }
 }
 
@@ -271,39 +333,112 @@ fn fixed_residuals(order: usize, segment: &[i32], out: &mut Vec<i64>) {
 }
 
 /// The fixed order with the smallest sum of absolute residuals (FLAC's
-/// estimate), over all segments, and that sum.
+/// estimate), over all segments, and that sum. `width` bounds the samples:
+/// every zigzagged sample is below 2^width.
 #[inline(always)]
-pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>]) -> (usize, u64) {
+pub(crate) fn best_fixed_order(samples: &[i32], segments: &[Range<usize>], width: u32) -> (usize, u64) {
     let mut sums = [0u64; MAX_FIXED_ORDER + 1];
     for segment in segments {
         let s = &samples[segment.clone()];
         if s.len() <= MAX_FIXED_ORDER {
             continue;
         }
-        // Each window gives the differences of order 0–4 at its last sample,
-        // recomputed by subtraction alone: no loop-carried state and no
-        // multiplies (SSE2 has no 64-bit multiply), so LLVM vectorises it.
-        for w in s.windows(MAX_FIXED_ORDER + 1) {
-            let x = [w[0], w[1], w[2], w[3], w[4]].map(i64::from);
-            let d1 = [x[1] - x[0], x[2] - x[1], x[3] - x[2], x[4] - x[3]];
-            let d2 = [d1[1] - d1[0], d1[2] - d1[1], d1[3] - d1[2]];
-            let d3 = [d2[1] - d2[0], d2[2] - d2[1]];
-            let d = [x[4], d1[3], d2[2], d3[1], d3[1] - d3[0]];
-            for (sum, d) in sums.iter_mut().zip(d) {
-                *sum += d.unsigned_abs();
-            }
+        if width <= NARROW_FIXED_WIDTH {
+            fixed_sums_i32(s, width, &mut sums);
+        } else {
+            fixed_sums_i64(s, &mut sums);
         }
     }
     let order = (0..=MAX_FIXED_ORDER).min_by_key(|&o| sums[o]).unwrap_or(0);
     (order, sums[order])
 }
 
+/// Widest samples (zigzag width) for [`fixed_sums_i32`].
+const NARROW_FIXED_WIDTH: u32 = 27;
+
+/// Adds the sums of |difference| of orders 0–4 over `s`'s windows of five.
+///
+/// Each window gives the differences of order 0–4 at its last sample,
+/// recomputed by subtraction alone: no loop-carried state and no multiplies
+/// (SSE2 has no 64-bit multiply), so LLVM vectorises it.
+#[inline(always)]
+fn fixed_sums_i64(s: &[i32], sums: &mut [u64; MAX_FIXED_ORDER + 1]) {
+    for w in s.windows(MAX_FIXED_ORDER + 1) {
+        let x = [w[0], w[1], w[2], w[3], w[4]].map(i64::from);
+        let d1 = [x[1] - x[0], x[2] - x[1], x[3] - x[2], x[4] - x[3]];
+        let d2 = [d1[1] - d1[0], d1[2] - d1[1], d1[3] - d1[2]];
+        let d3 = [d2[1] - d2[0], d2[2] - d2[1]];
+        let d = [x[4], d1[3], d2[2], d3[1], d3[1] - d3[0]];
+        for (sum, d) in sums.iter_mut().zip(d) {
+            *sum += d.unsigned_abs();
+        }
+    }
+}
+
+/// [`fixed_sums_i64`] in i32 lanes (eight per AVX2 vector, `vpabsd`), for
+/// samples whose zigzag is below 2^width, width ≤ 27: then |x| ≤ 2^26 and a
+/// difference of order k is at most 2^(26+k) ≤ 2^30 in magnitude, exact in
+/// i32. The |differences| are summed in u32 over runs of windows short
+/// enough that no sum can reach 2^31 (each term is at most 2^(width+3)),
+/// then added to the u64 sums: the same totals, exactly.
+#[inline(always)]
+fn fixed_sums_i32(s: &[i32], width: u32, sums: &mut [u64; MAX_FIXED_ORDER + 1]) {
+    let run = 1usize << (28 - width.clamp(1, NARROW_FIXED_WIDTH)).min(12);
+    let windows = s.len() - MAX_FIXED_ORDER;
+    let mut start = 0;
+    while start < windows {
+        let end = (start + run).min(windows);
+        let mut part = [0u32; MAX_FIXED_ORDER + 1];
+        for w in s[start..end + MAX_FIXED_ORDER].windows(MAX_FIXED_ORDER + 1) {
+            let x = [w[0], w[1], w[2], w[3], w[4]];
+            let d1 = [x[1] - x[0], x[2] - x[1], x[3] - x[2], x[4] - x[3]];
+            let d2 = [d1[1] - d1[0], d1[2] - d1[1], d1[3] - d1[2]];
+            let d3 = [d2[1] - d2[0], d2[2] - d2[1]];
+            let d = [x[4], d1[3], d2[2], d3[1], d3[1] - d3[0]];
+            for (sum, d) in part.iter_mut().zip(d) {
+                *sum += d.unsigned_abs();
+            }
+        }
+        for (sum, part) in sums.iter_mut().zip(part) {
+            *sum += u64::from(part);
+        }
+        start = end;
+    }
+}
+
 /// Working buffers of the LPC analysis, kept between blocks.
 #[derive(Default)]
 pub(crate) struct LpcScratch {
     windowed: Vec<f64>,
-    /// Tukey weights for the last segment length seen (cos is costly).
-    window: Vec<f64>,
+    /// Tukey weights for the last few segment lengths seen (cos is costly,
+    /// and a multi-rate block alternates lengths: 03700181's channels take
+    /// 5,000 and 1,250 samples per 10 s).
+    windows: Vec<Vec<f64>>,
+}
+
+/// How many window lengths [`LpcScratch`] keeps.
+const CACHED_WINDOWS: usize = 4;
+
+impl LpcScratch {
+    /// The Tukey(0.5) window of length `n`, computed once per length while
+    /// it stays among the last [`CACHED_WINDOWS`] lengths used.
+    fn window(&mut self, n: usize) -> &[f64] {
+        let found = self.windows.iter().position(|w| w.len() == n);
+        let at = match found {
+            Some(at) => at,
+            None => {
+                let mut window = if self.windows.len() < CACHED_WINDOWS {
+                    Vec::new()
+                } else {
+                    self.windows.remove(0)
+                };
+                tukey_window(n, &mut window);
+                self.windows.push(window);
+                self.windows.len() - 1
+            }
+        };
+        &self.windows[at]
+    }
 }
 
 /// LPC analysis: Tukey(0.5)-windowed autocorrelation, Levinson–Durbin, an
@@ -325,16 +460,15 @@ pub(crate) fn analyse_lpc(
     let mut autoc = [0f64; MAX_LPC_ORDER + 1];
     for segment in segments {
         let segment = &samples[segment.clone()];
-        if scratch.window.len() != segment.len() {
-            tukey_window(segment.len(), &mut scratch.window);
-        }
-        scratch.windowed.clear();
+        let mut windowed = std::mem::take(&mut scratch.windowed);
+        windowed.clear();
         let weighted = segment
             .iter()
-            .zip(&scratch.window)
+            .zip(scratch.window(segment.len()))
             .map(|(&v, w)| f64::from(v) * w);
-        scratch.windowed.extend(weighted);
-        accumulate_autocorrelation(&scratch.windowed, max_order, &mut autoc);
+        windowed.extend(weighted);
+        accumulate_autocorrelation(&windowed, max_order, &mut autoc);
+        scratch.windowed = windowed;
     }
     if autoc[0] <= 0.0 {
         return None;
@@ -522,9 +656,79 @@ mod tests {
             let mut generic = Vec::new();
             p.residuals(&segment, &mut generic);
             let mut fast = Vec::new();
-            p.zigzag_residuals(&segment, &mut fast);
+            p.zigzag_residuals(&segment, 32, &mut fast);
             let expected: Vec<u64> = generic.iter().map(|&r| zigzag(r)).collect();
             assert_eq!(fast, expected, "{p:?}");
+        }
+    }
+
+    /// Samples whose zigzag is below 2^width, with runs of alternating
+    /// extremes (the largest differences and prediction sums there are).
+    fn bounded_samples(len: usize, width: u32, mut state: u64) -> Vec<i32> {
+        let low = -(1i64 << width.max(1) >> 1);
+        let high = (1i64 << width.max(1) >> 1) - 1;
+        (0..len)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let v = match (i / 64) % 3 {
+                    0 if i % 2 == 0 => low,
+                    0 => high,
+                    _ => low + (state % (high - low + 1) as u64) as i64,
+                };
+                if width == 0 {
+                    0
+                } else {
+                    v as i32
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn narrow_fixed_sums_match_the_i64_ones() {
+        for width in 0..=NARROW_FIXED_WIDTH {
+            let s = bounded_samples(9000, width, 0x9E37_79B9 + u64::from(width));
+            let mut narrow = [0u64; MAX_FIXED_ORDER + 1];
+            fixed_sums_i32(&s, width, &mut narrow);
+            let mut wide = [0u64; MAX_FIXED_ORDER + 1];
+            fixed_sums_i64(&s, &mut wide);
+            assert_eq!(narrow, wide, "width {width}");
+        }
+    }
+
+    #[test]
+    fn narrow_lpc_residuals_match_the_generic_form() {
+        for width in [0, 1, 2, 8, 15, 16, 17, 20, 24, 27, 28, 30, 31, 32] {
+            let segment = bounded_samples(700, width, 0x5151 + u64::from(width));
+            for order in 1..=12 {
+                // Coefficients whose |sum| sits just under and just over the
+                // i32 loop's bound, and far over it.
+                let room = (1u64 << 30) >> width.saturating_sub(1);
+                for target in [room.saturating_sub(1), room, room * 4, 1 << 20] {
+                    let each = (target / order as u64).clamp(1, (1 << (MAX_PRECISION - 1)) - 1) as i64;
+                    let mut coefs = [0i64; MAX_LPC_ORDER];
+                    for (j, c) in coefs[..order].iter_mut().enumerate() {
+                        *c = if j % 3 == 1 { -each } else { each };
+                    }
+                    for shift in [0, 7, MAX_SHIFT] {
+                        let p = Predictor {
+                            kind: PredictorKind::Lpc,
+                            order,
+                            precision: MAX_PRECISION,
+                            shift,
+                            coefs,
+                        };
+                        let mut generic = Vec::new();
+                        p.residuals(&segment, &mut generic);
+                        let mut fast = Vec::new();
+                        p.zigzag_residuals(&segment, width, &mut fast);
+                        let expected: Vec<u64> = generic.iter().map(|&r| zigzag(r)).collect();
+                        assert_eq!(fast, expected, "width {width}, {p:?}");
+                    }
+                }
+            }
         }
     }
 

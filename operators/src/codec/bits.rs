@@ -73,7 +73,7 @@ impl<'a> BitWriter<'a> {
         };
         self.out.extend_from_slice(&aligned.to_be_bytes()[..whole]);
         let start = self.out.len();
-        self.out.resize(start + max_bits / 8 + 16, 0);
+        self.out.resize(start + max_bits / 8 + 16 + WINDOW, 0);
         BulkWriter {
             buf: &mut self.out[start..],
             start,
@@ -150,6 +150,29 @@ impl BulkWriter<'_> {
         self.n -= bytes * 8;
     }
 
+    /// The next [`WINDOW`] bytes of room as a [`Window`], for a run of
+    /// writes of at most `(WINDOW − 8) · 8` bits in all; `None` only if the
+    /// room is short (`begin_bulk` reserves a window beyond `max_bits`).
+    /// Hand its [`Window::end`] to [`Self::advance`].
+    #[inline(always)]
+    pub(crate) fn window(&mut self) -> Option<Window<'_>> {
+        let buf = self.buf.get_mut(self.pos..)?.first_chunk_mut::<WINDOW>()?;
+        Some(Window {
+            buf,
+            pos: 0,
+            acc: self.acc,
+            n: self.n,
+        })
+    }
+
+    /// Continues after a [`Window`].
+    #[inline(always)]
+    pub(crate) fn advance(&mut self, end: WindowEnd) {
+        self.pos += end.pos;
+        self.acc = end.acc;
+        self.n = end.n;
+    }
+
     /// Writes any width 0–64 (the rare escape path). Inlined, so the
     /// writer's state stays in registers in the caller's loop (a call
     /// taking `&mut self` kept it on the stack, a store-forwarding chain).
@@ -160,6 +183,53 @@ impl BulkWriter<'_> {
             self.put(value & 0xFFFF_FFFF, 32);
         } else if bits > 0 {
             self.put(value, bits);
+        }
+    }
+}
+
+/// Bytes of a [`Window`].
+pub(crate) const WINDOW: usize = 512;
+
+/// [`BulkWriter`] over a fixed-size array: its 8-byte store goes to
+/// `min(pos, WINDOW − 8)`, which the compiler knows is in bounds, so a write
+/// has no bounds check (a run of at most `(WINDOW − 8) · 8` bits never
+/// reaches the clamp).
+pub(crate) struct Window<'a> {
+    buf: &'a mut [u8; WINDOW],
+    pos: usize,
+    acc: u64,
+    n: u32,
+}
+
+/// Where a [`Window`] stopped, for [`BulkWriter::advance`].
+pub(crate) struct WindowEnd {
+    pos: usize,
+    acc: u64,
+    n: u32,
+}
+
+impl Window<'_> {
+    /// As [`BulkWriter::put`]: the low `bits` bits of `value`, 1 ≤ `bits` ≤ 56.
+    #[inline(always)]
+    pub(crate) fn put(&mut self, value: u64, bits: u32) {
+        debug_assert!((1..=56).contains(&bits));
+        debug_assert!(self.pos <= WINDOW - 8);
+        self.acc |= (value << (64 - bits)) >> self.n;
+        self.n += bits;
+        let bytes = self.n / 8;
+        let at = self.pos.min(WINDOW - 8);
+        self.buf[at..at + 8].copy_from_slice(&self.acc.to_be_bytes());
+        self.pos += bytes as usize;
+        self.acc <<= bytes * 8;
+        self.n -= bytes * 8;
+    }
+
+    #[inline(always)]
+    pub(crate) fn end(self) -> WindowEnd {
+        WindowEnd {
+            pos: self.pos,
+            acc: self.acc,
+            n: self.n,
         }
     }
 }

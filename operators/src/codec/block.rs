@@ -383,6 +383,8 @@ fn estimated_bits(sum: u64, count: usize, warmups: usize, warmup_width: u32) -> 
 /// `values` summed with saturation, from plain (vectorisable) adds: the high
 /// and the low 32-bit halves are summed apart, each exactly in a u64 for up
 /// to 2^32 values (a block holds at most 2^24), and recombined in u128.
+/// Inlined, so it gets the AVX2 build of the encoder.
+#[inline(always)]
 fn saturating_sum(values: &[u64]) -> u64 {
     if values.len() > u32::MAX as usize {
         return values.iter().fold(0u64, |a, &u| a.saturating_add(u));
@@ -394,7 +396,9 @@ fn saturating_sum(values: &[u64]) -> u64 {
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 
-/// The zigzagged samples or-ed together (a loop LLVM vectorises).
+/// The zigzagged samples or-ed together (a loop LLVM vectorises; inlined,
+/// so it gets the AVX2 build of the encoder).
+#[inline(always)]
 fn or_zigzagged(samples: &[i32]) -> u64 {
     let or = samples
         .iter()

@@ -137,8 +137,9 @@ impl Predictor {
 }
 
 impl Predictor {
-    /// Appends the zigzagged residuals of one gap-free segment past its
-    /// warm-up: the encoder's hot loop, equal to zigzagging [`Self::residuals`].
+    /// Writes the zigzagged residuals of one gap-free segment past its
+    /// warm-up into `out` (one per sample past the warm-up): the encoder's
+    /// hot loop, equal to zigzagging [`Self::residuals`].
     ///
     /// Why this is exact without wrapping: samples are i32 and coefficients
     /// fit in `MAX_PRECISION` (16) bits, so each product is below 2^46 in
@@ -149,7 +150,7 @@ impl Predictor {
     /// `width` bounds the samples: every zigzagged sample is below 2^width
     /// (it picks the i32 loop of [`lpc_zigzag_windows`] when that is exact).
     #[inline(always)]
-    pub(crate) fn zigzag_residuals(&self, segment: &[i32], width: u32, out: &mut Vec<u64>) {
+    pub(crate) fn zigzag_residuals(&self, segment: &[i32], width: u32, out: &mut [u64]) {
         if segment.len() <= self.order {
             return;
         }
@@ -175,7 +176,7 @@ impl Predictor {
 
     /// LPC of exactly order `N`.
     #[inline(always)]
-    fn lpc_zigzag<const N: usize>(&self, segment: &[i32], width: u32, out: &mut Vec<u64>) {
+    fn lpc_zigzag<const N: usize>(&self, segment: &[i32], width: u32, out: &mut [u64]) {
         // Coefficients fit in 16 bits: as i32 the products are 32×32→64 bits.
         let coefs: [i32; N] = std::array::from_fn(|j| self.coefs[j] as i32);
         // |sample| ≤ 2^(width−1) (its zigzag is below 2^width), so every
@@ -190,13 +191,13 @@ impl Predictor {
     }
 
     /// Orders above 12 (not the default): one loop over the runtime order.
-    fn lpc_zigzag_any(&self, segment: &[i32], out: &mut Vec<u64>) {
+    fn lpc_zigzag_any(&self, segment: &[i32], out: &mut [u64]) {
         let coefs = &self.coefs[..self.order];
-        out.extend(segment.windows(self.order + 1).map(|w| {
+        for (r, w) in out.iter_mut().zip(segment.windows(self.order + 1)) {
             let lags = w[..self.order].iter().rev();
             let sum: i64 = coefs.iter().zip(lags).map(|(&c, &x)| c * i64::from(x)).sum();
-            zigzag(i64::from(w[self.order]) - (sum >> self.shift))
-        }));
+            *r = zigzag(i64::from(w[self.order]) - (sum >> self.shift));
+        }
     }
 }
 
@@ -256,13 +257,11 @@ fn lpc_zigzag_windows<const N: usize, T: Lane>(
     coefs: &[i32; N],
     shift: u32,
     segment: &[i32],
-    out: &mut Vec<u64>,
+    out: &mut [u64],
 ) {
     const B: usize = 8;
     let targets = segment.len() - N;
-    let start = out.len();
-    out.resize(start + targets, 0);
-    let out = &mut out[start..];
+    let out = &mut out[..targets];
     let coefs: [T; N] = coefs.map(T::from_i32);
     let mut n = 0;
     while n + B <= targets {
@@ -295,26 +294,30 @@ fn lpc_zigzag_windows<const N: usize, T: Lane>(
 
 /// Fixed-order residuals, zigzagged (see [`fixed_residuals`]).
 #[inline(always)]
-fn fixed_zigzag_residuals(order: usize, segment: &[i32], out: &mut Vec<u64>) {
+fn fixed_zigzag_residuals(order: usize, segment: &[i32], out: &mut [u64]) {
     let x = |w: &[i32], i: usize| i64::from(w[i]);
+    let windows = segment.windows(order + 1);
     match order {
-        0 => out.extend(segment.iter().map(|&v| zigzag(v.into()))),
-        1 => out.extend(segment.windows(2).map(|w| zigzag(x(w, 1) - x(w, 0)))),
-        2 => out.extend(
-            segment
-                .windows(3)
-                .map(|w| zigzag(x(w, 2) - 2 * x(w, 1) + x(w, 0))),
-        ),
-        3 => out.extend(
-            segment
-                .windows(4)
-                .map(|w| zigzag(x(w, 3) - 3 * x(w, 2) + 3 * x(w, 1) - x(w, 0))),
-        ),
-        _ => out.extend(
-            segment
-                .windows(5)
-                .map(|w| zigzag(x(w, 4) - 4 * x(w, 3) + 6 * x(w, 2) - 4 * x(w, 1) + x(w, 0))),
-        ),
+        0 => out
+            .iter_mut()
+            .zip(segment)
+            .for_each(|(r, &v)| *r = zigzag(v.into())),
+        1 => out
+            .iter_mut()
+            .zip(windows)
+            .for_each(|(r, w)| *r = zigzag(x(w, 1) - x(w, 0))),
+        2 => out
+            .iter_mut()
+            .zip(windows)
+            .for_each(|(r, w)| *r = zigzag(x(w, 2) - 2 * x(w, 1) + x(w, 0))),
+        3 => out
+            .iter_mut()
+            .zip(windows)
+            .for_each(|(r, w)| *r = zigzag(x(w, 3) - 3 * x(w, 2) + 3 * x(w, 1) - x(w, 0))),
+        _ => out
+            .iter_mut()
+            .zip(windows)
+            .for_each(|(r, w)| *r = zigzag(x(w, 4) - 4 * x(w, 3) + 6 * x(w, 2) - 4 * x(w, 1) + x(w, 0))),
     }
 }
 
@@ -655,7 +658,7 @@ mod tests {
         for p in predictors {
             let mut generic = Vec::new();
             p.residuals(&segment, &mut generic);
-            let mut fast = Vec::new();
+            let mut fast = vec![0; segment.len().saturating_sub(p.order)];
             p.zigzag_residuals(&segment, 32, &mut fast);
             let expected: Vec<u64> = generic.iter().map(|&r| zigzag(r)).collect();
             assert_eq!(fast, expected, "{p:?}");
@@ -722,7 +725,7 @@ mod tests {
                         };
                         let mut generic = Vec::new();
                         p.residuals(&segment, &mut generic);
-                        let mut fast = Vec::new();
+                        let mut fast = vec![0; segment.len().saturating_sub(p.order)];
                         p.zigzag_residuals(&segment, width, &mut fast);
                         let expected: Vec<u64> = generic.iter().map(|&r| zigzag(r)).collect();
                         assert_eq!(fast, expected, "width {width}, {p:?}");

@@ -77,21 +77,27 @@ pub(crate) fn initial_parameter(zigzagged: &[u64]) -> u32 {
     adaptive_parameter(mean << ADAPT_SHIFT)
 }
 
-/// Writes the start parameter (5 bits) then every residual with the adaptive parameter.
+/// Writes the start parameter (5 bits) then every residual with the adaptive
+/// parameter; `room` is scratch space kept by the caller (see `begin_bulk`).
 #[inline(always)]
-pub(crate) fn write_adaptive(writer: &mut BitWriter, zigzagged: &[u64], escape_width: u32) {
+pub(crate) fn write_adaptive(
+    writer: &mut BitWriter,
+    room: &mut Vec<u8>,
+    zigzagged: &[u64],
+    escape_width: u32,
+) {
     let k0 = initial_parameter(zigzagged);
     writer.write(u64::from(k0), PARAMETER_BITS);
     // A value takes at most 24 + 1 + 31 bits, or 24 + escape_width as an escape.
     let max_bits = zigzagged.len() * (ESCAPE_ZEROS + escape_width.max(32)) as usize;
-    let mut w = writer.begin_bulk(max_bits);
+    let mut w = writer.begin_bulk(room, max_bits);
     if escape_width <= NARROW_WIDTH {
         write_narrow(&mut w, zigzagged, initial_mean(k0), escape_width);
     } else {
         write_values::<false>(&mut w, zigzagged, initial_mean(k0), escape_width);
     }
     let end = w.end();
-    writer.end_bulk(end);
+    writer.end_bulk(room, end);
 }
 
 /// [`write_values`]`::<true>` (values below 2^28), two codes per write.
@@ -277,7 +283,7 @@ mod tests {
                 let mut bytes = Vec::new();
                 let mut writer = BitWriter::new(&mut bytes);
                 writer.write(0b101, 3); // an unaligned start
-                write_adaptive(&mut writer, &values, width);
+                write_adaptive(&mut writer, &mut Vec::new(), &values, width);
                 writer.finish();
                 let mut expected = reference(&values, width);
                 // Shift the reference by the three leading bits.
@@ -315,7 +321,7 @@ mod tests {
         let escape = zz.iter().map(|&u| width(u)).max().unwrap();
         let mut bytes = Vec::new();
         let mut writer = BitWriter::new(&mut bytes);
-        write_adaptive(&mut writer, &zz, escape);
+        write_adaptive(&mut writer, &mut Vec::new(), &zz, escape);
         writer.finish();
         let mut decoded = Vec::new();
         read_adaptive(&mut BitReader::new(&bytes), residuals.len(), escape, &mut decoded).unwrap();

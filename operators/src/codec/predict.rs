@@ -245,8 +245,9 @@ impl Lane for i32 {
 
 /// Zigzagged residuals of an order-`N` LPC over `segment` (longer than `N`).
 ///
-/// Sixteen targets at a time (measured ~5 % faster than eight), lag by lag: the inner loop is then over
-/// independent outputs, which LLVM turns into vector multiplies: of
+/// Sixteen targets at a time (measured ~5 % faster than eight), lag by
+/// lag: the inner loop is then over independent outputs, which LLVM turns
+/// into vector multiplies: of
 /// sign-extended i32s into i64 lanes (`vpmuldq`, four per AVX2 vector), or,
 /// with `T = i32`, of i32 lanes (`vpmulld`, eight per vector). The i32 loop
 /// is exact only when the caller has checked that every prediction sum

@@ -293,32 +293,39 @@ fn lpc_zigzag_windows<const N: usize, T: Lane>(
     }
 }
 
-/// Fixed-order residuals, zigzagged (see [`fixed_residuals`]).
+/// Fixed-order residuals, zigzagged (see [`fixed_residuals`]). Plain `for`
+/// loops: a `for_each` closure was compiled out of line, for the baseline
+/// CPU, outside the encoder's AVX2 build.
 #[inline(always)]
 fn fixed_zigzag_residuals(order: usize, segment: &[i32], out: &mut [u64]) {
     let x = |w: &[i32], i: usize| i64::from(w[i]);
-    let windows = segment.windows(order + 1);
+    let pairs = out.iter_mut().zip(segment.windows(order + 1));
     match order {
-        0 => out
-            .iter_mut()
-            .zip(segment)
-            .for_each(|(r, &v)| *r = zigzag(v.into())),
-        1 => out
-            .iter_mut()
-            .zip(windows)
-            .for_each(|(r, w)| *r = zigzag(x(w, 1) - x(w, 0))),
-        2 => out
-            .iter_mut()
-            .zip(windows)
-            .for_each(|(r, w)| *r = zigzag(x(w, 2) - 2 * x(w, 1) + x(w, 0))),
-        3 => out
-            .iter_mut()
-            .zip(windows)
-            .for_each(|(r, w)| *r = zigzag(x(w, 3) - 3 * x(w, 2) + 3 * x(w, 1) - x(w, 0))),
-        _ => out
-            .iter_mut()
-            .zip(windows)
-            .for_each(|(r, w)| *r = zigzag(x(w, 4) - 4 * x(w, 3) + 6 * x(w, 2) - 4 * x(w, 1) + x(w, 0))),
+        0 => {
+            for (r, &v) in out.iter_mut().zip(segment) {
+                *r = zigzag(v.into());
+            }
+        }
+        1 => {
+            for (r, w) in pairs {
+                *r = zigzag(x(w, 1) - x(w, 0));
+            }
+        }
+        2 => {
+            for (r, w) in pairs {
+                *r = zigzag(x(w, 2) - 2 * x(w, 1) + x(w, 0));
+            }
+        }
+        3 => {
+            for (r, w) in pairs {
+                *r = zigzag(x(w, 3) - 3 * x(w, 2) + 3 * x(w, 1) - x(w, 0));
+            }
+        }
+        _ => {
+            for (r, w) in pairs {
+                *r = zigzag(x(w, 4) - 4 * x(w, 3) + 6 * x(w, 2) - 4 * x(w, 1) + x(w, 0));
+            }
+        }
     }
 }
 

@@ -53,7 +53,16 @@ impl Default for CodecConfig {
 #[derive(Default)]
 struct Chosen {
     predictor: Option<Predictor>,
+    /// The residuals are `zigzagged[..count]`; the buffer never shrinks, so
+    /// it is not zeroed again on every channel before being overwritten.
     zigzagged: Vec<u64>,
+    count: usize,
+}
+
+impl Chosen {
+    fn zigzagged(&self) -> &[u64] {
+        &self.zigzagged[..self.count]
+    }
 }
 
 /// Encodes blocks; keeps its working buffers between calls.
@@ -69,6 +78,8 @@ pub struct BlockEncoder {
     table: Vec<i32>,
     ranks: Vec<i32>,
     table_gaps: Vec<u64>,
+    /// Scratch for the Rice writer (`BitWriter::begin_bulk`).
+    room: Vec<u8>,
     /// Tests force the portable path to compare it with the AVX2 one.
     #[cfg(test)]
     pub(super) portable_only: bool,
@@ -267,7 +278,7 @@ impl BlockEncoder {
         );
         let escape_width = rice::width(self.table_gaps.iter().fold(0, |acc, &u| acc | u));
         writer.write(u64::from(escape_width), ESCAPE_WIDTH_BITS);
-        rice::write_adaptive(writer, &self.table_gaps, escape_width);
+        rice::write_adaptive(writer, &mut self.room, &self.table_gaps, escape_width);
     }
 
     /// Leaves in `best` the best fixed predictor or LPC, whichever has the
@@ -282,7 +293,7 @@ impl BlockEncoder {
         let warmups = |segments: &[Range<usize>], order: usize| {
             segments.iter().map(|s| s.len().min(order)).sum::<usize>()
         };
-        let (fixed_order, fixed_sum) = best_fixed_order(samples, &self.segments);
+        let (fixed_order, fixed_sum) = best_fixed_order(samples, &self.segments, warmup_width);
         let fixed_warmups = warmups(&self.segments, fixed_order);
         let fixed_bits = estimated_bits(fixed_sum, coded - fixed_warmups, fixed_warmups, warmup_width);
         let config = self.config;
@@ -294,25 +305,32 @@ impl BlockEncoder {
             &mut self.lpc,
         );
         if let Some(lpc) = lpc {
-            self.residuals(samples, lpc);
+            self.residuals(samples, warmup_width, lpc);
             let lpc_warmups = warmups(&self.segments, lpc.order);
             // Σ zigzag(r) = 2·Σ|r| − (negative count): half of it is Σ|r| within n/2.
-            let sum = self.best.zigzagged.iter().fold(0u64, |a, &u| a.saturating_add(u)) / 2;
+            let sum = saturating_sum(self.best.zigzagged()) / 2;
             let coefficients = (lpc.order as u64 * u64::from(lpc.precision)) as f64;
             let lpc_bits = estimated_bits(sum, coded - lpc_warmups, lpc_warmups, warmup_width) + coefficients;
             if lpc_bits <= fixed_bits {
                 return;
             }
         }
-        self.residuals(samples, Predictor::fixed(fixed_order));
+        self.residuals(samples, warmup_width, Predictor::fixed(fixed_order));
     }
 
     #[inline(always)]
-    fn residuals(&mut self, samples: &[i32], predictor: Predictor) {
+    fn residuals(&mut self, samples: &[i32], width: u32, predictor: Predictor) {
         let best = &mut self.best;
-        best.zigzagged.clear();
+        let count = |s: &Range<usize>| s.len().saturating_sub(predictor.order);
+        best.count = self.segments.iter().map(count).sum();
+        if best.zigzagged.len() < best.count {
+            best.zigzagged.resize(best.count, 0);
+        }
+        let mut at = 0;
         for segment in &self.segments {
-            predictor.zigzag_residuals(&samples[segment.clone()], &mut best.zigzagged);
+            let out = &mut best.zigzagged[at..at + count(segment)];
+            predictor.zigzag_residuals(&samples[segment.clone()], width, out);
+            at += out.len();
         }
         best.predictor = Some(predictor);
     }
@@ -341,11 +359,11 @@ impl BlockEncoder {
 
     /// Warm-up width, escape width, warm-ups and residuals.
     #[inline(always)]
-    fn write_body(&self, samples: &[i32], warmup_width: u32, writer: &mut BitWriter) {
+    fn write_body(&mut self, samples: &[i32], warmup_width: u32, writer: &mut BitWriter) {
         let best = &self.best;
         let Some(p) = best.predictor else { return };
         writer.write(u64::from(warmup_width), WARMUP_WIDTH_BITS);
-        let escape_width = rice::width(best.zigzagged.iter().fold(0, |acc, &u| acc | u));
+        let escape_width = rice::width(best.zigzagged().iter().fold(0, |acc, &u| acc | u));
         writer.write(u64::from(escape_width), ESCAPE_WIDTH_BITS);
         for segment in &self.segments {
             let warmup = segment.start..segment.end.min(segment.start + p.order);
@@ -353,7 +371,7 @@ impl BlockEncoder {
                 writer.write(rice::zigzag(v.into()), warmup_width);
             }
         }
-        rice::write_adaptive(writer, &best.zigzagged, escape_width);
+        rice::write_adaptive(writer, &mut self.room, best.zigzagged(), escape_width);
     }
 }
 
@@ -380,7 +398,25 @@ fn estimated_bits(sum: u64, count: usize, warmups: usize, warmup_width: u32) -> 
     per_residual * count as f64 + (warmups as u64 * u64::from(warmup_width)) as f64
 }
 
-/// The zigzagged samples or-ed together (a loop LLVM vectorises).
+/// `values` summed with saturation, from plain (vectorisable) adds: the high
+/// and the low 32-bit halves are summed apart, each exactly in a u64 for up
+/// to 2^32 values (a block holds at most 2^24), and recombined in u128.
+/// Inlined, so it gets the AVX2 build of the encoder.
+#[inline(always)]
+fn saturating_sum(values: &[u64]) -> u64 {
+    if values.len() > u32::MAX as usize {
+        return values.iter().fold(0u64, |a, &u| a.saturating_add(u));
+    }
+    let (high, low) = values.iter().fold((0u64, 0u64), |(high, low), &u| {
+        (high + (u >> 32), low + (u & 0xFFFF_FFFF))
+    });
+    let total = (u128::from(high) << 32) + u128::from(low);
+    u64::try_from(total).unwrap_or(u64::MAX)
+}
+
+/// The zigzagged samples or-ed together (a loop LLVM vectorises; inlined,
+/// so it gets the AVX2 build of the encoder).
+#[inline(always)]
 fn or_zigzagged(samples: &[i32]) -> u64 {
     let or = samples
         .iter()

@@ -9,7 +9,7 @@
 //! width, so one outlier costs at most `ESCAPE_ZEROS + width` bits and
 //! decoding loops are bounded.
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitReader, BitWriter, BulkWriter, WINDOW};
 use super::CodecError;
 
 pub(crate) const MAX_PARAMETER: u32 = 31;
@@ -77,30 +77,121 @@ pub(crate) fn initial_parameter(zigzagged: &[u64]) -> u32 {
     adaptive_parameter(mean << ADAPT_SHIFT)
 }
 
-/// Writes the start parameter (5 bits) then every residual with the adaptive parameter.
+/// Writes the start parameter (5 bits) then every residual with the adaptive
+/// parameter; `room` is scratch space kept by the caller (see `begin_bulk`).
 #[inline(always)]
-pub(crate) fn write_adaptive(writer: &mut BitWriter, zigzagged: &[u64], escape_width: u32) {
+pub(crate) fn write_adaptive(
+    writer: &mut BitWriter,
+    room: &mut Vec<u8>,
+    zigzagged: &[u64],
+    escape_width: u32,
+) {
     let k0 = initial_parameter(zigzagged);
     writer.write(u64::from(k0), PARAMETER_BITS);
     // A value takes at most 24 + 1 + 31 bits, or 24 + escape_width as an escape.
     let max_bits = zigzagged.len() * (ESCAPE_ZEROS + escape_width.max(32)) as usize;
-    let mut w = writer.begin_bulk(max_bits);
-    let mut mean = initial_mean(k0);
+    let mut w = writer.begin_bulk(room, max_bits);
+    if escape_width <= NARROW_WIDTH {
+        write_narrow(&mut w, zigzagged, initial_mean(k0), escape_width);
+    } else {
+        write_values::<false>(&mut w, zigzagged, initial_mean(k0), escape_width);
+    }
+    let end = w.end();
+    writer.end_bulk(room, end);
+}
+
+/// [`write_values`]`::<true>` (values below 2^28), two codes per write.
+///
+/// Values go in chunks of [`CHUNK`], each into a [`Window`] (no bounds
+/// checks): a code is at most 52 bits (23 + 1 + 28, or 24 + 28 for an
+/// escape), so a chunk takes at most 416 bytes of the window's 504. Two
+/// consecutive codes are joined into one write when they total at most 56
+/// bits (nearly always), halving the bit-packing work; the parameter of the
+/// second only depends on the state after the first, not on the bits.
+#[inline(always)]
+fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mut mean: u64, escape_width: u32) {
+    const CHUNK: usize = 64;
+    const _: () = assert!(CHUNK * 52 / 8 + 8 <= WINDOW);
+    let escape_bits = ESCAPE_ZEROS + escape_width;
+    // The code of `u` (value, bits) and the state after it; see `write_values`.
+    let code = |mean: &mut u64, u: u64| {
+        let k = width((*mean * PARAMETER_SCALE) >> PARAMETER_SHIFT);
+        let quotient = u >> k;
+        *mean = *mean - (*mean >> ADAPT_SHIFT) + u;
+        if quotient < u64::from(ESCAPE_ZEROS) {
+            ((1u64 << k) | (u & ((1u64 << k) - 1)), quotient as u32 + 1 + k)
+        } else {
+            // The escape's 24 zeros are the value's own leading bits.
+            (u, escape_bits)
+        }
+    };
+    let mut done = 0;
+    while done < zigzagged.len() {
+        let Some(mut window) = w.window() else { break };
+        let chunk = &zigzagged[done..zigzagged.len().min(done + CHUNK)];
+        let pairs = chunk.chunks_exact(2);
+        let last = pairs.remainder().first().copied();
+        for pair in pairs {
+            let (v1, b1) = code(&mut mean, pair[0]);
+            let (v2, b2) = code(&mut mean, pair[1]);
+            // v2 < 2^b2, so the joined value is v1's bits then v2's.
+            if b1 + b2 <= 56 {
+                window.put((v1 << b2) | v2, b1 + b2);
+            } else {
+                window.put(v1, b1);
+                window.put(v2, b2);
+            }
+        }
+        if let Some(u) = last {
+            let (v, b) = code(&mut mean, u);
+            window.put(v, b);
+        }
+        let end = window.end();
+        w.advance(end);
+        done += chunk.len();
+    }
+    // Only if the room ran short, which `begin_bulk`'s reservation rules out.
+    write_values::<true>(w, &zigzagged[done..], mean, escape_width);
+}
+
+/// Widest values (`escape_width`) of the narrow loop of [`write_values`].
+const NARROW_WIDTH: u32 = 28;
+
+/// The Rice codes of `zigzagged` from running-mean state `mean`.
+///
+/// `NARROW` (every value below 2^28, as with 16- and 24-bit samples) drops
+/// two clamps that cannot act: the first parameter is then at most 28
+/// (that of a mean below 2^28), so the state starts below 2^31 and stays
+/// there (7/8 of a state below 2^31, plus a value below 2^28, is below
+/// 2^31); `(17·state) >> 8` is below 2^28, its width at most 28, so the
+/// parameter's `min(31)` and the update's `min(2^32)` are no-ops. An escape
+/// is then one write of 24 + `escape_width` ≤ 52 bits: the zeros are the
+/// value's own leading bits.
+#[inline(always)]
+fn write_values<const NARROW: bool>(w: &mut BulkWriter, zigzagged: &[u64], mut mean: u64, escape_width: u32) {
     for &u in zigzagged {
-        let k = adaptive_parameter(mean);
+        let k = if NARROW {
+            width((mean * PARAMETER_SCALE) >> PARAMETER_SHIFT)
+        } else {
+            adaptive_parameter(mean)
+        };
         let quotient = u >> k;
         if quotient < u64::from(ESCAPE_ZEROS) {
             // quotient zeros, a one, then k low bits: 1 to 24 + 1 + 31 bits.
             let low = u & ((1u64 << k) - 1);
             w.put((1u64 << k) | low, quotient as u32 + 1 + k);
+        } else if NARROW {
+            w.put(u, ESCAPE_ZEROS + escape_width);
         } else {
             w.put(0, ESCAPE_ZEROS);
             w.put_wide(u, escape_width);
         }
-        mean = adapt(mean, u);
+        mean = if NARROW {
+            mean - (mean >> ADAPT_SHIFT) + u
+        } else {
+            adapt(mean, u)
+        };
     }
-    let end = w.end();
-    writer.end_bulk(end);
 }
 
 /// Reads `count` residuals written by [`write_adaptive`] into `out`.
@@ -142,6 +233,81 @@ mod tests {
         }
     }
 
+    /// The adaptive code written one value at a time with the plain writer.
+    fn reference(zigzagged: &[u64], escape_width: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut writer = BitWriter::new(&mut bytes);
+        let k0 = initial_parameter(zigzagged);
+        writer.write(u64::from(k0), PARAMETER_BITS);
+        let mut mean = initial_mean(k0);
+        for &u in zigzagged {
+            let k = adaptive_parameter(mean);
+            if u >> k < u64::from(ESCAPE_ZEROS) {
+                writer.write(0, (u >> k) as u32);
+                writer.write(1, 1);
+                writer.write(u & ((1u64 << k) - 1), k);
+            } else {
+                writer.write(0, ESCAPE_ZEROS);
+                writer.write(u, escape_width);
+            }
+            mean = adapt(mean, u);
+        }
+        writer.finish();
+        bytes
+    }
+
+    #[test]
+    fn narrow_and_wide_loops_write_the_reference_bits() {
+        let mut state = 0x853C_49E6_748F_EA9Bu64;
+        for escape_width in [1, 5, 12, 17, 27, 28, 29, 40, 64] {
+            for len in [0, 1, 2, 3, 63, 64, 65, 127, 128, 129, 1000, 3001] {
+                let values: Vec<u64> = (0..len)
+                    .map(|i| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        // Mostly small, with bursts and lone outliers (escapes).
+                        let bits = match i % 200 {
+                            0..=9 => escape_width,
+                            10..=59 => escape_width.min(9),
+                            _ => escape_width.min(3),
+                        };
+                        if bits == 64 {
+                            state
+                        } else {
+                            state & ((1u64 << bits) - 1)
+                        }
+                    })
+                    .collect();
+                let width = width(values.iter().fold(0, |a, &u| a | u));
+                let mut bytes = Vec::new();
+                let mut writer = BitWriter::new(&mut bytes);
+                writer.write(0b101, 3); // an unaligned start
+                write_adaptive(&mut writer, &mut Vec::new(), &values, width);
+                writer.finish();
+                let mut expected = reference(&values, width);
+                // Shift the reference by the three leading bits.
+                let mut shifted = Vec::new();
+                let mut w = BitWriter::new(&mut shifted);
+                w.write(0b101, 3);
+                let total_bits = expected.len() * 8;
+                for byte in &expected {
+                    w.write(u64::from(*byte), 8);
+                }
+                w.finish();
+                // Drop the padding the shift may have added.
+                shifted.truncate((total_bits + 3).div_ceil(8));
+                expected = shifted;
+                let expected_len = bytes.len();
+                assert_eq!(
+                    bytes,
+                    expected[..expected_len],
+                    "escape width {escape_width}, len {len}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn residuals_round_trip_with_escapes() {
         let residuals: Vec<i64> = (0..1000)
@@ -155,7 +321,7 @@ mod tests {
         let escape = zz.iter().map(|&u| width(u)).max().unwrap();
         let mut bytes = Vec::new();
         let mut writer = BitWriter::new(&mut bytes);
-        write_adaptive(&mut writer, &zz, escape);
+        write_adaptive(&mut writer, &mut Vec::new(), &zz, escape);
         writer.finish();
         let mut decoded = Vec::new();
         read_adaptive(&mut BitReader::new(&bytes), residuals.len(), escape, &mut decoded).unwrap();

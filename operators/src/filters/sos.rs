@@ -1052,31 +1052,36 @@ mod avx2 {
         block: &mut [Narrow],
     ) -> bool {
         let whole = block.len() - block.len() % 8;
-        let mut steps = block.chunks_exact_mut(8);
         let mut not_finite = _mm256_setzero_ps();
-        for (step, rows) in (&mut steps).enumerate() {
-            // SAFETY: as this function's contract.
-            let residue = unsafe { load_step_f32::<P>(gain, channels, start + step * 8, rows) };
-            not_finite = _mm256_or_ps(not_finite, residue);
-        }
-        let rows = steps.into_remainder();
-        if !rows.is_empty() {
-            // SAFETY: as this function's contract.
-            let residue = unsafe { load_step_f32::<P>(gain, channels, start + whole, rows) };
-            not_finite = _mm256_or_ps(not_finite, residue);
+        // Eight channels' whole block before the next eight: see [`run`]
+        // on why the order of reads matters.
+        for p in 0..P {
+            let mut steps = block.chunks_exact_mut(8);
+            for (step, rows) in (&mut steps).enumerate() {
+                // SAFETY: as this function's contract.
+                let residue = unsafe { load_step_f32(gain, channels, p, start + step * 8, rows) };
+                not_finite = _mm256_or_ps(not_finite, residue);
+            }
+            let rows = steps.into_remainder();
+            if !rows.is_empty() {
+                // SAFETY: as this function's contract.
+                let residue = unsafe { load_step_f32(gain, channels, p, start + whole, rows) };
+                not_finite = _mm256_or_ps(not_finite, residue);
+            }
         }
         _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(not_finite, not_finite)) == 0
     }
 
-    /// `rows.len()` (1 to 8) samples of each channel from `t` into `rows`;
-    /// returns the OR of `x − x` over the samples read.
+    /// `rows.len()` (1 to 8) samples of channels 8p .. 8p + 8 from `t`
+    /// into `rows[..][p]`; returns the OR of `x − x` over the samples read.
     ///
     /// # Safety
     /// As [`load_step`], with masked loads for fewer than 8 samples.
     #[inline(always)]
-    unsafe fn load_step_f32<const P: usize>(
+    unsafe fn load_step_f32(
         gain: __m256,
         channels: &[*mut f32; CHANNELS_PER_ROW],
+        p: usize,
         t: usize,
         rows: &mut [Narrow],
     ) -> __m256 {
@@ -1085,21 +1090,19 @@ mod avx2 {
         // SAFETY (intrinsics and pointers): as this function's contract.
         unsafe {
             let mask = mask8(valid);
-            for p in 0..P {
-                let mut columns = [_mm256_setzero_ps(); 8];
-                for (lane, column) in columns.iter_mut().enumerate() {
-                    let input = channels[8 * p + lane].add(t);
-                    let eight = if valid == 8 {
-                        _mm256_loadu_ps(input)
-                    } else {
-                        _mm256_maskload_ps(input, mask)
-                    };
-                    residue = _mm256_or_ps(residue, _mm256_sub_ps(eight, eight));
-                    *column = eight;
-                }
-                for (row, column) in rows.iter_mut().zip(transpose8(columns)) {
-                    row[p] = _mm256_mul_ps(gain, column);
-                }
+            let mut columns = [_mm256_setzero_ps(); 8];
+            for (lane, column) in columns.iter_mut().enumerate() {
+                let input = channels[8 * p + lane].add(t);
+                let eight = if valid == 8 {
+                    _mm256_loadu_ps(input)
+                } else {
+                    _mm256_maskload_ps(input, mask)
+                };
+                residue = _mm256_or_ps(residue, _mm256_sub_ps(eight, eight));
+                *column = eight;
+            }
+            for (row, column) in rows.iter_mut().zip(transpose8(columns)) {
+                row[p] = _mm256_mul_ps(gain, column);
             }
         }
         residue
@@ -1117,44 +1120,41 @@ mod avx2 {
         block: &[Narrow],
     ) {
         let whole = block.len() - block.len() % 8;
-        let mut steps = block.chunks_exact(8);
-        for (step, rows) in (&mut steps).enumerate() {
-            // SAFETY: as this function's contract.
-            unsafe { store_step_f32::<P>(channels, start + step * 8, rows) };
-        }
-        let rows = steps.remainder();
-        if !rows.is_empty() {
-            // SAFETY: as this function's contract.
-            unsafe { store_step_f32::<P>(channels, start + whole, rows) };
+        for p in 0..P {
+            let mut steps = block.chunks_exact(8);
+            for (step, rows) in (&mut steps).enumerate() {
+                // SAFETY: as this function's contract.
+                unsafe { store_step_f32(channels, p, start + step * 8, rows) };
+            }
+            let rows = steps.remainder();
+            if !rows.is_empty() {
+                // SAFETY: as this function's contract.
+                unsafe { store_step_f32(channels, p, start + whole, rows) };
+            }
         }
     }
 
-    /// `rows.len()` (1 to 8) samples of each channel from `t`, from `rows`.
+    /// `rows.len()` (1 to 8) samples of channels 8p .. 8p + 8 from `t`,
+    /// from `rows[..][p]`.
     ///
     /// # Safety
     /// As [`store_step`], with masked stores for fewer than 8 samples.
     #[inline(always)]
-    unsafe fn store_step_f32<const P: usize>(
-        channels: &[*mut f32; CHANNELS_PER_ROW],
-        t: usize,
-        rows: &[Narrow],
-    ) {
+    unsafe fn store_step_f32(channels: &[*mut f32; CHANNELS_PER_ROW], p: usize, t: usize, rows: &[Narrow]) {
         let valid = rows.len();
         // SAFETY (intrinsics and pointers): as this function's contract.
         unsafe {
             let mask = mask8(valid);
-            for p in 0..P {
-                let mut steps = [_mm256_setzero_ps(); 8];
-                for (value, row) in steps.iter_mut().zip(rows) {
-                    *value = row[p];
-                }
-                for (lane, column) in transpose8(steps).into_iter().enumerate() {
-                    let output = channels[8 * p + lane].add(t);
-                    if valid == 8 {
-                        _mm256_storeu_ps(output, column);
-                    } else {
-                        _mm256_maskstore_ps(output, mask, column);
-                    }
+            let mut steps = [_mm256_setzero_ps(); 8];
+            for (value, row) in steps.iter_mut().zip(rows) {
+                *value = row[p];
+            }
+            for (lane, column) in transpose8(steps).into_iter().enumerate() {
+                let output = channels[8 * p + lane].add(t);
+                if valid == 8 {
+                    _mm256_storeu_ps(output, column);
+                } else {
+                    _mm256_maskstore_ps(output, mask, column);
                 }
             }
         }
@@ -1179,18 +1179,21 @@ mod avx2 {
         // branches in the loop; then the ragged end, masked. `x − x` is 0
         // for a finite x and NaN otherwise; NaN survives the OR.
         let whole = block.len() - block.len() % LANES;
-        let mut steps = block.chunks_exact_mut(LANES);
         let mut not_finite = _mm_setzero_ps();
-        for (step, rows) in (&mut steps).enumerate() {
-            // SAFETY: as this function's contract.
-            let residue = unsafe { load_step::<G>(gain, channels, start + step * LANES, rows) };
-            not_finite = _mm_or_ps(not_finite, residue);
-        }
-        let rows = steps.into_remainder();
-        if !rows.is_empty() {
-            // SAFETY: as this function's contract.
-            let residue = unsafe { load_step::<G>(gain, channels, start + whole, rows) };
-            not_finite = _mm_or_ps(not_finite, residue);
+        // A group's whole block before the next group's (see [`run`]).
+        for g in 0..G {
+            let mut steps = block.chunks_exact_mut(LANES);
+            for (step, rows) in (&mut steps).enumerate() {
+                // SAFETY: as this function's contract.
+                let residue = unsafe { load_step(gain, channels, g, start + step * LANES, rows) };
+                not_finite = _mm_or_ps(not_finite, residue);
+            }
+            let rows = steps.into_remainder();
+            if !rows.is_empty() {
+                // SAFETY: as this function's contract.
+                let residue = unsafe { load_step(gain, channels, g, start + whole, rows) };
+                not_finite = _mm_or_ps(not_finite, residue);
+            }
         }
         _mm_movemask_ps(_mm_cmpunord_ps(not_finite, not_finite)) == 0
     }
@@ -1204,9 +1207,10 @@ mod avx2 {
     /// 4 are read with masked loads, which do not touch (or fault on) the
     /// masked-out lanes.
     #[inline(always)]
-    unsafe fn load_step<const G: usize>(
+    unsafe fn load_step(
         gain: __m256d,
         channels: &[*mut f32; CHANNELS_PER_ROW],
+        g: usize,
         t: usize,
         rows: &mut [Wide],
     ) -> __m128 {
@@ -1215,24 +1219,22 @@ mod avx2 {
         // SAFETY (intrinsics and pointers): as this function's contract.
         unsafe {
             let mask = mask(valid);
-            for g in 0..G {
-                // Plain loops, not closures: a closure is a function of its
-                // own, without the caller's target features, and was not
-                // inlined.
-                let mut columns = [_mm256_setzero_pd(); 4];
-                for (lane, column) in columns.iter_mut().enumerate() {
-                    let input = channels[LANES * g + lane].add(t);
-                    let four = if valid == LANES {
-                        _mm_loadu_ps(input)
-                    } else {
-                        _mm_maskload_ps(input, mask)
-                    };
-                    residue = _mm_or_ps(residue, _mm_sub_ps(four, four));
-                    *column = _mm256_mul_pd(gain, _mm256_cvtps_pd(four));
-                }
-                for (row, column) in rows.iter_mut().zip(transpose(columns)) {
-                    row[g] = column;
-                }
+            // Plain loops, not closures: a closure is a function of its
+            // own, without the caller's target features, and was not
+            // inlined.
+            let mut columns = [_mm256_setzero_pd(); 4];
+            for (lane, column) in columns.iter_mut().enumerate() {
+                let input = channels[LANES * g + lane].add(t);
+                let four = if valid == LANES {
+                    _mm_loadu_ps(input)
+                } else {
+                    _mm_maskload_ps(input, mask)
+                };
+                residue = _mm_or_ps(residue, _mm_sub_ps(four, four));
+                *column = _mm256_mul_pd(gain, _mm256_cvtps_pd(four));
+            }
+            for (row, column) in rows.iter_mut().zip(transpose(columns)) {
+                row[g] = column;
             }
         }
         residue
@@ -1248,15 +1250,17 @@ mod avx2 {
         start: usize,
         block: &[Wide],
     ) {
-        let mut steps = block.chunks_exact(LANES);
-        for (step, rows) in (&mut steps).enumerate() {
-            // SAFETY: as this function's contract.
-            unsafe { store_step::<G>(channels, start + step * LANES, rows) };
-        }
-        let rows = steps.remainder();
-        if !rows.is_empty() {
-            // SAFETY: as this function's contract.
-            unsafe { store_step::<G>(channels, start + block.len() - block.len() % LANES, rows) };
+        for g in 0..G {
+            let mut steps = block.chunks_exact(LANES);
+            for (step, rows) in (&mut steps).enumerate() {
+                // SAFETY: as this function's contract.
+                unsafe { store_step(channels, g, start + step * LANES, rows) };
+            }
+            let rows = steps.remainder();
+            if !rows.is_empty() {
+                // SAFETY: as this function's contract.
+                unsafe { store_step(channels, g, start + block.len() - block.len() % LANES, rows) };
+            }
         }
     }
 
@@ -1265,23 +1269,21 @@ mod avx2 {
     /// # Safety
     /// As [`load_step`]; masked stores leave the masked-out lanes alone.
     #[inline(always)]
-    unsafe fn store_step<const G: usize>(channels: &[*mut f32; CHANNELS_PER_ROW], t: usize, rows: &[Wide]) {
+    unsafe fn store_step(channels: &[*mut f32; CHANNELS_PER_ROW], g: usize, t: usize, rows: &[Wide]) {
         let valid = rows.len();
         // SAFETY (intrinsics and pointers): as this function's contract.
         unsafe {
             let mask = mask(valid);
-            for g in 0..G {
-                let mut steps = [_mm256_setzero_pd(); 4];
-                for (value, row) in steps.iter_mut().zip(rows) {
-                    *value = row[g];
-                }
-                for (lane, column) in transpose(steps).into_iter().enumerate() {
-                    let output = channels[LANES * g + lane].add(t);
-                    if valid == LANES {
-                        _mm_storeu_ps(output, _mm256_cvtpd_ps(column));
-                    } else {
-                        _mm_maskstore_ps(output, mask, _mm256_cvtpd_ps(column));
-                    }
+            let mut steps = [_mm256_setzero_pd(); 4];
+            for (value, row) in steps.iter_mut().zip(rows) {
+                *value = row[g];
+            }
+            for (lane, column) in transpose(steps).into_iter().enumerate() {
+                let output = channels[LANES * g + lane].add(t);
+                if valid == LANES {
+                    _mm_storeu_ps(output, _mm256_cvtpd_ps(column));
+                } else {
+                    _mm_maskstore_ps(output, mask, _mm256_cvtpd_ps(column));
                 }
             }
         }

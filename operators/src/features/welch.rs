@@ -72,6 +72,20 @@ pub struct Welch {
     next_slot: usize,
 }
 
+/// The forward FFT plan for `segment` samples, one per length for the
+/// whole process: a band_powers operator has an estimator per channel, and
+/// 64 copies of the same twiddle tables only crowd the cache. Plans are
+/// kept for every length ever asked for (a few KiB each; lengths come from
+/// the configured segment and the streams' rates).
+fn shared_plan(segment: usize) -> Arc<dyn RealToComplex<f64>> {
+    static PLANNER: std::sync::OnceLock<std::sync::Mutex<RealFftPlanner<f64>>> = std::sync::OnceLock::new();
+    let planner = PLANNER.get_or_init(|| std::sync::Mutex::new(RealFftPlanner::new()));
+    // A panic while planning cannot leave the planner half-updated in a
+    // way that matters: it only caches finished plans.
+    let mut planner = planner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    planner.plan_fft_forward(segment)
+}
+
 /// Segments remembered by [`Welch::psd_at`]; 2 s / 250 ms windows with 1 s
 /// segments need the last 5.
 const CACHED_SEGMENTS: usize = 8;
@@ -87,7 +101,7 @@ impl Welch {
         if segment < 2 {
             return Err(WelchError::SegmentTooShort(segment));
         }
-        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(segment);
+        let fft = shared_plan(segment);
         // Periodic Hann (sym=False), as scipy.signal.get_window('hann', n).
         let window: Vec<f64> = (0..segment)
             .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / segment as f64).cos())

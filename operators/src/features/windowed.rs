@@ -87,7 +87,9 @@ struct ChannelWindow<C> {
     /// Every sample is stored twice, at `head` and `head + len`, so the
     /// last `len` samples are always the contiguous `ring[head..head + len]`
     /// (no wrap-around copy per window).
-    ring: Vec<f32>,
+    /// In f64, the kernels' precision: each sample is widened once here
+    /// instead of once per window that holds it (8 windows at 2 s / 250 ms).
+    ring: Vec<f64>,
     head: usize,
     until_emit: usize,
     hop: usize,
@@ -103,11 +105,6 @@ impl<C> ChannelWindow<C> {
     fn reset_buffer(&mut self) {
         self.head = 0;
         self.until_emit = self.len;
-    }
-
-    /// The last `len` samples, oldest first.
-    fn window(&self) -> &[f32] {
-        &self.ring[self.head..self.head + self.len]
     }
 
     fn sample_ns(&self, k: u64) -> i64 {
@@ -129,10 +126,13 @@ impl<C> ChannelWindow<C> {
         let chunk = &chunk[..taken];
         // At most one wrap: `taken <= until_emit <= len`.
         let (before_wrap, after_wrap) = chunk.split_at(taken.min(len - head));
-        self.ring[head..head + before_wrap.len()].copy_from_slice(before_wrap);
-        self.ring[head + len..head + len + before_wrap.len()].copy_from_slice(before_wrap);
-        self.ring[..after_wrap.len()].copy_from_slice(after_wrap);
-        self.ring[len..len + after_wrap.len()].copy_from_slice(after_wrap);
+        widen_into(&mut self.ring[head..head + before_wrap.len()], before_wrap);
+        widen_into(
+            &mut self.ring[head + len..head + len + before_wrap.len()],
+            before_wrap,
+        );
+        widen_into(&mut self.ring[..after_wrap.len()], after_wrap);
+        widen_into(&mut self.ring[len..len + after_wrap.len()], after_wrap);
         self.head = if head + taken >= len {
             head + taken - len
         } else {
@@ -148,6 +148,12 @@ impl<C> ChannelWindow<C> {
     }
 }
 
+fn widen_into(to: &mut [f64], from: &[f32]) {
+    for (t, &f) in to.iter_mut().zip(from) {
+        *t = f64::from(f);
+    }
+}
+
 struct StreamWindows<C> {
     layout: Arc<ChannelLayout>,
     channels: Result<Vec<ChannelWindow<C>>, String>,
@@ -160,7 +166,6 @@ pub struct Windowed<K: WindowKernel> {
     gate: Option<QualityKernel>,
     streams: HashMap<Arc<str>, StreamWindows<K::Channel>>,
     kind: Arc<str>,
-    linear: Vec<f64>,
     values: Vec<f64>,
     gate_values: Vec<f64>,
     pending: Vec<(i64, usize, Record)>,
@@ -186,7 +191,6 @@ impl<K: WindowKernel> Windowed<K> {
             gate,
             streams: HashMap::new(),
             kind: Arc::from(kind),
-            linear: Vec::new(),
             values: Vec::new(),
             gate_values: Vec::new(),
             pending: Vec::new(),
@@ -307,18 +311,19 @@ impl<K: WindowKernel> Windowed<K> {
                     continue;
                 }
                 let n = c.len;
-                self.linear.clear();
-                self.linear.extend(c.window().iter().map(|&x| f64::from(x)));
+                // The last `n` samples, oldest first (a field borrow, so
+                // that the kernel may take `c.state` mutably beside it).
+                let window = &c.ring[c.head..c.head + n];
                 let first = c.count - n as u64;
                 if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
                     self.gate_values.clear();
-                    gate.compute(state, &self.linear, first, c.rate, &mut self.gate_values);
+                    gate.compute(state, window, first, c.rate, &mut self.gate_values);
                     if QualityKernel::flagged(&self.gate_values) {
                         continue;
                     }
                 }
                 self.values.clear();
-                kernel.compute(&mut c.state, &self.linear, first, c.rate, &mut self.values);
+                kernel.compute(&mut c.state, window, first, c.rate, &mut self.values);
                 let end_ns = c.sample_ns(c.count);
                 let start_ns = c.sample_ns(first);
                 // Latency contribution: the window's first sample waits the

@@ -146,24 +146,47 @@ impl Welch {
         let n = self.segment;
         let step = n - n / 2;
         let segments = if x.len() < n { 0 } else { (x.len() - n / 2) / step };
-        self.psd.iter_mut().for_each(|p| *p = 0.0);
-        for s in 0..segments {
-            let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
-            for (p, q) in self.psd.iter_mut().zip(&self.cache[slot].1) {
-                *p += q;
-            }
-        }
         // One-sided: every bin but DC (and Nyquist for even n) holds the
-        // power of its negative-frequency twin too. Same products as a
-        // per-bin branch, in one loop the compiler vectorises.
+        // power of its negative-frequency twin too.
         let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
         let twice = 2.0 * scale;
         let last = self.psd.len() - 1;
-        let (dc, nyquist) = (self.psd[0], self.psd[last]);
-        self.psd.iter_mut().for_each(|p| *p *= twice);
-        self.psd[0] = dc * scale;
+        if segments == 0 {
+            self.psd.fill(0.0);
+        }
+        for s in 0..segments {
+            // Each segment is added right after its lookup: a later lookup
+            // may reuse its cache slot.
+            let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
+            let (psd, power) = (&mut self.psd, &self.cache[slot].1);
+            if s == 0 {
+                // 0 + q = q for these non-negative powers: starting from
+                // the first segment gives the sums that zeros would.
+                psd.copy_from_slice(power);
+            } else if s + 1 < segments {
+                for (p, q) in psd.iter_mut().zip(power) {
+                    *p += q;
+                }
+            } else {
+                // The last sum and the scaling in one pass; DC and Nyquist
+                // are redone with their own scale.
+                let (dc, nyquist) = (psd[0] + power[0], psd[last] + power[last]);
+                for (p, q) in psd.iter_mut().zip(power) {
+                    *p = (*p + q) * twice;
+                }
+                psd[0] = dc * scale;
+                if n.is_multiple_of(2) {
+                    psd[last] = nyquist * scale;
+                }
+                return &self.psd;
+            }
+        }
+        let psd = &mut self.psd;
+        let (dc, nyquist) = (psd[0], psd[last]);
+        psd.iter_mut().for_each(|p| *p *= twice);
+        psd[0] = dc * scale;
         if n.is_multiple_of(2) {
-            self.psd[last] = nyquist * scale;
+            psd[last] = nyquist * scale;
         }
         &self.psd
     }

@@ -208,7 +208,7 @@ fn record_100_sensitivity_and_positive_predictivity() {
             .filter(|r| r
                 .values
                 .iter()
-                .any(|(n, v)| n.ends_with(".search_back") && *v == 1.0))
+                .any(|(n, v)| n.ends_with(".search_back") && v == 1.0))
             .count()
     );
     // The checked-in matcher cross-check uses these detections.
@@ -273,7 +273,7 @@ fn a_gap_resets_the_detector() {
         .iter()
         .find(|r| r.end_ns as f64 * rec.rate / 1e9 >= gap_end as f64)
         .expect("beats after the gap");
-    assert!(after.values[0].1.is_nan());
+    assert!(after.values.number(0).is_nan());
     // Detection resumes: beats after the gap's learning period match the reference.
     let window = (WINDOW_S * rec.rate).round() as i64;
     let resume = gap_end as i64 + (3.0 * rec.rate) as i64;
@@ -418,7 +418,7 @@ fn ecg_and_abp_heart_rates_agree_on_clean_windows() {
             .iter()
             .filter(|r| r.start_ns >= from && r.end_ns < to)
             .all(|r| {
-                let (systolic, diastolic) = (r.values[0].1, r.values[1].1);
+                let (systolic, diastolic) = (r.values.number(0), r.values.number(1));
                 (30.0..=250.0).contains(&systolic)
                     && (10.0..=150.0).contains(&diastolic)
                     && systolic - diastolic >= 10.0

@@ -69,7 +69,7 @@ fn compare(meta: &Value, records: &[Record], channels: &[String], tolerance: f64
     for (c, channel) in channels.iter().enumerate() {
         let ours: Vec<&Record> = records
             .iter()
-            .filter(|r| r.values[0].0.starts_with(&format!("{channel}.")))
+            .filter(|r| r.values.name(0).starts_with(&format!("{channel}.")))
             .collect();
         assert_eq!(ours.len(), starts.len(), "{channel}");
         for (w, record) in ours.iter().enumerate() {
@@ -77,7 +77,7 @@ fn compare(meta: &Value, records: &[Record], channels: &[String], tolerance: f64
             assert_eq!(record.start_ns, (start * 1e9).round() as i64);
             assert_eq!(record.values.len(), value_names.len() + 1);
             for (v, name) in value_names.iter().enumerate() {
-                let (ours_name, ours) = &record.values[v];
+                let (ours_name, ours) = record.values.get(v).expect("value");
                 assert_eq!(&**ours_name, format!("{channel}.{name}"));
                 let theirs = number(&meta["values"][c][w][v]);
                 let error = (ours - theirs).abs() / theirs.abs().max(floor);
@@ -87,9 +87,9 @@ fn compare(meta: &Value, records: &[Record], channels: &[String], tolerance: f64
                     "{channel} window {w} {name}: {ours} vs {theirs}"
                 );
             }
-            let (name, latency) = &record.values[value_names.len()];
+            let (name, latency) = record.values.get(value_names.len()).expect("latency");
             assert!(name.ends_with(".latency_s"));
-            assert_eq!(*latency, number(&meta["window_s"]));
+            assert_eq!(latency, number(&meta["window_s"]));
         }
     }
     worst
@@ -101,7 +101,7 @@ fn time_features_equal_numpy_on_real_eeg() {
     let records = run(&mut *time_operator(&meta), [whole_excerpt(&meta)]);
     let worst = compare(&meta, &records, &names(&meta["channels"]), 1e-6, 1e-300);
     // The reference exercises burst suppression: some windows are partly suppressed.
-    let bsr = records.iter().filter(|r| r.values[6].1 > 0.0).count();
+    let bsr = records.iter().filter(|r| r.values.number(6) > 0.0).count();
     assert!(bsr > 0, "no window with suppression");
     eprintln!(
         "time features: worst relative error against numpy {worst:.2e}; {bsr} windows with suppression"

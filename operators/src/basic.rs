@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Record, Rejected};
+use crate::{ChannelLayout, Frame, Item, Names, Operator, Output, Record, Rejected, Values};
 
 /// Forwards every item unchanged.
 #[derive(Debug, Default)]
@@ -97,13 +97,13 @@ impl Operator for SelectChannels {
 #[derive(Debug, Default)]
 pub struct FrameStats {
     /// Value names per stream layout: built once, shared by every record.
-    names: Option<(Arc<ChannelLayout>, Vec<Arc<str>>)>,
+    names: Option<(Arc<ChannelLayout>, Names)>,
 }
 
 const STATS: [&str; 4] = ["min", "max", "mean", "rms"];
 
 impl FrameStats {
-    fn names_for(&mut self, layout: &Arc<ChannelLayout>) -> &[Arc<str>] {
+    fn names_for(&mut self, layout: &Arc<ChannelLayout>) -> Names {
         let stale = match &self.names {
             Some((cached, _)) => !(Arc::ptr_eq(cached, layout) || **cached == **layout),
             None => true,
@@ -116,7 +116,10 @@ impl FrameStats {
                 .collect();
             self.names = Some((layout.clone(), names));
         }
-        self.names.as_ref().map(|(_, n)| n.as_slice()).unwrap_or(&[])
+        match &self.names {
+            Some((_, names)) => names.clone(),
+            None => Arc::from([]),
+        }
     }
 }
 
@@ -145,11 +148,10 @@ impl Operator for FrameStats {
             return Ok(());
         };
         let names = self.names_for(&frame.layout);
-        let values = names
-            .iter()
-            .cloned()
-            .zip(frame.channels().flat_map(|(_, x)| channel_stats(x)))
-            .collect();
+        let values = Values::new(
+            names,
+            frame.channels().flat_map(|(_, x)| channel_stats(x)).collect(),
+        );
         out.push(Item::Record(Record {
             stream_id: frame.stream_id.clone(),
             sequence: frame.sequence,
@@ -271,8 +273,8 @@ mod tests {
         let Item::Record(r) = &items[0] else {
             panic!("expected a record")
         };
-        assert_eq!(&*r.values[0].0, "C0.min");
-        let v: Vec<f64> = r.values.iter().map(|(_, v)| *v).collect();
+        assert_eq!(r.values.name(0), "C0.min");
+        let v: Vec<f64> = r.values.numbers().to_vec();
         assert_eq!(&v[..3], &[1.0, 3.0, 2.0]);
         assert!((v[3] - 5f64.sqrt()).abs() < 1e-12);
         assert!(v[4..].iter().all(|x| x.is_nan()));

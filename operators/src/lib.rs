@@ -20,4 +20,4 @@ pub mod record;
 
 pub use frame::{ChannelLayout, ChannelSpec, Frame, FrameError, Metadata, Modality};
 pub use operator::{Item, ItemKind, Operator, Output, Rejected};
-pub use record::Record;
+pub use record::{Names, Record, Values};

@@ -60,7 +60,7 @@ fn json_canonical(item: &Item) -> Item {
             Item::Frame(f)
         }
         Item::Record(mut r) => {
-            for (_, v) in &mut r.values {
+            for v in r.values.numbers_mut() {
                 if !v.is_finite() {
                     *v = f64::NAN;
                 }

@@ -921,7 +921,7 @@ mod tests {
             kind: "frame_stats".into(),
             start_ns: 1,
             end_ns: 2,
-            values: vec![("mean".into(), 0.5)],
+            values: vec![("mean".into(), 0.5)].into(),
             labels: Vec::new(),
         };
         items.insert(45, Item::Record(record));

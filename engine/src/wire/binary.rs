@@ -366,7 +366,7 @@ fn read_record(r: &mut Reader<'_>, flags: u16) -> Result<Record, WireError> {
         kind,
         start_ns,
         end_ns,
-        values,
+        values: values.into(),
         labels,
     })
 }

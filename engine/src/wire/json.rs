@@ -98,7 +98,7 @@ fn record_json(record: &Record, out: &mut Vec<u8>) {
         }
         put_str(out, name);
         out.push(b':');
-        put_float(out, *value);
+        put_float(out, value);
     }
     out.push(b'}');
     if !record.labels.is_empty() {

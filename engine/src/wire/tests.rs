@@ -84,7 +84,8 @@ fn record() -> Record {
             ("II.rms".into(), 0.25),
             ("ABP.mean".into(), f64::NAN),
             ("ñ".into(), -1e300),
-        ],
+        ]
+        .into(),
         labels: Vec::new(),
     }
 }
@@ -121,7 +122,7 @@ fn tiny_record_binary() -> Vec<u8> {
         kind: "k".into(),
         start_ns: 0,
         end_ns: 0,
-        values: vec![("x".into(), 1.0)],
+        values: vec![("x".into(), 1.0)].into(),
         labels: Vec::new(),
     };
     let mut out = Vec::new();
@@ -885,7 +886,7 @@ fn json_canonical(item: &Item) -> Item {
             Item::Frame(f)
         }
         Item::Record(mut r) => {
-            r.values.iter_mut().for_each(|(_, v)| *v = fix64(*v));
+            r.values.numbers_mut().iter_mut().for_each(|v| *v = fix64(*v));
             Item::Record(r)
         }
     }

@@ -105,7 +105,7 @@ pub fn run(op: &mut dyn Operator, frames: impl IntoIterator<Item = Frame>) -> Ve
 /// value name) order.
 pub fn assert_framing_invariant(meta: &Value, make: fn(&Value) -> Box<dyn Operator>) {
     let sorted = |mut records: Vec<Record>| {
-        records.sort_by(|a, b| (a.end_ns, &a.values[0].0).cmp(&(b.end_ns, &b.values[0].0)));
+        records.sort_by(|a, b| (a.end_ns, &a.values.name(0)).cmp(&(b.end_ns, &b.values.name(0))));
         records
     };
     let whole = run(&mut *make(meta), [whole_excerpt(meta)]);

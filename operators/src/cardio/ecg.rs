@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::hrv::{Hrv, HrvValues};
 use super::qrs::QrsDetector;
 use super::streams::{process_frames, record, StreamState, Streams};
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
+use crate::{ChannelLayout, Frame, Item, Names, Operator, Output, Rejected};
 
 /// What the operator emits; durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,8 +50,8 @@ struct EcgChannel {
     hop: u64,
     /// The detector's bound on beat delay, samples.
     max_delay: u64,
-    beat_names: [Arc<str>; 4],
-    hrv_names: Vec<Arc<str>>,
+    beat_names: Names,
+    hrv_names: Names,
 }
 
 impl EcgChannel {
@@ -101,13 +101,13 @@ impl StreamState for EcgChannel {
             window,
             hop,
             max_delay,
-            beat_names: [
+            beat_names: Arc::from([
                 name("rr_s"),
                 name("hr_bpm"),
                 name("search_back"),
                 name("latency_s"),
-            ],
-            hrv_names,
+            ]),
+            hrv_names: hrv_names.into(),
         })
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::pulse::PulseDetector;
 use super::streams::{process_frames, record, StreamState, Streams};
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
+use crate::{ChannelLayout, Frame, Item, Names, Operator, Output, Rejected};
 
 #[derive(Debug)]
 struct PulseChannel {
@@ -15,7 +15,7 @@ struct PulseChannel {
     anchor_ns: i64,
     count: u64,
     segment_start: u64,
-    names: [Arc<str>; 5],
+    names: Names,
 }
 
 impl PulseChannel {
@@ -42,13 +42,13 @@ impl StreamState for PulseChannel {
             anchor_ns: start_ns,
             count: 0,
             segment_start: 0,
-            names: [
+            names: Arc::from([
                 name("systolic"),
                 name("diastolic"),
                 name("mean"),
                 name("pulse_rate_bpm"),
                 name("latency_s"),
-            ],
+            ]),
         })
     }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use super::streams::{process_frames, record, StreamState, Streams};
-use crate::{ChannelLayout, Frame, Item, Operator, Output, Rejected};
+use crate::{ChannelLayout, Frame, Item, Names, Operator, Output, Rejected};
 
 /// What the operator computes; durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +52,7 @@ struct Spo2Channels {
     filled: usize,
     until_emit: usize,
     hop: usize,
-    names: [Arc<str>; 5],
+    names: Names,
 }
 
 impl Spo2Channels {
@@ -122,13 +122,13 @@ impl StreamState for Spo2Channels {
             filled: 0,
             until_emit: window,
             hop,
-            names: [
+            names: Arc::from([
                 name("ratio"),
                 name("spo2_pct"),
                 name("perfusion_red_pct"),
                 name("perfusion_ir_pct"),
                 name("latency_s"),
-            ],
+            ]),
         })
     }
 
@@ -272,12 +272,12 @@ mod tests {
             // 4 s windows every 1 s over 20 s: 17 records.
             assert_eq!(records.len(), 17);
             for rec in &records {
-                let ratio = rec.values[0].1;
+                let ratio = rec.values.number(0);
                 // f32 samples limit the agreement.
                 assert!((ratio - r).abs() < 1e-4 * r, "R {ratio} vs {r}");
-                assert!((rec.values[1].1 - (110.0 - 25.0 * ratio)).abs() < 1e-9);
+                assert!((rec.values.number(1) - (110.0 - 25.0 * ratio)).abs() < 1e-9);
                 assert_eq!(rec.end_ns - rec.start_ns, 4_000_000_000);
-                assert_eq!(&*rec.values[1].0, "red+ir.spo2_pct");
+                assert_eq!(rec.values.name(1), "red+ir.spo2_pct");
             }
         }
         // Calibration from the configuration.
@@ -288,7 +288,7 @@ mod tests {
             ..Spo2Config::new("red", "ir")
         };
         let records = run(&mut Spo2::new(config), &red, &ir, 7);
-        assert!((records[0].values[1].1 - (104.0 - 17.0 * 0.7)).abs() < 0.05);
+        assert!((records[0].values.number(1) - (104.0 - 17.0 * 0.7)).abs() < 0.05);
     }
 
     #[test]

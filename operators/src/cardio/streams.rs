@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::{ChannelLayout, Frame, Item, Output, Record, Rejected};
+use crate::{ChannelLayout, Frame, Item, Names, Output, Record, Rejected, Values};
 
 /// One operator's state for one stream.
 pub(super) trait StreamState: Sized {
@@ -79,7 +79,7 @@ pub(super) fn record(
     frame: &Frame,
     kind: &Arc<str>,
     (start_ns, end_ns): (i64, i64),
-    names: &[Arc<str>],
+    names: &Names,
     values: impl IntoIterator<Item = f64>,
 ) -> Item {
     Item::Record(Record {
@@ -88,7 +88,7 @@ pub(super) fn record(
         kind: kind.clone(),
         start_ns,
         end_ns,
-        values: names.iter().cloned().zip(values).collect(),
+        values: Values::new(names.clone(), values.into_iter().collect()),
         labels: Vec::new(),
     })
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::*;
-use crate::{ChannelLayout, ChannelSpec, Modality};
+use crate::{ChannelLayout, ChannelSpec, Modality, Values};
 
 fn key(byte: u8, version: u32) -> PseudonymKey {
     PseudonymKey::new(Zeroizing::new(vec![byte; 32]), version).expect("32-byte key")
@@ -187,7 +187,7 @@ fn records_follow_their_stream_and_the_audit_counts_without_values() {
         kind: "frame_stats".into(),
         start_ns: START_NS,
         end_ns: START_NS + 10,
-        values: vec![],
+        values: Values::default(),
         labels: vec![("sex".into(), "F".into()), ("bed".into(), "12".into())],
     };
     let mut out = Output::default();
@@ -207,7 +207,7 @@ fn records_follow_their_stream_and_the_audit_counts_without_values() {
         panic!("audit record expected")
     };
     assert_eq!(&*audit.kind, AUDIT_KIND);
-    let value = |name: &str| audit.values.iter().find(|(k, _)| &**k == name).map(|(_, v)| *v);
+    let value = |name: &str| audit.value(name);
     assert_eq!(value("key_version"), Some(7.0));
     assert_eq!(value("frames"), Some(2.0));
     assert_eq!(value("records"), Some(1.0));

@@ -244,7 +244,7 @@ impl<R: RandomSource + Send, L: Ledger> DpAggregate<R, L> {
                 kind: self.kind.clone(),
                 start_ns,
                 end_ns: start_ns.saturating_add(self.config.window_ns),
-                values,
+                values: values.into(),
                 labels: vec![(self.label.clone(), Arc::from(group.as_str()))],
             }));
             PrivacyCounters::add(&self.counters.releases, 1);

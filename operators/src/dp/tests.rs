@@ -215,7 +215,7 @@ fn record(stream: &str, t_s: i64, unit: &str, hr: f64) -> Item {
         kind: "frame_stats".into(),
         start_ns: t_s * 1_000_000_000,
         end_ns: t_s * 1_000_000_000 + 1,
-        values: vec![("hr".into(), hr)],
+        values: vec![("hr".into(), hr)].into(),
         labels: vec![("unit".into(), unit.into())],
     })
 }

@@ -205,7 +205,7 @@ mod tests {
         // 2 s windows every 250 ms over 5 s: 1 + 12 per channel.
         assert_eq!(whole.len(), 3 * 13);
         assert_eq!(whole[0].end_ns - whole[0].start_ns, 2_000_000_000);
-        assert_eq!(&*whole[0].values[0].0, "C0.delta_abs");
+        assert_eq!(whole[0].values.name(0), "C0.delta_abs");
         assert_eq!(whole[0].values.last().map(|v| v.1), Some(2.0));
         // 1 sample (~7 ms at 128 Hz), 40 ms (5 samples), and an odd 7 samples.
         for frame in [1, 5, 7] {
@@ -226,7 +226,7 @@ mod tests {
         let gap_ns = 1_000_000_000 + (gap_at as f64 * 1e9 / RATE).round() as i64;
         let c0: Vec<&Record> = records
             .iter()
-            .filter(|r| r.values[0].0.starts_with("C0."))
+            .filter(|r| r.values.name(0).starts_with("C0."))
             .collect();
         let c1 = records.len() - c0.len();
         assert!(c0.iter().all(|r| r.end_ns <= gap_ns || r.start_ns > gap_ns));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::audio::{hz_to_mel, mel_to_hz};
 use super::quality::{self, QualityConfig, SignalQuality};
 use super::*;
-use crate::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output, Record};
+use crate::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output, Record, Values};
 
 /// Deterministic noise in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f64> {
@@ -95,7 +95,7 @@ fn value(record: &Record, name: &str) -> f64 {
         .values
         .iter()
         .find(|(n, _)| n.ends_with(&format!(".{name}")))
-        .map(|(_, v)| *v)
+        .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("no {name}"))
 }
 
@@ -240,7 +240,7 @@ fn the_quality_gate_drops_flagged_windows_only() {
     assert_eq!(all.len(), 66);
     // Channel 1's windows overlapping the flat second (4-5 s), at least
     // 0.2 s of it (flat_fraction > 0.1), are gone: starts 2.25..=4.75 s.
-    let c1 = |r: &&Record| r.values[0].0.starts_with("C1.");
+    let c1 = |r: &&Record| r.values.name(0).starts_with("C1.");
     let dropped: Vec<i64> = all
         .iter()
         .filter(c1)
@@ -251,7 +251,7 @@ fn the_quality_gate_drops_flagged_windows_only() {
     assert_eq!(
         records
             .iter()
-            .filter(|r| r.values[0].0.starts_with("C0."))
+            .filter(|r| r.values.name(0).starts_with("C0."))
             .count(),
         33
     );
@@ -278,9 +278,9 @@ fn across_channels_merges_each_window_into_one_record() {
         let merged = run(&mut op, &data, RATE, frame, Modality::Eeg, "uV");
         assert_eq!(merged.len(), 9, "frame {frame}");
         for (w, m) in merged.iter().enumerate() {
-            let expected: Vec<(Arc<str>, f64)> = per_channel[w * 3..w * 3 + 3]
+            let expected: Values = per_channel[w * 3..w * 3 + 3]
                 .iter()
-                .flat_map(|r| r.values.clone())
+                .flat_map(|r| r.values.iter().map(|(n, v)| (n.clone(), v)))
                 .collect();
             assert_eq!(m.values, expected);
         }

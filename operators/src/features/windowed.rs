@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::quality::{QualityChannel, QualityConfig, QualityKernel};
-use crate::{ChannelLayout, ChannelSpec, Frame, Item, Modality, Operator, Output, Record, Rejected};
+use crate::{
+    ChannelLayout, ChannelSpec, Frame, Item, Modality, Names, Operator, Output, Record, Rejected, Values,
+};
 
 /// Window geometry and channel choice; durations in seconds.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,7 +100,7 @@ struct ChannelWindow<C> {
     state: C,
     gate: Option<QualityChannel>,
     /// "<channel>.<feature>" names, built once per layout.
-    names: Vec<Arc<str>>,
+    names: Names,
 }
 
 impl<C> ChannelWindow<C> {
@@ -329,7 +331,7 @@ impl<K: WindowKernel> Windowed<K> {
                 // Latency contribution: the window's first sample waits the
                 // whole window before its record exists.
                 self.values.push((end_ns - start_ns) as f64 / 1e9);
-                let values = c.names.iter().cloned().zip(self.values.iter().copied()).collect();
+                let values = Values::new(c.names.clone(), self.values.clone());
                 let record = Record {
                     stream_id: frame.stream_id.clone(),
                     sequence: frame.sequence,
@@ -363,7 +365,7 @@ impl<K: WindowKernel> Windowed<K> {
             }
             match &mut merged {
                 Some(m) if m.start_ns == record.start_ns && m.end_ns == record.end_ns => {
-                    m.values.extend(record.values);
+                    m.values.append(record.values);
                 }
                 _ => {
                     if let Some(m) = merged.replace(record) {

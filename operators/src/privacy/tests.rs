@@ -12,7 +12,7 @@ fn rec(stream: &str, t_s: i64, labels: &[(&str, &str)]) -> Item {
         kind: "frame_stats".into(),
         start_ns: t_s * 1_000_000_000,
         end_ns: t_s * 1_000_000_000 + 1,
-        values: vec![("x".into(), 1.0)],
+        values: vec![("x".into(), 1.0)].into(),
         labels: labels
             .iter()
             .map(|&(k, v)| (Arc::from(k), Arc::from(v)))

@@ -170,6 +170,9 @@ pub struct Windowed<K: WindowKernel> {
     kind: Arc<str>,
     values: Vec<f64>,
     gate_values: Vec<f64>,
+    /// Where each channel of the current frame starts in its buffer
+    /// (`Frame::channel` sums the counts before it on every call).
+    starts: Vec<usize>,
     pending: Vec<(i64, usize, Record)>,
 }
 
@@ -195,6 +198,7 @@ impl<K: WindowKernel> Windowed<K> {
             kind: Arc::from(kind),
             values: Vec::new(),
             gate_values: Vec::new(),
+            starts: Vec::new(),
             pending: Vec::new(),
         }
     }
@@ -292,8 +296,15 @@ impl<K: WindowKernel> Windowed<K> {
         let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
         let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
         let keeps_nan = kernel.keeps_nan();
+        self.starts.clear();
+        let mut at = 0;
+        for &count in frame.counts() {
+            self.starts.push(at);
+            at += count as usize;
+        }
         for c in channels.iter_mut() {
-            let mut rest = frame.channel(c.index);
+            let start = self.starts[c.index];
+            let mut rest = &frame.samples()[start..start + frame.counts()[c.index] as usize];
             while !rest.is_empty() {
                 // The samples up to the next window end (or the frame's end).
                 let chunk = &rest[..rest.len().min(c.until_emit)];

@@ -68,7 +68,8 @@ pub struct Welch {
     /// index of their first sample in the caller's stream: with a hop
     /// shorter than the segment step, consecutive windows share segments,
     /// and each is transformed once instead of once per window.
-    cache: Vec<(Option<u64>, Vec<f64>)>,
+    keys: [Option<u64>; CACHED_SEGMENTS],
+    powers: Vec<Vec<f64>>,
     next_slot: usize,
 }
 
@@ -113,9 +114,8 @@ impl Welch {
             spectrum: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
             psd: vec![0.0; segment / 2 + 1],
-            cache: (0..CACHED_SEGMENTS)
-                .map(|_| (None, vec![0.0; segment / 2 + 1]))
-                .collect(),
+            keys: [None; CACHED_SEGMENTS],
+            powers: vec![vec![0.0; segment / 2 + 1]; CACHED_SEGMENTS],
             next_slot: 0,
             scale_per_hz: 1.0 / energy,
             window,
@@ -179,7 +179,7 @@ impl Welch {
             // Each segment is added right after its lookup: a later lookup
             // may reuse its cache slot.
             let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
-            let (psd, power) = (&mut self.psd, &self.cache[slot].1);
+            let (psd, power) = (&mut self.psd, &self.powers[slot]);
             if s == 0 {
                 // 0 + q = q for these non-negative powers: starting from
                 // the first segment gives the sums that zeros would.
@@ -213,26 +213,26 @@ impl Welch {
 
     /// Drops the remembered segments.
     pub fn forget(&mut self) {
-        self.cache.iter_mut().for_each(|(key, _)| *key = None);
+        self.keys = [None; CACHED_SEGMENTS];
     }
 
     /// The cache slot holding |FFT(detrended, windowed segment)|² for the
     /// segment starting at sample `start`, computed if not remembered.
     #[inline(always)]
     fn periodogram(&mut self, segment: &[f64], start: u64) -> usize {
-        if let Some(slot) = self.cache.iter().position(|(key, _)| *key == Some(start)) {
+        if let Some(slot) = self.keys.iter().position(|&key| key == Some(start)) {
             return slot;
         }
         // Round robin: the oldest inserted segment is the earliest one.
         let slot = self.next_slot;
-        self.next_slot = (slot + 1) % self.cache.len();
+        self.next_slot = (slot + 1) % CACHED_SEGMENTS;
         let n = self.segment;
         let (segment, window, input) = (&segment[..n], &self.window[..n], &mut self.input[..n]);
         let mean = sum(segment) / n as f64;
         for i in 0..n {
             input[i] = (segment[i] - mean) * window[i];
         }
-        let (key, power) = &mut self.cache[slot];
+        let power = &mut self.powers[slot];
         // Lengths come from the plan itself, so processing cannot fail; a
         // failure would leave NaN power rather than a stale segment.
         match self
@@ -246,7 +246,7 @@ impl Welch {
             }
             Err(_) => power.iter_mut().for_each(|p| *p = f64::NAN),
         }
-        *key = Some(start);
+        self.keys[slot] = Some(start);
         slot
     }
 }

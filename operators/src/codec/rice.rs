@@ -9,7 +9,7 @@
 //! width, so one outlier costs at most `ESCAPE_ZEROS + width` bits and
 //! decoding loops are bounded.
 
-use super::bits::{BitReader, BitWriter, BulkWriter, WINDOW};
+use super::bits::{BitReader, BitWriter, BulkWriter, Window, WINDOW};
 use super::CodecError;
 
 pub(crate) const MAX_PARAMETER: u32 = 31;
@@ -100,58 +100,148 @@ pub(crate) fn write_adaptive(
     writer.end_bulk(room, end);
 }
 
-/// [`write_values`]`::<true>` (values below 2^28), two codes per write.
+/// [`write_values`]`::<true>` (values below 2^28), a chunk of [`CHUNK`]
+/// values at a time, software-pipelined.
 ///
-/// Values go in chunks of [`CHUNK`], each into a [`Window`] (no bounds
-/// checks): a code is at most 52 bits (23 + 1 + 28, or 24 + 28 for an
-/// escape), so a chunk takes at most 416 bytes of the window's 504. Two
-/// consecutive codes are joined into one write when they total at most 56
-/// bits (nearly always), halving the bit-packing work; the parameter of the
-/// second only depends on the state after the first, not on the bits.
+/// Only the running mean is a serial chain (two dependent steps per value),
+/// so it runs apart from the codes: [`narrow_means`] records the state
+/// before each value; the codes then depend on nothing but their value and
+/// that state and are built for a whole chunk at once in vector lanes
+/// ([`narrow_codes`]); packing them into bits is the last step. The chain of
+/// the next chunk runs inside the packing loop of this one
+/// ([`pack_and_chain`]), so its latency hides under the packing's work. Each
+/// chunk goes into a [`Window`] (no bounds checks): a code is at most 52
+/// bits (23 + 1 + 28, or 24 + 28 for an escape), so a chunk takes at most
+/// 416 bytes of the window's 504.
 #[inline(always)]
-fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mut mean: u64, escape_width: u32) {
-    const CHUNK: usize = 64;
+fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: u32) {
     const _: () = assert!(CHUNK * 52 / 8 + 8 <= WINDOW);
-    let escape_bits = ESCAPE_ZEROS + escape_width;
-    // The code of `u` (value, bits) and the state after it; see `write_values`.
-    let code = |mean: &mut u64, u: u64| {
-        let k = width((*mean * PARAMETER_SCALE) >> PARAMETER_SHIFT);
-        let quotient = u >> k;
-        *mean = *mean - (*mean >> ADAPT_SHIFT) + u;
-        if quotient < u64::from(ESCAPE_ZEROS) {
-            ((1u64 << k) | (u & ((1u64 << k) - 1)), quotient as u32 + 1 + k)
-        } else {
-            // The escape's 24 zeros are the value's own leading bits.
-            (u, escape_bits)
-        }
-    };
+    let escape_bits = u64::from(ESCAPE_ZEROS + escape_width);
+    let mut means = [0u64; CHUNK];
+    let mut codes = [0u64; CHUNK];
+    let mut lens = [0u64; CHUNK];
+    let head = &zigzagged[..zigzagged.len().min(CHUNK)];
+    // From here on, `mean` is the state after the chunk `means` describes.
+    let mut mean = narrow_means(head, mean, &mut means);
     let mut done = 0;
     while done < zigzagged.len() {
         let Some(mut window) = w.window() else { break };
         let chunk = &zigzagged[done..zigzagged.len().min(done + CHUNK)];
-        let pairs = chunk.chunks_exact(2);
-        let last = pairs.remainder().first().copied();
-        for pair in pairs {
-            let (v1, b1) = code(&mut mean, pair[0]);
-            let (v2, b2) = code(&mut mean, pair[1]);
-            // v2 < 2^b2, so the joined value is v1's bits then v2's.
-            if b1 + b2 <= 56 {
-                window.put((v1 << b2) | v2, b1 + b2);
-            } else {
-                window.put(v1, b1);
-                window.put(v2, b2);
+        let next = &zigzagged[done + chunk.len()..zigzagged.len().min(done + chunk.len() + CHUNK)];
+        narrow_codes(chunk, escape_bits, &means, &mut codes, &mut lens);
+        match next.first_chunk::<CHUNK>() {
+            Some(next) if chunk.len() == CHUNK => {
+                mean = pack_and_chain(&mut window, &codes, &lens, next, mean, &mut means);
             }
-        }
-        if let Some(u) = last {
-            let (v, b) = code(&mut mean, u);
-            window.put(v, b);
+            _ => {
+                pack(&mut window, &codes[..chunk.len()], &lens[..chunk.len()]);
+                mean = narrow_means(next, mean, &mut means);
+            }
         }
         let end = window.end();
         w.advance(end);
         done += chunk.len();
     }
-    // Only if the room ran short, which `begin_bulk`'s reservation rules out.
-    write_values::<true>(w, &zigzagged[done..], mean, escape_width);
+    // Only if the room ran short, which `begin_bulk`'s reservation rules
+    // out; `means[0]` is then the state before `zigzagged[done]`.
+    if done < zigzagged.len() {
+        write_values::<true>(w, &zigzagged[done..], means[0], escape_width);
+    }
+}
+
+/// Values per chunk of [`write_narrow`].
+const CHUNK: usize = 64;
+
+/// Packs the codes and lengths of [`narrow_codes`]. Two consecutive codes
+/// are joined into one write when they total at most 56 bits (nearly
+/// always), halving the packing work.
+#[inline(always)]
+fn pack(window: &mut Window, codes: &[u64], lens: &[u64]) {
+    for (c, b) in codes.chunks_exact(2).zip(lens.chunks_exact(2)) {
+        put_pair(window, [c[0], c[1]], [b[0], b[1]]);
+    }
+    if let (Some(&c), Some(&b)) = (codes.chunks_exact(2).remainder().first(), lens.last()) {
+        window.put_left(c, b as u32);
+    }
+}
+
+/// Two left-aligned codes, joined into one write when they fit.
+#[inline(always)]
+fn put_pair(window: &mut Window, c: [u64; 2], b: [u64; 2]) {
+    if b[0] + b[1] <= 56 {
+        window.put_left(c[0] | (c[1] >> b[0]), (b[0] + b[1]) as u32);
+    } else {
+        window.put_left(c[0], b[0] as u32);
+        window.put_left(c[1], b[1] as u32);
+    }
+}
+
+/// [`pack`] of a full chunk, with [`narrow_means`] of the next chunk
+/// interleaved, two values per pair packed: the two are independent, so the
+/// mean chain's latency overlaps the packing's work. Returns the state after
+/// `next`, whose states before each value go to `means`.
+#[inline(always)]
+fn pack_and_chain(
+    window: &mut Window,
+    codes: &[u64; CHUNK],
+    lens: &[u64; CHUNK],
+    next: &[u64; CHUNK],
+    mut mean: u64,
+    means: &mut [u64; CHUNK],
+) -> u64 {
+    for i in (0..CHUNK).step_by(2) {
+        means[i] = mean;
+        mean = (mean + next[i]) - (mean >> ADAPT_SHIFT);
+        means[i + 1] = mean;
+        mean = (mean + next[i + 1]) - (mean >> ADAPT_SHIFT);
+        put_pair(window, [codes[i], codes[i + 1]], [lens[i], lens[i + 1]]);
+    }
+    mean
+}
+
+/// The serial pass: into `means`, the state before each value, and the
+/// state after the last one. Nothing else happens here, so the chain costs
+/// its two dependent steps per value: `mean >> 3` and the subtraction (the
+/// addition of `u` is off the chain). See [`write_values`] for why no clamp
+/// acts below 2^28.
+#[inline(always)]
+fn narrow_means(chunk: &[u64], mut mean: u64, means: &mut [u64]) -> u64 {
+    for (m, &u) in means.iter_mut().zip(chunk) {
+        *m = mean;
+        mean = (mean + u) - (mean >> ADAPT_SHIFT);
+    }
+    mean
+}
+
+/// [`adaptive_parameter`] of a state below 2^31 without a bit scan, so it
+/// vectorises: t = (17·mean) >> 8 is below 2^28, 2t + 1 is exact in an f64
+/// whose biased exponent is 1023 + width(2t + 1) − 1 = 1023 + width(t) (for
+/// t = 0 too: width(1) = 1).
+#[inline(always)]
+fn narrow_parameter(mean: u64) -> u64 {
+    let t = ((mean * PARAMETER_SCALE) >> PARAMETER_SHIFT) as i32;
+    (f64::from(2 * t + 1).to_bits() >> 52) - 1023
+}
+
+/// Each value's code, left-aligned in `codes`, and its length in bits into
+/// `lens`, from the state before it in `means`: q = u >> k zeros, a
+/// one and the k low bits, or for q ≥ 24 the value in 24 + escape width bits
+/// (its 24 zeros are the value's own leading bits). No value depends on
+/// another, so LLVM builds them four at a time (AVX2 variable shifts).
+#[inline(always)]
+fn narrow_codes(chunk: &[u64], escape_bits: u64, means: &[u64], codes: &mut [u64], lens: &mut [u64]) {
+    let values = chunk.iter().zip(means);
+    for ((code, len), (&u, &mean)) in codes.iter_mut().zip(lens.iter_mut()).zip(values) {
+        let k = narrow_parameter(mean);
+        let quotient = u >> k;
+        let one = 1u64 << k;
+        let fits = quotient < u64::from(ESCAPE_ZEROS);
+        let bits = if fits { quotient + 1 + k } else { escape_bits };
+        let value = if fits { one | (u & (one - 1)) } else { u };
+        // 1 ≤ bits ≤ 52, so the shift is in range.
+        *code = value << (64 - bits);
+        *len = bits;
+    }
 }
 
 /// Widest values (`escape_width`) of the narrow loop of [`write_values`].
@@ -230,6 +320,20 @@ mod tests {
     fn the_initial_mean_gives_its_parameter() {
         for k in 0..=MAX_PARAMETER {
             assert_eq!(adaptive_parameter(initial_mean(k)), k);
+        }
+    }
+
+    #[test]
+    fn the_vectorisable_parameter_matches_the_bit_scan_below_2_pow_31() {
+        // Every state where (17·m) >> 8 reaches a power of two, its
+        // neighbours, and the ends of the range.
+        let mut states = vec![0, 1, 2, (1 << 31) - 2, (1 << 31) - 1];
+        for j in 0..28 {
+            let m = (1u64 << (j + PARAMETER_SHIFT)).div_ceil(PARAMETER_SCALE);
+            states.extend([m - 1, m, m + 1]);
+        }
+        for m in states {
+            assert_eq!(narrow_parameter(m), u64::from(adaptive_parameter(m)), "state {m}");
         }
     }
 

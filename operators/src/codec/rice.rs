@@ -120,6 +120,7 @@ fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: 
     let mut means = [0u64; CHUNK];
     let mut codes = [0u64; CHUNK];
     let mut lens = [0u64; CHUNK];
+    let mut quads = Quads::default();
     let head = &zigzagged[..zigzagged.len().min(CHUNK)];
     // From here on, `mean` is the state after the chunk `means` describes.
     let mut mean = narrow_means(head, mean, &mut means);
@@ -129,12 +130,13 @@ fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: 
         let chunk = &zigzagged[done..zigzagged.len().min(done + CHUNK)];
         let next = &zigzagged[done + chunk.len()..zigzagged.len().min(done + chunk.len() + CHUNK)];
         narrow_codes(chunk, escape_bits, &means, &mut codes, &mut lens);
+        quads.join(&codes[..chunk.len()], &lens[..chunk.len()]);
         match next.first_chunk::<CHUNK>() {
             Some(next) if chunk.len() == CHUNK => {
-                mean = pack_and_chain(&mut window, &codes, &lens, next, mean, &mut means);
+                mean = pack_and_chain(&mut window, &quads, &codes, &lens, next, mean, &mut means);
             }
             _ => {
-                pack(&mut window, &codes[..chunk.len()], &lens[..chunk.len()]);
+                pack(&mut window, &quads, &codes[..chunk.len()], &lens[..chunk.len()]);
                 mean = narrow_means(next, mean, &mut means);
             }
         }
@@ -152,15 +154,62 @@ fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: 
 /// Values per chunk of [`write_narrow`].
 const CHUNK: usize = 64;
 
-/// Packs the codes and lengths of [`narrow_codes`]. Two consecutive codes
-/// are joined into one write when they total at most 56 bits (nearly
-/// always), halving the packing work.
-#[inline(always)]
-fn pack(window: &mut Window, codes: &[u64], lens: &[u64]) {
-    for (c, b) in codes.chunks_exact(2).zip(lens.chunks_exact(2)) {
-        put_pair(window, [c[0], c[1]], [b[0], b[1]]);
+/// Each four consecutive codes of a chunk joined into one (at 2–8 bits per
+/// value they nearly always fit in 56 bits, so most writes carry four
+/// codes), in a pass of its own: no code depends on another, so LLVM joins
+/// several quads at once in vector lanes, and the packing loop keeps its
+/// state in registers (joining there spilled the mean and the bit buffer).
+#[derive(Default)]
+struct Quads {
+    /// The four codes one after the other, left-aligned (when they fit).
+    joined: [u64; CHUNK / 4],
+    /// Their total length in bits.
+    totals: [u64; CHUNK / 4],
+}
+
+impl Quads {
+    /// Joins the whole quads of `codes` (left-aligned) and `lens`.
+    #[inline(always)]
+    fn join(&mut self, codes: &[u64], lens: &[u64]) {
+        let quads = codes.chunks_exact(4).zip(lens.chunks_exact(4));
+        let out = self.joined.iter_mut().zip(self.totals.iter_mut());
+        for ((joined, total), (c, b)) in out.zip(quads) {
+            let (second, third) = (b[0], b[0] + b[1]);
+            let fourth = third + b[2];
+            *total = fourth + b[3];
+            // A shift of 64 or more (only when the total is over 56, and the
+            // join is then unused) wraps instead of panicking.
+            let shifted = [c[1], c[2], c[3]]
+                .into_iter()
+                .zip([second, third, fourth])
+                .fold(c[0], |acc, (c, at)| acc | c.wrapping_shr(at as u32));
+            *joined = shifted;
+        }
     }
-    if let (Some(&c), Some(&b)) = (codes.chunks_exact(2).remainder().first(), lens.last()) {
+
+    /// Writes quad `q` of `codes` and `lens` (joined by [`Self::join`]): in
+    /// one write when it fits in 56 bits, else two by two.
+    #[inline(always)]
+    fn put(&self, window: &mut Window, q: usize, codes: &[u64], lens: &[u64]) {
+        if self.totals[q] <= 56 {
+            window.put_left(self.joined[q], self.totals[q] as u32);
+        } else {
+            let (c, b) = (&codes[4 * q..4 * q + 4], &lens[4 * q..4 * q + 4]);
+            put_pair(window, [c[0], c[1]], [b[0], b[1]]);
+            put_pair(window, [c[2], c[3]], [b[2], b[3]]);
+        }
+    }
+}
+
+/// Packs a chunk's codes and lengths (from [`narrow_codes`]), whose whole
+/// quads `quads` has joined.
+#[inline(always)]
+fn pack(window: &mut Window, quads: &Quads, codes: &[u64], lens: &[u64]) {
+    for q in 0..codes.len() / 4 {
+        quads.put(window, q, codes, lens);
+    }
+    let done = codes.len() / 4 * 4;
+    for (&c, &b) in codes[done..].iter().zip(&lens[done..]) {
         window.put_left(c, b as u32);
     }
 }
@@ -177,40 +226,51 @@ fn put_pair(window: &mut Window, c: [u64; 2], b: [u64; 2]) {
 }
 
 /// [`pack`] of a full chunk, with [`narrow_means`] of the next chunk
-/// interleaved, two values per pair packed: the two are independent, so the
-/// mean chain's latency overlaps the packing's work. Returns the state after
-/// `next`, whose states before each value go to `means`.
+/// interleaved, four values per quad packed: the two are independent, so
+/// the mean chain's latency overlaps the packing's work. Returns the state
+/// after `next`, whose states before each value go to `means`.
 #[inline(always)]
 fn pack_and_chain(
     window: &mut Window,
+    quads: &Quads,
     codes: &[u64; CHUNK],
     lens: &[u64; CHUNK],
     next: &[u64; CHUNK],
     mut mean: u64,
     means: &mut [u64; CHUNK],
 ) -> u64 {
-    for i in (0..CHUNK).step_by(2) {
-        means[i] = mean;
-        mean = (mean + next[i]) - (mean >> ADAPT_SHIFT);
-        means[i + 1] = mean;
-        mean = (mean + next[i + 1]) - (mean >> ADAPT_SHIFT);
-        put_pair(window, [codes[i], codes[i + 1]], [lens[i], lens[i + 1]]);
+    for q in 0..CHUNK / 4 {
+        for j in 4 * q..4 * q + 4 {
+            means[j] = mean;
+            mean = narrow_adapt(mean, next[j]);
+        }
+        quads.put(window, q, codes, lens);
     }
     mean
 }
 
 /// The serial pass: into `means`, the state before each value, and the
-/// state after the last one. Nothing else happens here, so the chain costs
-/// its two dependent steps per value: `mean >> 3` and the subtraction (the
-/// addition of `u` is off the chain). See [`write_values`] for why no clamp
-/// acts below 2^28.
+/// state after the last one ([`narrow_adapt`]: two dependent steps per
+/// value).
 #[inline(always)]
 fn narrow_means(chunk: &[u64], mut mean: u64, means: &mut [u64]) -> u64 {
     for (m, &u) in means.iter_mut().zip(chunk) {
         *m = mean;
-        mean = (mean + u) - (mean >> ADAPT_SHIFT);
+        mean = narrow_adapt(mean, u);
     }
     mean
+}
+
+/// [`adapt`] of a state below 2^31 by a value below 2^28 (so no clamp
+/// acts; see [`write_values`]), as two dependent steps: `mean + u` is taken
+/// beside `mean >> 3`, then the one subtracted from the other. Written
+/// plainly, LLVM reassociates it into `(mean − (mean >> 3)) + u`, three
+/// dependent steps; the sum in u32 (exact: below 2^31 + 2^28) keeps it
+/// apart. The serial chain of the Rice writer, so its latency counts.
+#[inline(always)]
+fn narrow_adapt(mean: u64, u: u64) -> u64 {
+    let sum = (mean as u32).wrapping_add(u as u32);
+    u64::from(sum) - (mean >> ADAPT_SHIFT)
 }
 
 /// [`adaptive_parameter`] of a state below 2^31 without a bit scan, so it

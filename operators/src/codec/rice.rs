@@ -116,28 +116,33 @@ pub(crate) fn write_adaptive(
 #[inline(always)]
 fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: u32) {
     const _: () = assert!(CHUNK * 52 / 8 + 8 <= WINDOW);
-    let escape_bits = u64::from(ESCAPE_ZEROS + escape_width);
-    let mut means = [0u64; CHUNK];
-    let mut codes = [0u64; CHUNK];
-    let mut lens = [0u64; CHUNK];
+    let escape_bits = ESCAPE_ZEROS + escape_width;
+    // The state before each value of the chunk, and the value, in u32
+    // lanes (both below 2^31); past a short chunk's end, stale entries.
+    let (mut means, mut values) = ([0u32; CHUNK], [0u32; CHUNK]);
+    let mut codes = [0u32; CHUNK];
+    let mut lens = [0u32; CHUNK];
     let mut quads = Quads::default();
     let head = &zigzagged[..zigzagged.len().min(CHUNK)];
     // From here on, `mean` is the state after the chunk `means` describes.
-    let mut mean = narrow_means(head, mean, &mut means);
+    let mut mean = narrow_means(head, mean, &mut means, &mut values);
     let mut done = 0;
     while done < zigzagged.len() {
         let Some(mut window) = w.window() else { break };
         let chunk = &zigzagged[done..zigzagged.len().min(done + CHUNK)];
         let next = &zigzagged[done + chunk.len()..zigzagged.len().min(done + chunk.len() + CHUNK)];
-        narrow_codes(chunk, escape_bits, &means, &mut codes, &mut lens);
-        quads.join(&codes[..chunk.len()], &lens[..chunk.len()]);
+        // Whole arrays (a short chunk's stale tail is coded and ignored),
+        // so the loops have a fixed trip count and full vectors.
+        narrow_codes(&values, &means, escape_bits, &mut codes, &mut lens);
+        quads.join(&codes, &lens);
         match next.first_chunk::<CHUNK>() {
             Some(next) if chunk.len() == CHUNK => {
-                mean = pack_and_chain(&mut window, &quads, &codes, &lens, next, mean, &mut means);
+                let state = (&mut means, &mut values);
+                mean = pack_and_chain(&mut window, &quads, &codes, &lens, next, mean, state);
             }
             _ => {
                 pack(&mut window, &quads, &codes[..chunk.len()], &lens[..chunk.len()]);
-                mean = narrow_means(next, mean, &mut means);
+                mean = narrow_means(next, mean, &mut means, &mut values);
             }
         }
         let end = window.end();
@@ -147,7 +152,7 @@ fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: 
     // Only if the room ran short, which `begin_bulk`'s reservation rules
     // out; `means[0]` is then the state before `zigzagged[done]`.
     if done < zigzagged.len() {
-        write_values::<true>(w, &zigzagged[done..], means[0], escape_width);
+        write_values::<true>(w, &zigzagged[done..], means[0].into(), escape_width);
     }
 }
 
@@ -168,29 +173,28 @@ struct Quads {
 }
 
 impl Quads {
-    /// Joins the whole quads of `codes` (left-aligned) and `lens`.
+    /// Joins the quads of `codes` and `lens` (from [`narrow_codes`]).
     #[inline(always)]
-    fn join(&mut self, codes: &[u64], lens: &[u64]) {
+    fn join(&mut self, codes: &[u32; CHUNK], lens: &[u32; CHUNK]) {
         let quads = codes.chunks_exact(4).zip(lens.chunks_exact(4));
         let out = self.joined.iter_mut().zip(self.totals.iter_mut());
         for ((joined, total), (c, b)) in out.zip(quads) {
-            let (second, third) = (b[0], b[0] + b[1]);
-            let fourth = third + b[2];
-            *total = fourth + b[3];
-            // A shift of 64 or more (only when the total is over 56, and the
-            // join is then unused) wraps instead of panicking.
-            let shifted = [c[1], c[2], c[3]]
-                .into_iter()
-                .zip([second, third, fourth])
-                .fold(c[0], |acc, (c, at)| acc | c.wrapping_shr(at as u32));
-            *joined = shifted;
+            let b = [b[0], b[1], b[2], b[3]].map(u64::from);
+            *total = b[0] + b[1] + b[2] + b[3];
+            // Each code goes below the ones before it. Shifts wrap instead of
+            // panicking: they only reach 64 when the total is over 56, and the
+            // join is then unused.
+            let right = (1..4).fold(u64::from(c[0]), |acc, i| {
+                acc.wrapping_shl(b[i] as u32) | u64::from(c[i])
+            });
+            *joined = right.wrapping_shl(64u64.wrapping_sub(*total) as u32);
         }
     }
 
     /// Writes quad `q` of `codes` and `lens` (joined by [`Self::join`]): in
     /// one write when it fits in 56 bits, else two by two.
     #[inline(always)]
-    fn put(&self, window: &mut Window, q: usize, codes: &[u64], lens: &[u64]) {
+    fn put(&self, window: &mut Window, q: usize, codes: &[u32], lens: &[u32]) {
         if self.totals[q] <= 56 {
             window.put_left(self.joined[q], self.totals[q] as u32);
         } else {
@@ -204,24 +208,31 @@ impl Quads {
 /// Packs a chunk's codes and lengths (from [`narrow_codes`]), whose whole
 /// quads `quads` has joined.
 #[inline(always)]
-fn pack(window: &mut Window, quads: &Quads, codes: &[u64], lens: &[u64]) {
+fn pack(window: &mut Window, quads: &Quads, codes: &[u32], lens: &[u32]) {
     for q in 0..codes.len() / 4 {
         quads.put(window, q, codes, lens);
     }
     let done = codes.len() / 4 * 4;
     for (&c, &b) in codes[done..].iter().zip(&lens[done..]) {
-        window.put_left(c, b as u32);
+        window.put_left(left_aligned(c, b), b);
     }
 }
 
-/// Two left-aligned codes, joined into one write when they fit.
+/// A code of `bits` (1–52) bits moved to the top of a u64.
 #[inline(always)]
-fn put_pair(window: &mut Window, c: [u64; 2], b: [u64; 2]) {
+fn left_aligned(code: u32, bits: u32) -> u64 {
+    u64::from(code) << (64 - bits)
+}
+
+/// Two codes, joined into one write when they fit.
+#[inline(always)]
+fn put_pair(window: &mut Window, c: [u32; 2], b: [u32; 2]) {
+    let (first, second) = (left_aligned(c[0], b[0]), left_aligned(c[1], b[1]));
     if b[0] + b[1] <= 56 {
-        window.put_left(c[0] | (c[1] >> b[0]), (b[0] + b[1]) as u32);
+        window.put_left(first | (second >> b[0]), b[0] + b[1]);
     } else {
-        window.put_left(c[0], b[0] as u32);
-        window.put_left(c[1], b[1] as u32);
+        window.put_left(first, b[0]);
+        window.put_left(second, b[1]);
     }
 }
 
@@ -233,15 +244,15 @@ fn put_pair(window: &mut Window, c: [u64; 2], b: [u64; 2]) {
 fn pack_and_chain(
     window: &mut Window,
     quads: &Quads,
-    codes: &[u64; CHUNK],
-    lens: &[u64; CHUNK],
+    codes: &[u32; CHUNK],
+    lens: &[u32; CHUNK],
     next: &[u64; CHUNK],
     mut mean: u64,
-    means: &mut [u64; CHUNK],
+    (means, values): (&mut [u32; CHUNK], &mut [u32; CHUNK]),
 ) -> u64 {
     for q in 0..CHUNK / 4 {
         for j in 4 * q..4 * q + 4 {
-            means[j] = mean;
+            (means[j], values[j]) = (mean as u32, next[j] as u32); // below 2^31, 2^28
             mean = narrow_adapt(mean, next[j]);
         }
         quads.put(window, q, codes, lens);
@@ -249,13 +260,13 @@ fn pack_and_chain(
     mean
 }
 
-/// The serial pass: into `means`, the state before each value, and the
-/// state after the last one ([`narrow_adapt`]: two dependent steps per
-/// value).
+/// The serial pass: into `means`, the state before each value (below 2^31,
+/// so in a u32), the value into `values` (below 2^28), and the state after
+/// the last one ([`narrow_adapt`]: two dependent steps per value).
 #[inline(always)]
-fn narrow_means(chunk: &[u64], mut mean: u64, means: &mut [u64]) -> u64 {
-    for (m, &u) in means.iter_mut().zip(chunk) {
-        *m = mean;
+fn narrow_means(chunk: &[u64], mut mean: u64, means: &mut [u32; CHUNK], values: &mut [u32; CHUNK]) -> u64 {
+    for ((m, v), &u) in means.iter_mut().zip(values.iter_mut()).zip(chunk) {
+        (*m, *v) = (mean as u32, u as u32);
         mean = narrow_adapt(mean, u);
     }
     mean
@@ -273,34 +284,45 @@ fn narrow_adapt(mean: u64, u: u64) -> u64 {
     u64::from(sum) - (mean >> ADAPT_SHIFT)
 }
 
-/// [`adaptive_parameter`] of a state below 2^31 without a bit scan, so it
-/// vectorises: t = (17·mean) >> 8 is below 2^28, 2t + 1 is exact in an f64
-/// whose biased exponent is 1023 + width(2t + 1) − 1 = 1023 + width(t) (for
-/// t = 0 too: width(1) = 1).
+/// [`adaptive_parameter`] of a state below 2^31 in u32 arithmetic and
+/// without a bit scan, so it vectorises eight lanes at a time. With m =
+/// 256a + b (b < 256), (17·m) >> 8 = 17a + ((17b) >> 8) exactly, and below
+/// 2^28 (17·m itself would overflow a u32). Its width is that of x = 2t + 1
+/// less one (width(1) = 1 covers t = 0), i.e. ⌊log2 x⌋: x < 2^29 converts to
+/// an f32 whose exponent is ⌊log2 x⌋, or one more where rounding carried
+/// into the next power of two (x ≥ 2^24), which `x >> e == 0` detects.
 #[inline(always)]
-fn narrow_parameter(mean: u64) -> u64 {
-    let t = ((mean * PARAMETER_SCALE) >> PARAMETER_SHIFT) as i32;
-    (f64::from(2 * t + 1).to_bits() >> 52) - 1023
+fn narrow_parameter(mean: u32) -> u32 {
+    let scale = PARAMETER_SCALE as u32;
+    let low = (1 << PARAMETER_SHIFT) - 1;
+    let t = scale * (mean >> PARAMETER_SHIFT) + ((scale * (mean & low)) >> PARAMETER_SHIFT);
+    let x = 2 * t + 1;
+    let e = ((x as i32 as f32).to_bits() >> 23) - 127;
+    e - u32::from(x >> e == 0)
 }
 
-/// Each value's code, left-aligned in `codes`, and its length in bits into
-/// `lens`, from the state before it in `means`: q = u >> k zeros, a
-/// one and the k low bits, or for q ≥ 24 the value in 24 + escape width bits
+/// Each value's code (right-aligned) into `codes` and its length in bits
+/// into `lens`, from the state before it in `means`: q = u >> k zeros, a one
+/// and the k low bits, or for q ≥ 24 the value in 24 + escape width bits
 /// (its 24 zeros are the value's own leading bits). No value depends on
-/// another, so LLVM builds them four at a time (AVX2 variable shifts).
+/// another, and values below 2^28 and codes below 2^29 fit in u32 lanes, so
+/// LLVM builds them eight at a time (AVX2 variable shifts).
 #[inline(always)]
-fn narrow_codes(chunk: &[u64], escape_bits: u64, means: &[u64], codes: &mut [u64], lens: &mut [u64]) {
-    let values = chunk.iter().zip(means);
-    for ((code, len), (&u, &mean)) in codes.iter_mut().zip(lens.iter_mut()).zip(values) {
+fn narrow_codes(
+    values: &[u32; CHUNK],
+    means: &[u32; CHUNK],
+    escape_bits: u32,
+    codes: &mut [u32; CHUNK],
+    lens: &mut [u32; CHUNK],
+) {
+    for i in 0..CHUNK {
+        let (u, mean) = (values[i], means[i]);
         let k = narrow_parameter(mean);
         let quotient = u >> k;
-        let one = 1u64 << k;
-        let fits = quotient < u64::from(ESCAPE_ZEROS);
-        let bits = if fits { quotient + 1 + k } else { escape_bits };
-        let value = if fits { one | (u & (one - 1)) } else { u };
-        // 1 ≤ bits ≤ 52, so the shift is in range.
-        *code = value << (64 - bits);
-        *len = bits;
+        let one = 1u32 << k;
+        let fits = quotient < ESCAPE_ZEROS;
+        lens[i] = if fits { quotient + 1 + k } else { escape_bits };
+        codes[i] = if fits { one | (u & (one - 1)) } else { u };
     }
 }
 
@@ -392,8 +414,10 @@ mod tests {
             let m = (1u64 << (j + PARAMETER_SHIFT)).div_ceil(PARAMETER_SCALE);
             states.extend([m - 1, m, m + 1]);
         }
+        // And a sweep with an odd stride.
+        states.extend((0..1u64 << 31).step_by(1_234_567));
         for m in states {
-            assert_eq!(narrow_parameter(m), u64::from(adaptive_parameter(m)), "state {m}");
+            assert_eq!(narrow_parameter(m as u32), adaptive_parameter(m), "state {m}");
         }
     }
 

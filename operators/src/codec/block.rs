@@ -83,6 +83,9 @@ pub struct BlockEncoder {
     /// Tests force the portable path to compare it with the AVX2 one.
     #[cfg(test)]
     pub(super) portable_only: bool,
+    /// Tests force the AVX2 path on an AVX-512 CPU to compare the two.
+    #[cfg(test)]
+    pub(super) no_avx512: bool,
 }
 
 impl BlockEncoder {
@@ -128,6 +131,17 @@ impl BlockEncoder {
             let fast = !self.portable_only && has_avx2_bmi2();
             #[cfg(not(test))]
             let fast = has_avx2_bmi2();
+            #[cfg(test)]
+            let wide = fast && !self.no_avx512 && has_avx512();
+            #[cfg(not(test))]
+            let wide = fast && has_avx512();
+            if wide {
+                // SAFETY: the CPU has AVX-512 F/VL/BW/DQ, AVX2, BMI1, BMI2 and
+                // LZCNT (detected just above), the only requirement of this
+                // `target_feature` function.
+                unsafe { self.encode_channel_avx512(channel, out) };
+                return;
+            }
             if fast {
                 // SAFETY: the CPU has AVX2, BMI1, BMI2 and LZCNT (detected just
                 // above), the only requirement of this `target_feature` function.
@@ -135,7 +149,7 @@ impl BlockEncoder {
                 return;
             }
         }
-        self.encode_channel_inline(channel, out);
+        self.encode_channel_inline::<false>(channel, out);
     }
 
     /// The same code as [`Self::encode_channel_inline`] (the hot loops are
@@ -147,11 +161,24 @@ impl BlockEncoder {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt")]
     fn encode_channel_avx2(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
-        self.encode_channel_inline(channel, out);
+        self.encode_channel_inline::<false>(channel, out);
+    }
+
+    /// [`Self::encode_channel_avx2`] with AVX-512 as well: 32 vector
+    /// registers let the autocorrelation take three lags per pass (`WIDE`),
+    /// and the vector loops get 512-bit loads. Measured on an AMD EPYC
+    /// (Zen 4, whose 512-bit arithmetic is two 256-bit halves): encode time
+    /// −9 % on MIT-BIH 100 from the build alone, −6 % more from the wider
+    /// autocorrelation passes. Integer and f64 operations only, in the same
+    /// order (no FMA), so the bytes are the same (tested).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,bmi1,bmi2,lzcnt")]
+    fn encode_channel_avx512(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
+        self.encode_channel_inline::<true>(channel, out);
     }
 
     #[inline(always)]
-    fn encode_channel_inline(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
+    fn encode_channel_inline<const WIDE: bool>(&mut self, channel: &ChannelData, out: &mut Vec<u8>) {
         write_varint(out, channel.samples.len() as u32);
         write_varint(out, channel.gaps.len() as u32);
         let mut previous_end = 0;
@@ -179,13 +206,13 @@ impl BlockEncoder {
                     .iter()
                     .fold(0, |acc, s| acc | or_zigzagged(&ranks[s.clone()])),
             );
-            self.choose_predictor(&ranks, rank_width);
+            self.choose_predictor::<WIDE>(&ranks, rank_width);
             self.write_header(true, &mut writer);
             self.write_table(&mut writer);
             self.write_body(&ranks, rank_width, &mut writer);
             self.ranks = ranks;
         } else {
-            self.choose_predictor(samples, warmup_width);
+            self.choose_predictor::<WIDE>(samples, warmup_width);
             self.write_header(false, &mut writer);
             self.write_body(samples, warmup_width, &mut writer);
         }
@@ -298,7 +325,7 @@ impl BlockEncoder {
     /// criterion, applied across kinds, so only the winner's residuals are
     /// computed (and only LPC's when it wins, the common case).
     #[inline(always)]
-    fn choose_predictor(&mut self, samples: &[i32], warmup_width: u32) {
+    fn choose_predictor<const WIDE: bool>(&mut self, samples: &[i32], warmup_width: u32) {
         let coded: usize = self.segments.iter().map(|s| s.len()).sum();
         let warmups = |segments: &[Range<usize>], order: usize| {
             segments.iter().map(|s| s.len().min(order)).sum::<usize>()
@@ -307,7 +334,7 @@ impl BlockEncoder {
         let fixed_warmups = warmups(&self.segments, fixed_order);
         let fixed_bits = estimated_bits(fixed_sum, coded - fixed_warmups, fixed_warmups, warmup_width);
         let config = self.config;
-        let lpc = analyse_lpc(
+        let lpc = analyse_lpc::<WIDE>(
             samples,
             &self.segments,
             config.max_lpc_order.into(),
@@ -393,6 +420,15 @@ fn has_avx2_bmi2() -> bool {
         && std::arch::is_x86_feature_detected!("bmi1")
         && std::arch::is_x86_feature_detected!("bmi2")
         && std::arch::is_x86_feature_detected!("lzcnt")
+}
+
+/// Whether the CPU also runs the AVX-512 build of the encoder (cached by std).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
 }
 
 /// Estimated bits of `count` residuals whose absolute values sum to `sum`,

@@ -293,9 +293,16 @@ impl BlockEncoder {
         }
         self.ranks.clear();
         self.ranks.resize(samples.len(), 0);
+        // The lookup padded to a power of two, indexed through a mask that
+        // changes nothing (every v − min is below `range`): the compiler
+        // then sees every index in bounds, with no check per sample, and
+        // gathers eight or sixteen ranks per instruction.
+        self.lookup.resize(range.next_power_of_two(), 0);
+        let (lookup, ranks) = (&self.lookup[..], &mut self.ranks[..]);
+        let mask = lookup.len() - 1;
         for s in &self.segments {
-            for (r, &v) in self.ranks[s.clone()].iter_mut().zip(&samples[s.clone()]) {
-                *r = self.lookup[(v - min) as usize] as i32;
+            for (r, &v) in ranks[s.clone()].iter_mut().zip(&samples[s.clone()]) {
+                *r = lookup[(v - min) as usize & mask] as i32;
             }
         }
         true

@@ -75,7 +75,7 @@ impl<'a> BitWriter<'a> {
             self.pending << (64 - self.pending_bits)
         };
         self.out.extend_from_slice(&aligned.to_be_bytes()[..whole]);
-        let needed = max_bits / 8 + 16 + WINDOW;
+        let needed = max_bits / 8 + 16 + WINDOW_BYTES;
         if room.len() < needed {
             room.resize(needed, 0);
         }
@@ -156,7 +156,7 @@ impl BulkWriter<'_> {
     /// Hand its [`Window::end`] to [`Self::advance`].
     #[inline(always)]
     pub(crate) fn window(&mut self) -> Option<Window<'_>> {
-        let buf = self.buf.get_mut(self.pos..)?.first_chunk_mut::<WINDOW>()?;
+        let buf = self.buf.get_mut(self.pos..)?.first_chunk_mut::<WINDOW_BYTES>()?;
         Some(Window {
             buf,
             pos: 0,
@@ -187,15 +187,20 @@ impl BulkWriter<'_> {
     }
 }
 
-/// Bytes of a [`Window`].
+/// Bytes a [`Window`] addresses (a power of two).
 pub(crate) const WINDOW: usize = 512;
+/// Bytes of a [`Window`]'s array: its last 8-byte store may start at any
+/// address, `WINDOW − 1` included.
+const WINDOW_BYTES: usize = WINDOW + 8;
 
 /// [`BulkWriter`] over a fixed-size array: its 8-byte store goes to
-/// `min(pos, WINDOW − 8)`, which the compiler knows is in bounds, so a write
-/// has no bounds check (a run of at most `(WINDOW − 8) · 8` bits never
-/// reaches the clamp).
+/// `pos & (WINDOW − 1)`, which the compiler knows is in bounds, so a write
+/// has no bounds check. A run of at most `(WINDOW − 8) · 8` bits keeps `pos`
+/// at most `WINDOW − 8`, where the mask changes nothing (one `and`, where
+/// the clamp `min(pos, WINDOW − 8)` it replaced took a compare and a
+/// conditional move).
 pub(crate) struct Window<'a> {
-    buf: &'a mut [u8; WINDOW],
+    buf: &'a mut [u8; WINDOW_BYTES],
     pos: usize,
     acc: u64,
     n: u32,
@@ -209,15 +214,16 @@ pub(crate) struct WindowEnd {
 }
 
 impl Window<'_> {
-    /// As [`BulkWriter::put`]: the low `bits` bits of `value`, 1 ≤ `bits` ≤ 56.
+    /// As [`BulkWriter::put`], for `value` already left-aligned (its
+    /// `bits` bits at the top, zeros below), 1 ≤ `bits` ≤ 56.
     #[inline(always)]
-    pub(crate) fn put(&mut self, value: u64, bits: u32) {
+    pub(crate) fn put_left(&mut self, value: u64, bits: u32) {
         debug_assert!((1..=56).contains(&bits));
         debug_assert!(self.pos <= WINDOW - 8);
-        self.acc |= (value << (64 - bits)) >> self.n;
+        self.acc |= value >> self.n;
         self.n += bits;
         let bytes = self.n / 8;
-        let at = self.pos.min(WINDOW - 8);
+        let at = self.pos & (WINDOW - 1);
         self.buf[at..at + 8].copy_from_slice(&self.acc.to_be_bytes());
         self.pos += bytes as usize;
         self.acc <<= bytes * 8;

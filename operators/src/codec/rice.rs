@@ -9,7 +9,7 @@
 //! width, so one outlier costs at most `ESCAPE_ZEROS + width` bits and
 //! decoding loops are bounded.
 
-use super::bits::{BitReader, BitWriter, BulkWriter, WINDOW};
+use super::bits::{BitReader, BitWriter, BulkWriter, Window, WINDOW};
 use super::CodecError;
 
 pub(crate) const MAX_PARAMETER: u32 = 31;
@@ -100,58 +100,230 @@ pub(crate) fn write_adaptive(
     writer.end_bulk(room, end);
 }
 
-/// [`write_values`]`::<true>` (values below 2^28), two codes per write.
+/// [`write_values`]`::<true>` (values below 2^28), a chunk of [`CHUNK`]
+/// values at a time, software-pipelined.
 ///
-/// Values go in chunks of [`CHUNK`], each into a [`Window`] (no bounds
-/// checks): a code is at most 52 bits (23 + 1 + 28, or 24 + 28 for an
-/// escape), so a chunk takes at most 416 bytes of the window's 504. Two
-/// consecutive codes are joined into one write when they total at most 56
-/// bits (nearly always), halving the bit-packing work; the parameter of the
-/// second only depends on the state after the first, not on the bits.
+/// Only the running mean is a serial chain (two dependent steps per value),
+/// so it runs apart from the codes: [`narrow_means`] records the state
+/// before each value; the codes then depend on nothing but their value and
+/// that state and are built for a whole chunk at once in vector lanes
+/// ([`narrow_codes`]); packing them into bits is the last step. The chain of
+/// the next chunk runs inside the packing loop of this one
+/// ([`pack_and_chain`]), so its latency hides under the packing's work. Each
+/// chunk goes into a [`Window`] (no bounds checks): a code is at most 52
+/// bits (23 + 1 + 28, or 24 + 28 for an escape), so a chunk takes at most
+/// 416 bytes of the window's 504.
 #[inline(always)]
-fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mut mean: u64, escape_width: u32) {
-    const CHUNK: usize = 64;
+fn write_narrow(w: &mut BulkWriter, zigzagged: &[u64], mean: u64, escape_width: u32) {
     const _: () = assert!(CHUNK * 52 / 8 + 8 <= WINDOW);
     let escape_bits = ESCAPE_ZEROS + escape_width;
-    // The code of `u` (value, bits) and the state after it; see `write_values`.
-    let code = |mean: &mut u64, u: u64| {
-        let k = width((*mean * PARAMETER_SCALE) >> PARAMETER_SHIFT);
-        let quotient = u >> k;
-        *mean = *mean - (*mean >> ADAPT_SHIFT) + u;
-        if quotient < u64::from(ESCAPE_ZEROS) {
-            ((1u64 << k) | (u & ((1u64 << k) - 1)), quotient as u32 + 1 + k)
-        } else {
-            // The escape's 24 zeros are the value's own leading bits.
-            (u, escape_bits)
-        }
-    };
+    // The state before each value of the chunk, and the value, in u32
+    // lanes (both below 2^31); past a short chunk's end, stale entries.
+    let (mut means, mut values) = ([0u32; CHUNK], [0u32; CHUNK]);
+    let mut codes = [0u32; CHUNK];
+    let mut lens = [0u32; CHUNK];
+    let mut quads = Quads::default();
+    let head = &zigzagged[..zigzagged.len().min(CHUNK)];
+    // From here on, `mean` is the state after the chunk `means` describes.
+    let mut mean = narrow_means(head, mean, &mut means, &mut values);
     let mut done = 0;
     while done < zigzagged.len() {
         let Some(mut window) = w.window() else { break };
         let chunk = &zigzagged[done..zigzagged.len().min(done + CHUNK)];
-        let pairs = chunk.chunks_exact(2);
-        let last = pairs.remainder().first().copied();
-        for pair in pairs {
-            let (v1, b1) = code(&mut mean, pair[0]);
-            let (v2, b2) = code(&mut mean, pair[1]);
-            // v2 < 2^b2, so the joined value is v1's bits then v2's.
-            if b1 + b2 <= 56 {
-                window.put((v1 << b2) | v2, b1 + b2);
-            } else {
-                window.put(v1, b1);
-                window.put(v2, b2);
+        let next = &zigzagged[done + chunk.len()..zigzagged.len().min(done + chunk.len() + CHUNK)];
+        // Whole arrays (a short chunk's stale tail is coded and ignored),
+        // so the loops have a fixed trip count and full vectors.
+        narrow_codes(&values, &means, escape_bits, &mut codes, &mut lens);
+        quads.join(&codes, &lens);
+        match next.first_chunk::<CHUNK>() {
+            Some(next) if chunk.len() == CHUNK => {
+                let state = (&mut means, &mut values);
+                mean = pack_and_chain(&mut window, &quads, &codes, &lens, next, mean, state);
             }
-        }
-        if let Some(u) = last {
-            let (v, b) = code(&mut mean, u);
-            window.put(v, b);
+            _ => {
+                pack(&mut window, &quads, &codes[..chunk.len()], &lens[..chunk.len()]);
+                mean = narrow_means(next, mean, &mut means, &mut values);
+            }
         }
         let end = window.end();
         w.advance(end);
         done += chunk.len();
     }
-    // Only if the room ran short, which `begin_bulk`'s reservation rules out.
-    write_values::<true>(w, &zigzagged[done..], mean, escape_width);
+    // Only if the room ran short, which `begin_bulk`'s reservation rules
+    // out; `means[0]` is then the state before `zigzagged[done]`.
+    if done < zigzagged.len() {
+        write_values::<true>(w, &zigzagged[done..], means[0].into(), escape_width);
+    }
+}
+
+/// Values per chunk of [`write_narrow`].
+const CHUNK: usize = 64;
+
+/// Each four consecutive codes of a chunk joined into one (at 2–8 bits per
+/// value they nearly always fit in 56 bits, so most writes carry four
+/// codes), in a pass of its own: no code depends on another, so LLVM joins
+/// several quads at once in vector lanes, and the packing loop keeps its
+/// state in registers (joining there spilled the mean and the bit buffer).
+#[derive(Default)]
+struct Quads {
+    /// The four codes one after the other, left-aligned (when they fit).
+    joined: [u64; CHUNK / 4],
+    /// Their total length in bits.
+    totals: [u64; CHUNK / 4],
+}
+
+impl Quads {
+    /// Joins the quads of `codes` and `lens` (from [`narrow_codes`]).
+    #[inline(always)]
+    fn join(&mut self, codes: &[u32; CHUNK], lens: &[u32; CHUNK]) {
+        let quads = codes.chunks_exact(4).zip(lens.chunks_exact(4));
+        let out = self.joined.iter_mut().zip(self.totals.iter_mut());
+        for ((joined, total), (c, b)) in out.zip(quads) {
+            let b = [b[0], b[1], b[2], b[3]].map(u64::from);
+            *total = b[0] + b[1] + b[2] + b[3];
+            // Each code goes below the ones before it. Shifts wrap instead of
+            // panicking: they only reach 64 when the total is over 56, and the
+            // join is then unused.
+            let right = (1..4).fold(u64::from(c[0]), |acc, i| {
+                acc.wrapping_shl(b[i] as u32) | u64::from(c[i])
+            });
+            *joined = right.wrapping_shl(64u64.wrapping_sub(*total) as u32);
+        }
+    }
+
+    /// Writes quad `q` of `codes` and `lens` (joined by [`Self::join`]): in
+    /// one write when it fits in 56 bits, else two by two.
+    #[inline(always)]
+    fn put(&self, window: &mut Window, q: usize, codes: &[u32], lens: &[u32]) {
+        if self.totals[q] <= 56 {
+            window.put_left(self.joined[q], self.totals[q] as u32);
+        } else {
+            let (c, b) = (&codes[4 * q..4 * q + 4], &lens[4 * q..4 * q + 4]);
+            put_pair(window, [c[0], c[1]], [b[0], b[1]]);
+            put_pair(window, [c[2], c[3]], [b[2], b[3]]);
+        }
+    }
+}
+
+/// Packs a chunk's codes and lengths (from [`narrow_codes`]), whose whole
+/// quads `quads` has joined.
+#[inline(always)]
+fn pack(window: &mut Window, quads: &Quads, codes: &[u32], lens: &[u32]) {
+    for q in 0..codes.len() / 4 {
+        quads.put(window, q, codes, lens);
+    }
+    let done = codes.len() / 4 * 4;
+    for (&c, &b) in codes[done..].iter().zip(&lens[done..]) {
+        window.put_left(left_aligned(c, b), b);
+    }
+}
+
+/// A code of `bits` (1–52) bits moved to the top of a u64.
+#[inline(always)]
+fn left_aligned(code: u32, bits: u32) -> u64 {
+    u64::from(code) << (64 - bits)
+}
+
+/// Two codes, joined into one write when they fit.
+#[inline(always)]
+fn put_pair(window: &mut Window, c: [u32; 2], b: [u32; 2]) {
+    let (first, second) = (left_aligned(c[0], b[0]), left_aligned(c[1], b[1]));
+    if b[0] + b[1] <= 56 {
+        window.put_left(first | (second >> b[0]), b[0] + b[1]);
+    } else {
+        window.put_left(first, b[0]);
+        window.put_left(second, b[1]);
+    }
+}
+
+/// [`pack`] of a full chunk, with [`narrow_means`] of the next chunk
+/// interleaved, four values per quad packed: the two are independent, so
+/// the mean chain's latency overlaps the packing's work. Returns the state
+/// after `next`, whose states before each value go to `means`.
+#[inline(always)]
+fn pack_and_chain(
+    window: &mut Window,
+    quads: &Quads,
+    codes: &[u32; CHUNK],
+    lens: &[u32; CHUNK],
+    next: &[u64; CHUNK],
+    mut mean: u64,
+    (means, values): (&mut [u32; CHUNK], &mut [u32; CHUNK]),
+) -> u64 {
+    for q in 0..CHUNK / 4 {
+        for j in 4 * q..4 * q + 4 {
+            (means[j], values[j]) = (mean as u32, next[j] as u32); // below 2^31, 2^28
+            mean = narrow_adapt(mean, next[j]);
+        }
+        quads.put(window, q, codes, lens);
+    }
+    mean
+}
+
+/// The serial pass: into `means`, the state before each value (below 2^31,
+/// so in a u32), the value into `values` (below 2^28), and the state after
+/// the last one ([`narrow_adapt`]: two dependent steps per value).
+#[inline(always)]
+fn narrow_means(chunk: &[u64], mut mean: u64, means: &mut [u32; CHUNK], values: &mut [u32; CHUNK]) -> u64 {
+    for ((m, v), &u) in means.iter_mut().zip(values.iter_mut()).zip(chunk) {
+        (*m, *v) = (mean as u32, u as u32);
+        mean = narrow_adapt(mean, u);
+    }
+    mean
+}
+
+/// [`adapt`] of a state below 2^31 by a value below 2^28 (so no clamp
+/// acts; see [`write_values`]), as two dependent steps: `mean + u` is taken
+/// beside `mean >> 3`, then the one subtracted from the other. Written
+/// plainly, LLVM reassociates it into `(mean − (mean >> 3)) + u`, three
+/// dependent steps; the sum in u32 (exact: below 2^31 + 2^28) keeps it
+/// apart. The serial chain of the Rice writer, so its latency counts.
+#[inline(always)]
+fn narrow_adapt(mean: u64, u: u64) -> u64 {
+    let sum = (mean as u32).wrapping_add(u as u32);
+    u64::from(sum) - (mean >> ADAPT_SHIFT)
+}
+
+/// [`adaptive_parameter`] of a state below 2^31 in u32 arithmetic and
+/// without a bit scan, so it vectorises eight lanes at a time. With m =
+/// 256a + b (b < 256), (17·m) >> 8 = 17a + ((17b) >> 8) exactly, and below
+/// 2^28 (17·m itself would overflow a u32). Its width is that of x = 2t + 1
+/// less one (width(1) = 1 covers t = 0), i.e. ⌊log2 x⌋: x < 2^29 converts to
+/// an f32 whose exponent is ⌊log2 x⌋, or one more where rounding carried
+/// into the next power of two (x ≥ 2^24), which `x >> e == 0` detects.
+#[inline(always)]
+fn narrow_parameter(mean: u32) -> u32 {
+    let scale = PARAMETER_SCALE as u32;
+    let low = (1 << PARAMETER_SHIFT) - 1;
+    let t = scale * (mean >> PARAMETER_SHIFT) + ((scale * (mean & low)) >> PARAMETER_SHIFT);
+    let x = 2 * t + 1;
+    let e = ((x as i32 as f32).to_bits() >> 23) - 127;
+    e - u32::from(x >> e == 0)
+}
+
+/// Each value's code (right-aligned) into `codes` and its length in bits
+/// into `lens`, from the state before it in `means`: q = u >> k zeros, a one
+/// and the k low bits, or for q ≥ 24 the value in 24 + escape width bits
+/// (its 24 zeros are the value's own leading bits). No value depends on
+/// another, and values below 2^28 and codes below 2^29 fit in u32 lanes, so
+/// LLVM builds them eight at a time (AVX2 variable shifts).
+#[inline(always)]
+fn narrow_codes(
+    values: &[u32; CHUNK],
+    means: &[u32; CHUNK],
+    escape_bits: u32,
+    codes: &mut [u32; CHUNK],
+    lens: &mut [u32; CHUNK],
+) {
+    for i in 0..CHUNK {
+        let (u, mean) = (values[i], means[i]);
+        let k = narrow_parameter(mean);
+        let quotient = u >> k;
+        let one = 1u32 << k;
+        let fits = quotient < ESCAPE_ZEROS;
+        lens[i] = if fits { quotient + 1 + k } else { escape_bits };
+        codes[i] = if fits { one | (u & (one - 1)) } else { u };
+    }
 }
 
 /// Widest values (`escape_width`) of the narrow loop of [`write_values`].
@@ -230,6 +402,22 @@ mod tests {
     fn the_initial_mean_gives_its_parameter() {
         for k in 0..=MAX_PARAMETER {
             assert_eq!(adaptive_parameter(initial_mean(k)), k);
+        }
+    }
+
+    #[test]
+    fn the_vectorisable_parameter_matches_the_bit_scan_below_2_pow_31() {
+        // Every state where (17·m) >> 8 reaches a power of two, its
+        // neighbours, and the ends of the range.
+        let mut states = vec![0, 1, 2, (1 << 31) - 2, (1 << 31) - 1];
+        for j in 0..28 {
+            let m = (1u64 << (j + PARAMETER_SHIFT)).div_ceil(PARAMETER_SCALE);
+            states.extend([m - 1, m, m + 1]);
+        }
+        // And a sweep with an odd stride.
+        states.extend((0..1u64 << 31).step_by(1_234_567));
+        for m in states {
+            assert_eq!(narrow_parameter(m as u32), adaptive_parameter(m), "state {m}");
         }
     }
 

@@ -415,6 +415,19 @@ fn avx2_and_portable_encoders_agree() {
     }
 }
 
+#[test]
+fn avx512_and_avx2_encoders_agree() {
+    for (config, block) in golden_blocks() {
+        let mut wide = Vec::new();
+        BlockEncoder::new(config).encode(&block, &mut wide).unwrap();
+        let mut narrow = Vec::new();
+        let mut encoder = BlockEncoder::new(config);
+        encoder.no_avx512 = true;
+        encoder.encode(&block, &mut narrow).unwrap();
+        assert_eq!(wide, narrow, "{config:?}");
+    }
+}
+
 /// Pins the encoded bytes (length and CRC-32C per configuration): any
 /// change to the format or to the encoder's choices fails here.
 #[test]

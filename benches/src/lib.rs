@@ -1,8 +1,9 @@
 //! Shared helpers of the bench binaries: pinning to one core, timing, and
 //! running a peer in the same run.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,4 +136,107 @@ pub fn python_median_and_best(script: &str) -> Option<(f64, f64)> {
 /// ("4.3x"), or "n/a" when the peer did not run.
 pub fn speedup(ours_seconds: f64, peer_seconds: Option<f64>) -> String {
     peer_seconds.map_or("n/a".to_string(), |peer| format!("{:.1}x", peer / ours_seconds))
+}
+
+/// A Python peer kept running beside ours, so that the two can be timed in
+/// alternating rounds: on this shared machine a peer timed a few seconds
+/// apart from ours met different interference (measured: SciPy's `sosfilt`
+/// and our filter each moved by a third between runs), while a ratio taken
+/// within one round compares like with like.
+pub struct PythonPeer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl PythonPeer {
+    /// `setup` must define `run()`, the work timed. `None` when Python or
+    /// its packages are missing.
+    pub fn start(setup: &str) -> Option<PythonPeer> {
+        for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+            std::env::set_var(var, "1");
+        }
+        let script = format!(
+            "import sys, time\n{setup}\nrun()\nprint('ready', flush=True)\n\
+             for line in sys.stdin:\n    ts = []\n    for _ in range(int(line)):\n        \
+             t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)\n    \
+             ts.sort(); print(ts[len(ts) // 2], flush=True)\n"
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let stdin = child.stdin.take()?;
+        let stdout = BufReader::new(child.stdout.take()?);
+        let mut peer = PythonPeer { child, stdin, stdout };
+        (peer.line()? == "ready").then_some(peer)
+    }
+
+    fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        Some(line.trim().to_string())
+    }
+
+    /// Median seconds of `runs` calls of `run()`.
+    pub fn median_seconds(&mut self, runs: usize) -> Option<f64> {
+        writeln!(self.stdin, "{runs}").ok()?;
+        self.stdin.flush().ok()?;
+        self.line()?.parse().ok()
+    }
+}
+
+impl Drop for PythonPeer {
+    fn drop(&mut self) {
+        // The peer may already have exited; nothing else to do then.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rounds of ours then the peer, one after the other.
+#[derive(Clone, Copy, Debug)]
+pub struct Paired {
+    /// Median over rounds of our round medians, seconds.
+    pub ours: f64,
+    /// Median over rounds of the peer's round medians, seconds.
+    pub peer: f64,
+    /// Median, lowest and highest of the per-round ratios peer / ours.
+    pub ratio: f64,
+    pub ratio_low: f64,
+    pub ratio_high: f64,
+}
+
+/// `rounds` rounds, each timing `ours` (median of `runs` runs after a
+/// warm-up) and then the peer (median of `peer_runs` runs).
+pub fn paired_rounds(
+    rounds: usize,
+    runs: usize,
+    mut ours: impl FnMut(),
+    peer: &mut PythonPeer,
+    peer_runs: usize,
+) -> Option<Paired> {
+    let (mut us, mut them, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let mine = median_time(runs, &mut ours).as_secs_f64();
+        let theirs = peer.median_seconds(peer_runs)?;
+        us.push(mine);
+        them.push(theirs);
+        ratios.push(theirs / mine);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratio = median(&mut ratios);
+    Some(Paired {
+        ours: median(&mut us),
+        peer: median(&mut them),
+        ratio,
+        ratio_low: ratios[0],
+        ratio_high: ratios[ratios.len() - 1],
+    })
 }

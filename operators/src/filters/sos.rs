@@ -557,8 +557,9 @@ mod avx2 {
         wide: Vec<Wide>,
         narrow: Vec<Narrow>,
         /// The CPU has AVX-512VL: 32 vector registers, so twice as many
-        /// recurrences fit side by side (see [`run_512`]).
-        registers_32: bool,
+        /// recurrences fit side by side (see [`run_512`]). Tests turn it
+        /// off to run the 16-register passes on such a CPU too.
+        pub(super) registers_32: bool,
     }
 
     impl Scratch {
@@ -1344,8 +1345,16 @@ mod tests {
     use crate::filters::test_noise::noise;
 
     fn filter(kernel: Kernel, biquads: &[Biquad], channels: usize, data: &[f32], frame: usize) -> Vec<f32> {
+        filter_with(
+            ChannelBank::new(biquads, channels, true, kernel).unwrap(),
+            data,
+            frame,
+        )
+    }
+
+    fn filter_with(mut bank: ChannelBank, data: &[f32], frame: usize) -> Vec<f32> {
+        let channels = bank.channels();
         let len = data.len() / channels;
-        let mut bank = ChannelBank::new(biquads, channels, true, kernel).unwrap();
         let mut out = vec![0.0; data.len()];
         let mut start = 0;
         while start < len {
@@ -1451,6 +1460,31 @@ mod tests {
             assert!((formula - sum).abs() <= 1e-9 * sum, "{formula} vs {sum}");
         }
         assert_eq!(feedback_noise_gain(-2.0, 1.0), f64::INFINITY); // double pole at z = 1
+    }
+
+    /// On a CPU with AVX-512VL the kernel takes 16-group passes compiled
+    /// for 32 registers; the 16-register passes (what other CPUs run) must
+    /// give the same bits, and are run here by turning the flag off.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn passes_for_16_and_32_registers_agree_bitwise() {
+        let kernel = Kernel::detect();
+        if kernel == Kernel::portable() {
+            return;
+        }
+        for biquads in cascades() {
+            let data = noise(70 * 300, 11);
+            for frame in [7, 37, 300] {
+                let default = filter(kernel, &biquads, 70, &data, frame);
+                let mut bank = ChannelBank::new(&biquads, 70, true, kernel).unwrap();
+                if let Some(scratch) = bank.scratch.as_mut() {
+                    scratch.registers_32 = false;
+                }
+                let narrow = filter_with(bank, &data, frame);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&default), bits(&narrow), "frames of {frame}");
+            }
+        }
     }
 
     #[test]

@@ -123,9 +123,7 @@ pub fn with_raw_samples<T>(channels: &[Vec<f32>], peer: impl FnOnce(&Path) -> T)
 /// Runs a Python peer that prints its median and best seconds, with SciPy
 /// and anything it links held to one thread.
 pub fn python_median_and_best(script: &str) -> Option<(f64, f64)> {
-    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
-        std::env::set_var(var, "1");
-    }
+    one_thread_python();
     match python_numbers(script)?[..] {
         [median, best] => Some((median, best)),
         _ => None,
@@ -136,6 +134,14 @@ pub fn python_median_and_best(script: &str) -> Option<(f64, f64)> {
 /// ("4.3x"), or "n/a" when the peer did not run.
 pub fn speedup(ours_seconds: f64, peer_seconds: Option<f64>) -> String {
     peer_seconds.map_or("n/a".to_string(), |peer| format!("{:.1}x", peer / ours_seconds))
+}
+
+/// Keeps numpy's BLAS/OpenMP to one thread in the Python peers started
+/// after this: SciPy is compared single-threaded.
+fn one_thread_python() {
+    for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+        std::env::set_var(var, "1");
+    }
 }
 
 /// A Python peer kept running beside ours, so that the two can be timed in
@@ -153,9 +159,7 @@ impl PythonPeer {
     /// `setup` must define `run()`, the work timed. `None` when Python or
     /// its packages are missing.
     pub fn start(setup: &str) -> Option<PythonPeer> {
-        for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
-            std::env::set_var(var, "1");
-        }
+        one_thread_python();
         let script = format!(
             "import sys, time\n{setup}\nrun()\nprint('ready', flush=True)\n\
              for line in sys.stdin:\n    ts = []\n    for _ in range(int(line)):\n        \

@@ -104,21 +104,17 @@ const STATS: [&str; 4] = ["min", "max", "mean", "rms"];
 
 impl FrameStats {
     fn names_for(&mut self, layout: &Arc<ChannelLayout>) -> Names {
-        let stale = match &self.names {
-            Some((cached, _)) => !(Arc::ptr_eq(cached, layout) || **cached == **layout),
-            None => true,
-        };
-        if stale {
-            let names = layout
-                .channels
-                .iter()
-                .flat_map(|c| STATS.iter().map(move |s| Arc::from(format!("{}.{}", c.name, s))))
-                .collect();
-            self.names = Some((layout.clone(), names));
-        }
         match &self.names {
-            Some((_, names)) => names.clone(),
-            None => Arc::from([]),
+            Some((cached, names)) if Arc::ptr_eq(cached, layout) || **cached == **layout => names.clone(),
+            _ => {
+                let names: Names = layout
+                    .channels
+                    .iter()
+                    .flat_map(|c| STATS.iter().map(move |s| Arc::from(format!("{}.{}", c.name, s))))
+                    .collect();
+                self.names = Some((layout.clone(), names.clone()));
+                names
+            }
         }
     }
 }

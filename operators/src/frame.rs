@@ -279,6 +279,18 @@ impl Frame {
         start..start + self.counts[index] as usize
     }
 
+    /// Where each channel starts in [`Frame::samples`], into `starts`
+    /// (cleared first): for callers that look up many channels, since
+    /// [`Frame::channel`] sums the counts before its channel on every call.
+    pub fn channel_starts(&self, starts: &mut Vec<usize>) {
+        starts.clear();
+        let mut at = 0;
+        for &count in &self.counts {
+            starts.push(at);
+            at += count as usize;
+        }
+    }
+
     /// One channel's samples. Panics if `index >= channel_count()`.
     pub fn channel(&self, index: usize) -> &[f32] {
         let range = self.channel_range(index);

@@ -35,7 +35,7 @@ impl Record {
 
     /// The first value called `name`.
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.values.iter().find(|(k, _)| &***k == name).map(|(_, v)| v)
+        self.values.iter().find(|&(k, _)| &**k == name).map(|(_, v)| v)
     }
 }
 

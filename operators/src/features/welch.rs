@@ -73,6 +73,17 @@ pub struct Welch {
     next_slot: usize,
 }
 
+/// DC, and Nyquist for an even segment of `n`, have no negative-frequency
+/// twin: their unscaled sums `(dc, nyquist)` take `scale`, not twice it.
+#[inline(always)]
+fn rescale_ends(psd: &mut [f64], (dc, nyquist): (f64, f64), scale: f64, n: usize) {
+    let last = psd.len() - 1;
+    psd[0] = dc * scale;
+    if n.is_multiple_of(2) {
+        psd[last] = nyquist * scale;
+    }
+}
+
 /// The forward FFT plan for `segment` samples, one per length for the
 /// whole process: a band_powers operator has an estimator per channel, and
 /// 64 copies of the same twiddle tables only crowd the cache. Plans are
@@ -191,24 +202,18 @@ impl Welch {
             } else {
                 // The last sum and the scaling in one pass; DC and Nyquist
                 // are redone with their own scale.
-                let (dc, nyquist) = (psd[0] + power[0], psd[last] + power[last]);
+                let ends = (psd[0] + power[0], psd[last] + power[last]);
                 for (p, q) in psd.iter_mut().zip(power) {
                     *p = (*p + q) * twice;
                 }
-                psd[0] = dc * scale;
-                if n.is_multiple_of(2) {
-                    psd[last] = nyquist * scale;
-                }
+                rescale_ends(psd, ends, scale, n);
                 return;
             }
         }
         let psd = &mut self.psd;
-        let (dc, nyquist) = (psd[0], psd[last]);
+        let ends = (psd[0], psd[last]);
         psd.iter_mut().for_each(|p| *p *= twice);
-        psd[0] = dc * scale;
-        if n.is_multiple_of(2) {
-            psd[last] = nyquist * scale;
-        }
+        rescale_ends(psd, ends, scale, n);
     }
 
     /// Drops the remembered segments.
@@ -321,6 +326,9 @@ impl SpectralFeatures {
                 .map(|b| bins_in(bins, df, b.low_hz, b.high_hz))
                 .collect(),
             edge: bins_in(bins, df, lo, hi),
+            // One walk needs targets that only grow and never block a
+            // later edge: ascending, positive fractions (the defaults).
+            one_walk: self.edges.is_sorted() && self.edges.iter().all(|&e| e > 0.0),
             edges: self.edges.clone(),
         }
     }
@@ -334,6 +342,8 @@ pub struct FeaturePlan {
     bands: Vec<std::ops::Range<usize>>,
     edge: std::ops::Range<usize>,
     edges: Vec<f64>,
+    /// `edges` can be found in one walk ([`edge_frequencies`]).
+    one_walk: bool,
 }
 
 impl FeaturePlan {
@@ -356,9 +366,7 @@ impl FeaturePlan {
         } else {
             sum(&psd[range.clone()])
         };
-        // One walk needs targets that only grow and never block a later
-        // edge: ascending, positive fractions (the defaults).
-        if self.edges.is_sorted() && self.edges.iter().all(|&e| e > 0.0) {
+        if self.one_walk {
             edge_frequencies(psd, range.clone(), df, &self.edges, range_power, out);
         } else {
             for &edge in &self.edges {

@@ -171,7 +171,7 @@ pub struct Windowed<K: WindowKernel> {
     values: Vec<f64>,
     gate_values: Vec<f64>,
     /// Where each channel of the current frame starts in its buffer
-    /// (`Frame::channel` sums the counts before it on every call).
+    /// (`Frame::channel_starts`).
     starts: Vec<usize>,
     pending: Vec<(i64, usize, Record)>,
 }
@@ -296,12 +296,7 @@ impl<K: WindowKernel> Windowed<K> {
         let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
         let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
         let keeps_nan = kernel.keeps_nan();
-        self.starts.clear();
-        let mut at = 0;
-        for &count in frame.counts() {
-            self.starts.push(at);
-            at += count as usize;
-        }
+        frame.channel_starts(&mut self.starts);
         for c in channels.iter_mut() {
             let start = self.starts[c.index];
             let mut rest = &frame.samples()[start..start + frame.counts()[c.index] as usize];

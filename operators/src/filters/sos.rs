@@ -542,10 +542,11 @@ mod avx2 {
 
     /// Time steps per block: the kernel reads a block of every group of a
     /// pass into a buffer, runs each section over the whole block, then
-    /// writes it back. 32 steps of 8 groups is 8 KiB in f64: it stays in L1.
+    /// writes it back. 32 steps of 16 groups is 16 KiB in f64: it stays in
+    /// L1.
     const BLOCK: usize = 32;
 
-    /// A step of a block in f64: a vector per group (up to 8 per pass).
+    /// A step of a block in f64: a vector per group (up to 16 per pass).
     type Wide = [__m256d; MIXED_SIDE_BY_SIDE];
     /// A step of a block in f32: vector p holds groups 2p and 2p + 1.
     type Narrow = [__m256; MIXED_SIDE_BY_SIDE / 2];
@@ -576,14 +577,17 @@ mod avx2 {
     }
 
     /// Groups whose f64 recurrences run side by side within a section: a
-    /// section's feedback is an add then an FMA (7 cycles on Zen 3) per
-    /// step and its work 3 FMAs (1.5 cycles on two pipes), so 4 groups come
-    /// close to keeping both FMA pipes busy while their 8 state vectors and
-    /// the coefficients fit the 16 registers (5 or 6 spilled: measured).
+    /// section's feedback is an add then an FMA (7 cycles on Zen 3 and 4)
+    /// per step and its work 3 FMAs (1.5 cycles on two pipes), so 4 groups
+    /// come close to keeping both FMA pipes busy while their 8 state vectors
+    /// and the coefficients fit the 16 registers (5 or 6 spilled: measured).
+    /// With 32 registers (AVX-512VL) 8 fit: see [`run_512`].
     const F64_SIDE_BY_SIDE: usize = 4;
 
-    /// Groups in a pass of a cascade with f32 sections: 4 vectors of 8 f32
-    /// lanes side by side there; their f64 sections run as two halves of 4.
+    /// Most groups in a pass of a cascade with f32 sections: 16 with 32
+    /// registers (8 vectors of 8 f32 lanes side by side, f64 sections as two
+    /// halves of 8), else 8 (4 vectors; halves of 4). The block buffers are
+    /// sized for the larger.
     const MIXED_SIDE_BY_SIDE: usize = 16;
 
     /// Filters `channels` (4 per group; an even number of groups if the
@@ -645,8 +649,8 @@ mod avx2 {
     }
 
     /// How many of `left` groups to run in one pass. In f64, split evenly
-    /// (10 groups run as 4 + 3 + 3). When `mixed` (`left` even): 8, 4 or 2,
-    /// so that the f64 halves (4 or 2 groups) hold whole pairs.
+    /// (10 groups run as 4 + 3 + 3). When `mixed` (`left` even): 16 (with
+    /// 32 registers), 8, 4 or 2, so that the f64 halves hold whole pairs.
     fn side_by_side(left: usize, mixed: bool, registers_32: bool) -> usize {
         if mixed {
             match left {

@@ -1,14 +1,21 @@
 //! The runtime cascade of second-order sections: transposed direct form II,
 //! several channels per instruction.
 //!
-//! **Precision.** A section whose poles are near z = 1 (a low cut-off) or
-//! very near the unit circle runs in f64: f32 state rounding there is
-//! amplified by roughly the inverse square of the distance, and a one-hour
-//! 0.1 Hz high-pass at 1 kHz would drift by 1.7e-2 (in f64: 1.3e-10; tested
-//! in `engine/tests/filters_reference.rs`). Every other section runs in f32,
-//! 8 channels per instruction: see [`SINGLE_PRECISION_NOISE_GAIN`] for the
-//! rule. Values pass between sections in f64 (rounded to f32 on entering an
-//! f32 section); samples are f32 on the way in and out.
+//! **Precision.** Each section runs in one of three forms, chosen by how
+//! much it amplifies its own rounding (see [`Form`]). Most run in f32,
+//! transposed direct form II, 8 channels per instruction. A section whose
+//! poles are near z = 1 (a low cut-off) or very near the unit circle cannot:
+//! its f32 state rounding is amplified by roughly the inverse square of the
+//! distance, and a one-hour 0.1 Hz high-pass at 1 kHz would drift by 1.7e-2
+//! (tested in `engine/tests/filters_reference.rs`). Such a section runs in
+//! f32 in the *delta form* instead, where each delay is an accumulator
+//! (`z⁻¹ = ρ / (1 + ρ)`, ρ an integrator) and the coefficients are the
+//! small distances of the poles from z = 1, so the rounding no longer
+//! cancels: for every high-pass Butterworth section and high-rate notch
+//! its noise gain is 0.4–7 where direct form II's is 10³–10⁹. What neither
+//! f32 form holds (a low-pass with a very low cut-off) runs in f64. Values
+//! pass between sections in f64 (rounded to f32 on entering an f32
+//! section); samples are f32 on the way in and out.
 //!
 //! **SIMD.** Channels sharing one design are filtered in groups of
 //! [`LANES`] = 4 f64 lanes, a pair of groups per f32 vector. The AVX2
@@ -89,8 +96,9 @@ impl Kernel {
 /// per section instead of 4 FMAs and a multiply.
 ///
 /// A section runs in f32 (`single`) when f32 rounding cannot hurt it: see
-/// [`SINGLE_PRECISION_NOISE_GAIN`]. Its coefficients are then rounded to
-/// f32 (and kept in these f64 fields, exactly).
+/// [`Form`]. Its coefficients are then rounded to f32 (and kept in these
+/// f64 fields, exactly). In the delta form (`delta`) the fields hold
+/// `β1, β2, −α1, −α2` instead (see [`Form::Delta`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct Section {
     c1: f64,
@@ -98,6 +106,31 @@ struct Section {
     neg_a1: f64,
     neg_a2: f64,
     single: bool,
+    delta: bool,
+}
+
+/// How a section is computed. The rule: the first form whose noise gain
+/// is at most its bound.
+///
+/// - [`Form::Single`], f32 direct form II, where the feedback noise gain
+///   is at most [`SINGLE_PRECISION_NOISE_GAIN`];
+/// - [`Form::Delta`], f32 delta form, where its Mullis–Roberts noise gain
+///   is at most [`DELTA_NOISE_GAIN`];
+/// - [`Form::Double`], f64 direct form II, otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Single,
+    /// The delta form (Middleton & Goodwin; Kauraniemi et al., "Delta
+    /// operator realizations of direct-form IIR filters", IEEE TCAS II,
+    /// 1998), transposed: with `α1 = 2 + a1`, `α2 = 1 + a1 + a2` (the
+    /// poles' distances from z = 1, computed in f64 before rounding),
+    /// `β1 = 2 + c1`, `β2 = 1 + c1 + c2`:
+    /// `y = x + s1; s1 ← s1 + (β1·x + s2 − α1·y); s2 ← s2 + β2·x − α2·y`.
+    /// Its state is direct form II's as `s1 = z1, s2 = z1 + z2` (exactly,
+    /// in exact arithmetic). A high-pass section (zeros at z = 1) has
+    /// `β1 = β2 = 0`: 2 FMAs and 2 adds, as cheap as direct form II.
+    Delta,
+    Double,
 }
 
 /// A section runs in f32 when the noise gain of its feedback, Σh² of the
@@ -110,6 +143,17 @@ struct Section {
 /// 1 kHz; 0.5–1 Hz high-pass sections at 128–250 Hz 1.4·10⁴–1.1·10⁵.
 pub const SINGLE_PRECISION_NOISE_GAIN: f64 = 100.0;
 
+/// A section that fails [`SINGLE_PRECISION_NOISE_GAIN`] runs in the f32
+/// delta form when that form's roundoff noise gain, Σ Kᵢᵢ·Wᵢᵢ over its two
+/// states (K and W its controllability and observability Gramians, the
+/// Mullis–Roberts measure: each state's rounding, relative to the state's
+/// size under white input, times its gain to the output), is at most this.
+/// Measured: high-pass Butterworth sections at 0.1–1 Hz and 128–2000 Hz
+/// 0.4–1.2; 50/60 Hz notches (Q 30) at 500–2000 Hz 0.5–0.6; the [1, 0, −1]
+/// section of a 3rd-order 0.5–40 Hz band-pass at 360 Hz 7.2; but low-pass
+/// sections below 5 Hz 10⁴ and more (those stay in f64).
+pub const DELTA_NOISE_GAIN: f64 = 10.0;
+
 /// Σh² of `1 / (1 + a1 z⁻¹ + a2 z⁻²)` (closed form; infinite if unstable).
 fn feedback_noise_gain(a1: f64, a2: f64) -> f64 {
     let stable = a2.abs() < 1.0 && a1.abs() < 1.0 + a2;
@@ -119,11 +163,124 @@ fn feedback_noise_gain(a1: f64, a2: f64) -> f64 {
     (1.0 + a2) / ((1.0 - a2) * ((1.0 + a2) * (1.0 + a2) - a1 * a1))
 }
 
+/// The delta form's noise gain (see [`DELTA_NOISE_GAIN`]) for the
+/// normalised section `[1, c1, c2] / [1, a1, a2]`; infinite if unstable.
+fn delta_noise_gain(c1: f64, c2: f64, a1: f64, a2: f64) -> f64 {
+    if !feedback_noise_gain(a1, a2).is_finite() {
+        return f64::INFINITY;
+    }
+    let (alpha1, alpha2) = (2.0 + a1, 1.0 + a1 + a2);
+    let (beta1, beta2) = (2.0 + c1, 1.0 + c1 + c2);
+    // s ← A·s + B·x, y = C·s + x, with C = [1, 0].
+    let a = [[1.0 - alpha1, 1.0], [-alpha2, 1.0]];
+    let b = [beta1 - alpha1, beta2 - alpha2];
+    let k = lyapunov(a, [b[0] * b[0], b[0] * b[1], b[1] * b[1]]);
+    let transposed = [[a[0][0], a[1][0]], [a[0][1], a[1][1]]];
+    let w = lyapunov(transposed, [1.0, 0.0, 0.0]);
+    k[0] * w[0] + k[2] * w[2]
+}
+
+/// The symmetric P = A·P·Aᵀ + Q of a stable 2×2 A, as `[p11, p12, p22]`
+/// (Q likewise): three linear equations, solved by Cramer's rule.
+fn lyapunov(a: [[f64; 2]; 2], q: [f64; 3]) -> [f64; 3] {
+    let [[a11, a12], [a21, a22]] = a;
+    // (I − M)·p = q, M the map p ↦ A·P·Aᵀ on [p11, p12, p22].
+    let m = [
+        [1.0 - a11 * a11, -2.0 * a11 * a12, -a12 * a12],
+        [-a11 * a21, 1.0 - (a11 * a22 + a12 * a21), -a12 * a22],
+        [-a21 * a21, -2.0 * a21 * a22, 1.0 - a22 * a22],
+    ];
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let whole = det(m);
+    let mut p = [0.0; 3];
+    for (column, value) in p.iter_mut().enumerate() {
+        let mut replaced = m;
+        for (row, line) in replaced.iter_mut().enumerate() {
+            line[column] = q[row];
+        }
+        *value = det(replaced) / whole;
+    }
+    p
+}
+
 impl Section {
-    /// `c2 = 1`, so the SIMD kernel skips `c2·x` (exact: the same bits as
-    /// the general formula).
+    /// Chooses the section's [`Form`] and puts its coefficients in it.
+    fn new(biquad: &Biquad) -> Section {
+        let [b0, b1, b2] = biquad.b;
+        let [_, a1, a2] = biquad.a;
+        let (c1, c2) = (b1 / b0, b2 / b0);
+        let form = if feedback_noise_gain(a1, a2) <= SINGLE_PRECISION_NOISE_GAIN {
+            Form::Single
+        } else if delta_noise_gain(c1, c2, a1, a2) <= DELTA_NOISE_GAIN {
+            Form::Delta
+        } else {
+            Form::Double
+        };
+        let single = |c: f64| f64::from(c as f32);
+        match form {
+            Form::Single => Section {
+                c1: single(c1),
+                c2: single(c2),
+                neg_a1: single(-a1),
+                neg_a2: single(-a2),
+                single: true,
+                delta: false,
+            },
+            Form::Delta => Section {
+                c1: single(2.0 + c1),
+                c2: single(1.0 + c1 + c2),
+                neg_a1: single(-(2.0 + a1)),
+                neg_a2: single(-(1.0 + a1 + a2)),
+                single: true,
+                delta: true,
+            },
+            Form::Double => Section {
+                c1,
+                c2,
+                neg_a1: -a1,
+                neg_a2: -a2,
+                single: false,
+                delta: false,
+            },
+        }
+    }
+
+    #[cfg(test)]
+    fn form(&self) -> Form {
+        match (self.single, self.delta) {
+            (true, false) => Form::Single,
+            (true, true) => Form::Delta,
+            (false, _) => Form::Double,
+        }
+    }
+
+    /// `c2 = 1` (direct form II), so the SIMD kernel skips `c2·x` (exact:
+    /// the same bits as the general formula).
     fn palindromic(&self) -> bool {
-        self.c2 == 1.0
+        !self.delta && self.c2 == 1.0
+    }
+
+    /// A delta-form section with `β1 = β2 = 0` (zeros at z = 1: high-pass):
+    /// both kernels skip the `β·x` terms.
+    fn delta_without_numerator(&self) -> bool {
+        self.delta && self.c1 == 0.0 && self.c2 == 0.0
+    }
+
+    /// The SIMD kernel's variant for an f32 section.
+    #[cfg(target_arch = "x86_64")]
+    fn f32_kind(&self) -> u8 {
+        if self.delta_without_numerator() {
+            avx2::DELTA_HIGH_PASS
+        } else if self.delta {
+            avx2::DELTA
+        } else if self.palindromic() {
+            avx2::PALINDROMIC
+        } else {
+            avx2::GENERAL
+        }
     }
 }
 
@@ -134,9 +291,13 @@ struct Cascade {
     /// (in f32 if the first section is single precision).
     gain: f64,
     sections: Vec<Section>,
-    /// `sosfilt_zi` of the normalised cascade, per unit of (unscaled)
-    /// input, when warm-starting.
-    warm_start: Option<Vec<[f64; 2]>>,
+    /// `sosfilt_zi` of the normalised cascade (in each section's form), per
+    /// unit of (unscaled) input, when warm-starting or shifting.
+    steady: Option<Vec<[f64; 2]>>,
+    warm_start: bool,
+    /// The input is shifted by its value at the restart (see
+    /// [`Cascade::restart`]).
+    shift: bool,
 }
 
 impl Cascade {
@@ -164,45 +325,88 @@ impl Cascade {
         if biquads.iter().any(|b| b.b[0] == 0.0 || !b.b[0].is_finite()) {
             return Err(DesignError::ZeroLeadingCoefficient);
         }
-        let sections = biquads
-            .iter()
-            .map(|biquad| {
-                let [b0, b1, b2] = biquad.b;
-                let single = feedback_noise_gain(biquad.a[1], biquad.a[2]) <= SINGLE_PRECISION_NOISE_GAIN;
-                let round = |c: f64| if single { f64::from(c as f32) } else { c };
-                Section {
-                    c1: round(b1 / b0),
-                    c2: round(b2 / b0),
-                    neg_a1: round(-biquad.a[1]),
-                    neg_a2: round(-biquad.a[2]),
-                    single,
-                }
-            })
-            .collect::<Vec<Section>>();
-        let warm_start = if warm_start {
-            let original = steady_state(biquads)?;
+        let sections = biquads.iter().map(Section::new).collect::<Vec<Section>>();
+        let blocks_dc = biquads.iter().any(|b| {
+            let [b0, b1, b2] = b.b;
+            (b0 + b1 + b2).abs() <= 1e-12 * (b0.abs() + b1.abs() + b2.abs())
+        });
+        let wants_shift = blocks_dc && sections.iter().any(|s| s.delta);
+        let steady = if warm_start || wants_shift {
+            let original = match steady_state(biquads) {
+                Ok(original) => original,
+                Err(error) if warm_start => return Err(error),
+                Err(_) => return Ok(Cascade::unshifted(biquads, sections)),
+            };
             let mut later_gain = 1.0;
             let mut normalised = vec![[0.0; 2]; biquads.len()];
             for (k, zi) in original.iter().enumerate().rev() {
-                normalised[k] = [zi[0] * later_gain, zi[1] * later_gain];
+                // The delta form's state is (z1, z1 + z2).
+                let second = if sections[k].delta { zi[0] + zi[1] } else { zi[1] };
+                normalised[k] = [zi[0] * later_gain, second * later_gain];
                 later_gain *= biquads[k].b[0];
             }
             Some(normalised)
         } else {
             None
         };
+        Ok(Cascade {
+            steady,
+            warm_start,
+            shift: wants_shift,
+            ..Cascade::unshifted(biquads, sections)
+        })
+    }
+
+    /// A cold-starting cascade without shift.
+    fn unshifted(biquads: &[Biquad], sections: Vec<Section>) -> Cascade {
         let gain: f64 = biquads.iter().map(|b| b.b[0]).product();
         // The gain is applied in the first section's precision.
         let first_single = sections.first().is_some_and(|s| s.single);
-        Ok(Cascade {
+        Cascade {
             gain: if first_single {
                 f64::from(gain as f32)
             } else {
                 gain
             },
             sections,
-            warm_start,
-        })
+            steady: None,
+            warm_start: false,
+            shift: false,
+        }
+    }
+
+    /// Section `s`'s state for a restart at input `x`.
+    ///
+    /// **Shift.** A cascade that blocks DC (a section with zeros at z = 1)
+    /// and runs a section in the delta form filters `x − c` instead of `x`,
+    /// `c` the first sample after the restart, from the state less the
+    /// steady state for `c`: in exact arithmetic the same output, since the
+    /// steady response to `c` is 0. Why: with a DC offset (DC-coupled
+    /// amplifiers: millivolts under a signal of microvolts) a high-pass's
+    /// f32 delta state would carry the offset, and its rounding, relative
+    /// to the offset, would swamp a small output (a 0.1 Hz high-pass at
+    /// 1 kHz with an offset 35 times the signal: 1.2e-5 of it; shifted:
+    /// see `engine/tests/filters_reference.rs`). The shift enters as the
+    /// [`Cascade::bias`] added to the scaled input.
+    fn restart(&self, s: usize, x: f64) -> [f64; 2] {
+        match (&self.steady, self.shift, self.warm_start) {
+            (Some(zi), false, true) => [zi[s][0] * x, zi[s][1] * x],
+            (Some(zi), true, false) => [-(zi[s][0] * x), -(zi[s][1] * x)],
+            _ => [0.0, 0.0],
+        }
+    }
+
+    /// What is added to the scaled input (`gain·x + bias`, one rounding)
+    /// after a restart at input `x`: minus the scaled shift, in the first
+    /// section's precision; −0.0 (which changes no value) without shift.
+    fn bias(&self, x: f64) -> f64 {
+        if !self.shift {
+            -0.0
+        } else if self.sections.first().is_some_and(|s| s.single) {
+            f64::from(-(self.gain as f32 * x as f32))
+        } else {
+            -(self.gain * x)
+        }
     }
 }
 
@@ -220,6 +424,8 @@ pub struct ChannelBank {
     state: Vec<f64>,
     /// Per channel: the next valid sample starts the filter afresh.
     restart: Vec<bool>,
+    /// Per channel, and a group's absent lanes: [`Cascade::bias`].
+    bias: Vec<f64>,
     /// Zeros read by the absent lanes of a partly filled group (and written
     /// to, then zeroed again); grows to the longest frame, then stays.
     padding: Vec<f32>,
@@ -255,6 +461,7 @@ impl ChannelBank {
             channels,
             state: vec![0.0; groups * biquads.len() * 2 * LANES],
             restart: vec![true; channels],
+            bias: vec![-0.0; groups * LANES],
             padding: Vec::new(),
             channel_state: vec![[0.0; 2]; biquads.len()],
             order: Vec::new(),
@@ -310,14 +517,11 @@ impl ChannelBank {
         let size = self.cascade.sections.len() * 2 * LANES;
         let state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in state.chunks_exact_mut(2 * LANES).enumerate() {
-            let [z1, z2] = self
-                .cascade
-                .warm_start
-                .as_ref()
-                .map_or([0.0, 0.0], |zi| [zi[s][0] * x, zi[s][1] * x]);
+            let [z1, z2] = self.cascade.restart(s, x);
             section_state[lane] = z1;
             section_state[LANES + lane] = z2;
         }
+        self.bias[group * LANES + lane] = self.cascade.bias(x);
     }
 
     /// Filters up to [`CHANNELS_PER_ROW`] channels of equal length (`spans`
@@ -365,6 +569,7 @@ impl ChannelBank {
         let channels = Channels {
             pointers: &channels[..groups * LANES],
             len,
+            bias: &self.bias[first_group * LANES..(first_group + groups) * LANES],
         };
         match self.kernel.0 {
             KernelKind::Portable => unreachable!("the portable kernel filters channel by channel"),
@@ -398,6 +603,7 @@ impl ChannelBank {
             cascade: &self.cascade,
             state: &mut self.channel_state,
             restart: &mut self.restart[group * LANES + lane],
+            bias: &mut self.bias[group * LANES + lane],
         };
         match self.kernel.0 {
             KernelKind::Portable => channel.run::<false>(samples),
@@ -418,6 +624,8 @@ impl ChannelBank {
 struct Channels<'a> {
     pointers: &'a [*mut f32],
     len: usize,
+    /// Per pointer: [`Cascade::bias`].
+    bias: &'a [f64],
 }
 
 /// Panics unless every span ends inside a buffer of `len` samples and no two
@@ -449,6 +657,8 @@ struct ChannelRun<'a> {
     cascade: &'a Cascade,
     state: &'a mut [[f64; 2]],
     restart: &'a mut bool,
+    /// Added to the scaled input: see [`Cascade::bias`].
+    bias: &'a mut f64,
 }
 
 impl ChannelRun<'_> {
@@ -458,12 +668,7 @@ impl ChannelRun<'_> {
     /// operations in the same order.
     #[inline(always)]
     fn run<const FUSED: bool>(self, samples: &mut [f32]) {
-        let Cascade {
-            gain,
-            sections,
-            warm_start,
-            ..
-        } = self.cascade;
+        let Cascade { gain, sections, .. } = self.cascade;
         for sample in samples {
             if !sample.is_finite() {
                 *sample = f32::NAN;
@@ -473,21 +678,35 @@ impl ChannelRun<'_> {
             if *self.restart {
                 let x = f64::from(*sample);
                 for (s, z) in self.state.iter_mut().enumerate() {
-                    *z = warm_start
-                        .as_ref()
-                        .map_or([0.0, 0.0], |zi| [zi[s][0] * x, zi[s][1] * x]);
+                    *z = self.cascade.restart(s, x);
                 }
+                *self.bias = self.cascade.bias(x);
                 *self.restart = false;
             }
             // The value between sections, in f64; exactly an f32 after a
             // single-precision section.
             let mut x = if sections.first().is_some_and(|c| c.single) {
-                f64::from(*gain as f32 * *sample)
+                f64::from(madd32::<FUSED>(*gain as f32, *sample, *self.bias as f32))
             } else {
-                gain * f64::from(*sample)
+                madd::<FUSED>(*gain, f64::from(*sample), *self.bias)
             };
             for (c, z) in sections.iter().zip(self.state.iter_mut()) {
-                if c.single {
+                if c.delta {
+                    let (x32, s1, s2) = (x as f32, z[0] as f32, z[1] as f32);
+                    let y = x32 + s1;
+                    let (step1, step2) = if c.delta_without_numerator() {
+                        (s2, s2)
+                    } else {
+                        (
+                            madd32::<FUSED>(c.c1 as f32, x32, s2),
+                            madd32::<FUSED>(c.c2 as f32, x32, s2),
+                        )
+                    };
+                    let s1 = s1 + madd32::<FUSED>(c.neg_a1 as f32, y, step1);
+                    let s2 = madd32::<FUSED>(c.neg_a2 as f32, y, step2);
+                    *z = [f64::from(s1), f64::from(s2)];
+                    x = f64::from(y);
+                } else if c.single {
                     let (x32, z1, z2) = (x as f32, z[0] as f32, z[1] as f32);
                     let y = x32 + z1;
                     let z1 = madd32::<FUSED>(c.neg_a1 as f32, y, madd32::<FUSED>(c.c1 as f32, x32, z2));
@@ -620,6 +839,7 @@ mod avx2 {
             let channels = Channels {
                 pointers: &channels.pointers[first * LANES..(first + count) * LANES],
                 len: channels.len,
+                bias: &channels.bias[first * LANES..(first + count) * LANES],
             };
             // run::<G, H, P>: G groups, f64 sections in passes of H groups,
             // f32 sections over P = G/2 vectors (0: the cascade has none).
@@ -728,14 +948,40 @@ mod avx2 {
         pointers[..channels.pointers.len()].copy_from_slice(channels.pointers);
         let Scratch { wide, narrow, .. } = scratch;
         let len = channels.len;
+        assert!(channels.bias.len() == G * LANES);
+        // The bias of 8 channels per f32 vector (each an f32 value, exactly).
+        let mut bias_f32 = [_mm256_set1_ps(-0.0); P];
+        for (p, vector) in bias_f32.iter_mut().enumerate() {
+            let mut lanes = [0.0f32; 8];
+            for (lane, value) in lanes.iter_mut().zip(&channels.bias[8 * p..8 * p + 8]) {
+                *lane = *value as f32;
+            }
+            *vector = _mm256_loadu_ps(lanes.as_ptr());
+        }
         for start in (0..len).step_by(BLOCK) {
             let n = BLOCK.min(len - start);
             let (wide, narrow) = (&mut wide[..n], &mut narrow[..n]);
             // SAFETY (loads and stores): start + n <= len.
             let finite = if first_single {
-                unsafe { load_block_f32::<P>(_mm256_set1_ps(cascade.gain as f32), &pointers, start, narrow) }
+                unsafe {
+                    load_block_f32::<P>(
+                        _mm256_set1_ps(cascade.gain as f32),
+                        &bias_f32,
+                        &pointers,
+                        start,
+                        narrow,
+                    )
+                }
             } else {
-                unsafe { load_block::<G>(_mm256_set1_pd(cascade.gain), &pointers, start, wide) }
+                unsafe {
+                    load_block::<G>(
+                        _mm256_set1_pd(cascade.gain),
+                        channels.bias,
+                        &pointers,
+                        start,
+                        wide,
+                    )
+                }
             };
             if !finite {
                 return start;
@@ -749,10 +995,11 @@ mod avx2 {
                 if section.single {
                     debug_assert!(in_narrow, "an f64 section before narrowed the block");
                     let mut z = NarrowState::<P>::load(state, group_size, s);
-                    if section.palindromic() {
-                        run_section_f32::<P, true>(section, &mut z, narrow);
-                    } else {
-                        run_section_f32::<P, false>(section, &mut z, narrow);
+                    match section.f32_kind() {
+                        GENERAL => run_section_f32::<P, GENERAL>(section, &mut z, narrow),
+                        PALINDROMIC => run_section_f32::<P, PALINDROMIC>(section, &mut z, narrow),
+                        DELTA => run_section_f32::<P, DELTA>(section, &mut z, narrow),
+                        _ => run_section_f32::<P, DELTA_HIGH_PASS>(section, &mut z, narrow),
                     }
                     z.store(state, group_size, s);
                 } else {
@@ -980,10 +1227,19 @@ mod avx2 {
         }
     }
 
+    /// An f32 section's variant ([`Section::f32_kind`]): direct form II,
+    /// general or with `c2 = 1`; the delta form, general or without its
+    /// `β·x` terms.
+    pub(super) const GENERAL: u8 = 0;
+    pub(super) const PALINDROMIC: u8 = 1;
+    pub(super) const DELTA: u8 = 2;
+    pub(super) const DELTA_HIGH_PASS: u8 = 3;
+
     /// One f32 section over a block of P vectors, in place; as
-    /// [`run_section`], in f32 (the scalar path's `single` arm).
+    /// [`run_section`], in f32 (the scalar path's `single` and `delta`
+    /// arms). `KIND`: one of the variants above.
     #[inline(always)]
-    fn run_section_f32<const P: usize, const PALINDROMIC: bool>(
+    fn run_section_f32<const P: usize, const KIND: u8>(
         section: &Section,
         z: &mut NarrowState<P>,
         block: &mut [Narrow],
@@ -998,10 +1254,24 @@ mod avx2 {
                 for (p, value) in step.iter_mut().enumerate().take(P) {
                     let x = *value;
                     let y = _mm256_add_ps(x, z.z1[p]);
-                    let partial = _mm256_fmadd_ps(c1, x, z.z2[p]);
-                    let scaled = if PALINDROMIC { x } else { _mm256_mul_ps(c2, x) };
-                    z.z1[p] = _mm256_fmadd_ps(neg_a1, y, partial);
-                    z.z2[p] = _mm256_fmadd_ps(neg_a2, y, scaled);
+                    if KIND == DELTA || KIND == DELTA_HIGH_PASS {
+                        let (step1, step2) = if KIND == DELTA_HIGH_PASS {
+                            (z.z2[p], z.z2[p])
+                        } else {
+                            (_mm256_fmadd_ps(c1, x, z.z2[p]), _mm256_fmadd_ps(c2, x, z.z2[p]))
+                        };
+                        z.z1[p] = _mm256_add_ps(z.z1[p], _mm256_fmadd_ps(neg_a1, y, step1));
+                        z.z2[p] = _mm256_fmadd_ps(neg_a2, y, step2);
+                    } else {
+                        let partial = _mm256_fmadd_ps(c1, x, z.z2[p]);
+                        let scaled = if KIND == PALINDROMIC {
+                            x
+                        } else {
+                            _mm256_mul_ps(c2, x)
+                        };
+                        z.z1[p] = _mm256_fmadd_ps(neg_a1, y, partial);
+                        z.z2[p] = _mm256_fmadd_ps(neg_a2, y, scaled);
+                    }
                     *value = y;
                 }
             }
@@ -1090,15 +1360,16 @@ mod avx2 {
     }
 
     /// As [`load_block`], for a first section in f32: 8 samples of 8
-    /// channels at a time, transposed in f32, times `gain`; `block[t][p]`
-    /// is step `start + t` of channels 8p .. 8p + 8. Returns whether all
-    /// samples read were finite.
+    /// channels at a time, transposed in f32, times `gain` plus `bias[p]`
+    /// (one rounding); `block[t][p]` is step `start + t` of channels
+    /// 8p .. 8p + 8. Returns whether all samples read were finite.
     ///
     /// # Safety
     /// As [`load_block`].
     #[inline(always)]
     unsafe fn load_block_f32<const P: usize>(
         gain: __m256,
+        bias: &[__m256; P],
         channels: &[*mut f32; CHANNELS_PER_ROW],
         start: usize,
         block: &mut [Narrow],
@@ -1107,17 +1378,17 @@ mod avx2 {
         let mut not_finite = _mm256_setzero_ps();
         // Eight channels' whole block before the next eight: see [`run`]
         // on why the order of reads matters.
-        for p in 0..P {
+        for (p, &bias) in bias.iter().enumerate() {
             let mut steps = block.chunks_exact_mut(8);
             for (step, rows) in (&mut steps).enumerate() {
                 // SAFETY: as this function's contract.
-                let residue = unsafe { load_step_f32(gain, channels, p, start + step * 8, rows) };
+                let residue = unsafe { load_step_f32(gain, bias, channels, p, start + step * 8, rows) };
                 not_finite = _mm256_or_ps(not_finite, residue);
             }
             let rows = steps.into_remainder();
             if !rows.is_empty() {
                 // SAFETY: as this function's contract.
-                let residue = unsafe { load_step_f32(gain, channels, p, start + whole, rows) };
+                let residue = unsafe { load_step_f32(gain, bias, channels, p, start + whole, rows) };
                 not_finite = _mm256_or_ps(not_finite, residue);
             }
         }
@@ -1132,6 +1403,7 @@ mod avx2 {
     #[inline(always)]
     unsafe fn load_step_f32(
         gain: __m256,
+        bias: __m256,
         channels: &[*mut f32; CHANNELS_PER_ROW],
         p: usize,
         t: usize,
@@ -1154,7 +1426,7 @@ mod avx2 {
                 *column = eight;
             }
             for (row, column) in rows.iter_mut().zip(transpose8(columns)) {
-                row[p] = _mm256_mul_ps(gain, column);
+                row[p] = _mm256_fmadd_ps(gain, column, bias);
             }
         }
         residue
@@ -1213,8 +1485,9 @@ mod avx2 {
     }
 
     /// Reads `block.len()` samples of each channel from `start`, widened,
-    /// times `gain`, transposed: `block[t][g]` is step `start + t` of group
-    /// g's four channels. Returns whether all of them were finite.
+    /// times `gain` plus the channel's `bias` (one rounding), transposed:
+    /// `block[t][g]` is step `start + t` of group g's four channels.
+    /// Returns whether all of them were finite.
     ///
     /// # Safety
     /// As [`run`], whose target features it needs (it is always inlined);
@@ -1223,6 +1496,7 @@ mod avx2 {
     #[inline(always)]
     unsafe fn load_block<const G: usize>(
         gain: __m256d,
+        bias: &[f64],
         channels: &[*mut f32; CHANNELS_PER_ROW],
         start: usize,
         block: &mut [Wide],
@@ -1237,13 +1511,13 @@ mod avx2 {
             let mut steps = block.chunks_exact_mut(LANES);
             for (step, rows) in (&mut steps).enumerate() {
                 // SAFETY: as this function's contract.
-                let residue = unsafe { load_step(gain, channels, g, start + step * LANES, rows) };
+                let residue = unsafe { load_step(gain, bias, channels, g, start + step * LANES, rows) };
                 not_finite = _mm_or_ps(not_finite, residue);
             }
             let rows = steps.into_remainder();
             if !rows.is_empty() {
                 // SAFETY: as this function's contract.
-                let residue = unsafe { load_step(gain, channels, g, start + whole, rows) };
+                let residue = unsafe { load_step(gain, bias, channels, g, start + whole, rows) };
                 not_finite = _mm_or_ps(not_finite, residue);
             }
         }
@@ -1261,6 +1535,7 @@ mod avx2 {
     #[inline(always)]
     unsafe fn load_step(
         gain: __m256d,
+        bias: &[f64],
         channels: &[*mut f32; CHANNELS_PER_ROW],
         g: usize,
         t: usize,
@@ -1283,7 +1558,8 @@ mod avx2 {
                     _mm_maskload_ps(input, mask)
                 };
                 residue = _mm_or_ps(residue, _mm_sub_ps(four, four));
-                *column = _mm256_mul_pd(gain, _mm256_cvtps_pd(four));
+                let shift = _mm256_set1_pd(bias[LANES * g + lane]);
+                *column = _mm256_fmadd_pd(gain, _mm256_cvtps_pd(four), shift);
             }
             for (row, column) in rows.iter_mut().zip(transpose(columns)) {
                 row[g] = column;
@@ -1376,30 +1652,65 @@ mod tests {
         out
     }
 
-    /// Cascades with and without a general (non-palindromic) section.
+    /// Cascades with and without a general (non-palindromic) section, in
+    /// every form and every change of precision between sections.
     fn cascades() -> Vec<Vec<Biquad>> {
+        let notch = |f: f64| crate::filters::design::notch(f, 30.0, 250.0).unwrap();
         let mut bandstop_and_notch = butterworth(3, Band::Bandstop(45.0, 55.0), 250.0).unwrap();
-        bandstop_and_notch.push(crate::filters::design::notch(60.0, 30.0, 250.0).unwrap());
+        bandstop_and_notch.push(notch(60.0));
+        // f32 → f64 → f32 delta → f32, and a general delta section ([1, 0, −1]).
+        let mut mixed = vec![notch(50.0)];
+        mixed.extend(butterworth(2, Band::Lowpass(1.0), 250.0).unwrap());
+        mixed.extend(butterworth(3, Band::Bandpass(0.5, 40.0), 360.0).unwrap());
+        mixed.push(notch(60.0));
         vec![
-            // [1, ±2, 1] only, 10 sections: palindromic.
+            // [1, ±2, 1] only, 10 sections: palindromic, high-pass ones in the delta form.
             butterworth(10, Band::Bandpass(1.0, 30.0), 250.0).unwrap(),
             // 16 sections: longer than the scalar loop's old limit of 12.
             butterworth(16, Band::Bandpass(2.0, 40.0), 250.0).unwrap(),
-            // Low cut-off only: every section in f64.
-            butterworth(4, Band::Highpass(0.5), 250.0).unwrap(),
+            // Low cut-off low-pass only: every section in f64.
+            butterworth(4, Band::Lowpass(1.0), 250.0).unwrap(),
             // Odd order: a general [1, c1, 0] section.
             butterworth(5, Band::Lowpass(20.0), 250.0).unwrap(),
             bandstop_and_notch,
+            mixed,
         ]
     }
 
     #[test]
+    fn the_test_cascades_cover_every_form_and_change_of_precision() {
+        let all = cascades();
+        let forms: Vec<Vec<Form>> = all
+            .iter()
+            .map(|b| {
+                Cascade::new(b, false)
+                    .unwrap()
+                    .sections
+                    .iter()
+                    .map(Section::form)
+                    .collect()
+            })
+            .collect();
+        assert!(forms[2].iter().all(|&f| f == Form::Double));
+        use Form::{Delta, Double, Single};
+        assert_eq!(forms[5], [Single, Double, Single, Delta, Delta, Single]);
+        let mixed = Cascade::new(&all[5], false).unwrap();
+        assert!(mixed.sections[3].delta && !mixed.sections[3].delta_without_numerator());
+        assert!(mixed.sections[4].delta_without_numerator());
+    }
+
+    #[test]
     fn even_butterworth_and_notch_cascades_are_palindromic() {
+        // In direct form II; delta-form sections have no such shortcut.
         let palindromic = |biquads: &[Biquad]| {
             let cascade = Cascade::new(biquads, false).unwrap();
-            cascade.sections.iter().all(Section::palindromic)
+            cascade
+                .sections
+                .iter()
+                .filter(|s| !s.delta)
+                .all(Section::palindromic)
         };
-        let [bandpass, _, _, lowpass, _] = &cascades()[..] else {
+        let [bandpass, _, _, lowpass, ..] = &cascades()[..] else {
             unreachable!()
         };
         assert!(palindromic(bandpass));
@@ -1429,25 +1740,60 @@ mod tests {
     }
 
     #[test]
-    fn sections_near_z_1_or_the_unit_circle_stay_in_f64() {
-        let single = |biquads: &[Biquad]| -> Vec<bool> {
+    fn each_section_takes_the_first_form_whose_noise_gain_is_low_enough() {
+        let forms = |biquads: &[Biquad]| -> Vec<Form> {
             Cascade::new(biquads, false)
                 .unwrap()
                 .sections
                 .iter()
-                .map(|s| s.single)
+                .map(Section::form)
                 .collect()
         };
-        // 0.5–45 Hz at 128 Hz: the 45 Hz sections in f32, the 0.5 Hz ones in f64.
+        use Form::{Delta, Double, Single};
+        // 0.5–45 Hz at 128 Hz: the 45 Hz sections in f32 direct form II, the
+        // 0.5 Hz ones (direct form II noise gain 10⁴) in the f32 delta form.
         let bandpass = butterworth(4, Band::Bandpass(0.5, 45.0), 128.0).unwrap();
-        assert_eq!(single(&bandpass), [true, true, false, false]);
+        assert_eq!(forms(&bandpass), [Single, Single, Delta, Delta]);
         let notch = |f: f64, rate: f64| crate::filters::design::notch(f, 30.0, rate).unwrap();
-        assert_eq!(single(&[notch(50.0, 128.0)]), [true]); // noise gain 16
-        assert_eq!(single(&[notch(60.0, 1000.0)]), [false]); // noise gain 297
+        assert_eq!(forms(&[notch(50.0, 128.0)]), [Single]); // noise gain 16
+        assert_eq!(forms(&[notch(60.0, 1000.0)]), [Delta]); // 297; delta 0.53
         assert_eq!(
-            single(&butterworth(2, Band::Highpass(0.1), 1000.0).unwrap()),
-            [false]
+            forms(&butterworth(2, Band::Highpass(0.1), 1000.0).unwrap()),
+            [Delta]
         );
+        // A low-pass at 0.5 Hz: its delta form amplifies rounding 10⁸ times.
+        assert_eq!(
+            forms(&butterworth(4, Band::Lowpass(0.5), 256.0).unwrap()),
+            [Double, Double]
+        );
+        // Delta sections without numerator terms (zeros at z = 1).
+        let cascade = Cascade::new(&bandpass, false).unwrap();
+        assert!(cascade.sections[2..].iter().all(Section::delta_without_numerator));
+    }
+
+    /// The delta form's noise gain against `scipy.linalg.solve_discrete_lyapunov`
+    /// on the same realization (see [`delta_noise_gain`]).
+    #[test]
+    fn the_delta_noise_gain_matches_scipy() {
+        let gain = |biquad: &Biquad| {
+            let [b0, b1, b2] = biquad.b;
+            delta_noise_gain(b1 / b0, b2 / b0, biquad.a[1], biquad.a[2])
+        };
+        let highpass = butterworth(4, Band::Highpass(0.5), 128.0).unwrap();
+        let notch = crate::filters::design::notch(60.0, 30.0, 1000.0).unwrap();
+        let bandpass = butterworth(3, Band::Bandpass(0.5, 40.0), 360.0).unwrap();
+        let middle = bandpass
+            .iter()
+            .find(|b| b.b[1] == 0.0)
+            .expect("a [1, 0, -1] section");
+        for (ours, scipy) in [
+            (gain(&highpass[0]), 0.41825),
+            (gain(&highpass[1]), 1.13302),
+            (gain(&notch), 0.524727),
+            (gain(middle), 7.17536),
+        ] {
+            assert!((ours / scipy - 1.0).abs() < 1e-4, "{ours} vs {scipy}");
+        }
     }
 
     #[test]
@@ -1515,6 +1861,58 @@ mod tests {
                 assert_eq!(whole[3 * 500..3 * 500 + at], by_frame[3 * 500..3 * 500 + at]);
                 assert!(by_frame[3 * 500 + at].is_nan());
             }
+        }
+    }
+
+    /// Relative RMS error of `ours` against the textbook cascade in f64.
+    fn error_against_textbook(biquads: &[Biquad], data: &[f32], ours: &[f32]) -> f64 {
+        let mut state = vec![[0.0f64; 2]; biquads.len()];
+        let (mut error, mut power) = (0.0, 0.0);
+        for (&sample, &our) in data.iter().zip(ours) {
+            let mut x = f64::from(sample);
+            for (b, z) in biquads.iter().zip(state.iter_mut()) {
+                let y = b.b[0] * x + z[0];
+                z[0] = b.b[1] * x - b.a[1] * y + z[1];
+                z[1] = b.b[2] * x - b.a[2] * y;
+                x = y;
+            }
+            error += (f64::from(our) - x).powi(2);
+            power += x * x;
+        }
+        (error / power).sqrt()
+    }
+
+    /// A DC offset 1000 times the signal (a DC-coupled amplifier) through
+    /// high-pass sections in the f32 delta form: the shift keeps the error
+    /// at f32 level; without it the offset's rounding would show.
+    #[test]
+    fn a_large_dc_offset_costs_no_precision() {
+        let data: Vec<f32> = noise(60 * 1000, 11).iter().map(|x| 20_000.0 + 20.0 * x).collect();
+        let mut bandpass = butterworth(4, Band::Bandpass(0.5, 45.0), 256.0).unwrap();
+        bandpass.push(crate::filters::design::notch(50.0, 30.0, 256.0).unwrap());
+        let highpass = butterworth(2, Band::Highpass(0.1), 1000.0).unwrap();
+        for (biquads, kernel) in [
+            (&bandpass, Kernel::detect()),
+            (&bandpass, Kernel::portable()),
+            (&highpass, Kernel::detect()),
+        ] {
+            let mut bank = ChannelBank::new(biquads, 1, false, kernel).unwrap();
+            assert!(bank.cascade.shift);
+            let mut ours = data.clone();
+            bank.process(&mut ours, &[(0, data.len())]);
+            let error = error_against_textbook(biquads, &data, &ours);
+
+            let mut unshifted = ChannelBank::new(biquads, 1, false, kernel).unwrap();
+            unshifted.cascade.shift = false;
+            let mut ours = data.clone();
+            unshifted.process(&mut ours, &[(0, data.len())]);
+            let unshifted_error = error_against_textbook(biquads, &data, &ours);
+            eprintln!(
+                "{}: shifted {error:.2e}, unshifted {unshifted_error:.2e}",
+                kernel.name()
+            );
+            assert!(error < 1e-6, "{}: {error:e}", kernel.name());
+            assert!(unshifted_error > 4.0 * error, "{unshifted_error:e} vs {error:e}");
         }
     }
 

@@ -949,14 +949,18 @@ mod avx2 {
         let Scratch { wide, narrow, .. } = scratch;
         let len = channels.len;
         assert!(channels.bias.len() == G * LANES);
-        // The bias of 8 channels per f32 vector (each an f32 value, exactly).
+        // The bias of 8 channels per f32 vector (each an f32 value, exactly,
+        // when the first section is f32; unused otherwise).
         let mut bias_f32 = [_mm256_set1_ps(-0.0); P];
-        for (p, vector) in bias_f32.iter_mut().enumerate() {
-            let mut lanes = [0.0f32; 8];
-            for (lane, value) in lanes.iter_mut().zip(&channels.bias[8 * p..8 * p + 8]) {
-                *lane = *value as f32;
-            }
-            *vector = _mm256_loadu_ps(lanes.as_ptr());
+        for (vector, eight) in bias_f32.iter_mut().zip(channels.bias.chunks_exact(8)) {
+            let (low, high) = eight.split_at(4);
+            // SAFETY: each half is 4 f64.
+            *vector = unsafe {
+                _mm256_set_m128(
+                    _mm256_cvtpd_ps(_mm256_loadu_pd(high.as_ptr())),
+                    _mm256_cvtpd_ps(_mm256_loadu_pd(low.as_ptr())),
+                )
+            };
         }
         for start in (0..len).step_by(BLOCK) {
             let n = BLOCK.min(len - start);

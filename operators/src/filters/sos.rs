@@ -107,6 +107,8 @@ struct Section {
     neg_a2: f64,
     single: bool,
     delta: bool,
+    /// `c1, c2, −a1, −a2` (or the delta form's) as f32, for the scalar path.
+    coefficients32: [f32; 4],
 }
 
 /// How a section is computed. The rule: the first form whose noise gain
@@ -220,31 +222,24 @@ impl Section {
             Form::Double
         };
         let single = |c: f64| f64::from(c as f32);
-        match form {
-            Form::Single => Section {
-                c1: single(c1),
-                c2: single(c2),
-                neg_a1: single(-a1),
-                neg_a2: single(-a2),
-                single: true,
-                delta: false,
-            },
-            Form::Delta => Section {
-                c1: single(2.0 + c1),
-                c2: single(1.0 + c1 + c2),
-                neg_a1: single(-(2.0 + a1)),
-                neg_a2: single(-(1.0 + a1 + a2)),
-                single: true,
-                delta: true,
-            },
-            Form::Double => Section {
-                c1,
-                c2,
-                neg_a1: -a1,
-                neg_a2: -a2,
-                single: false,
-                delta: false,
-            },
+        let (c1, c2, neg_a1, neg_a2) = match form {
+            Form::Single => (single(c1), single(c2), single(-a1), single(-a2)),
+            Form::Delta => (
+                single(2.0 + c1),
+                single(1.0 + c1 + c2),
+                single(-(2.0 + a1)),
+                single(-(1.0 + a1 + a2)),
+            ),
+            Form::Double => (c1, c2, -a1, -a2),
+        };
+        Section {
+            c1,
+            c2,
+            neg_a1,
+            neg_a2,
+            single: form != Form::Double,
+            delta: form == Form::Delta,
+            coefficients32: [c1, c2, neg_a1, neg_a2].map(|c| c as f32),
         }
     }
 
@@ -431,6 +426,8 @@ pub struct ChannelBank {
     padding: Vec<f32>,
     /// One channel's state while the scalar path runs it.
     channel_state: Vec<[f64; 2]>,
+    /// The same in f32, for its f32 sections.
+    channel_state32: Vec<[f32; 2]>,
     /// Channel indices sorted by span start, for spans not in storage order.
     order: Vec<usize>,
     /// The AVX2 kernel's block buffers (with that kernel only).
@@ -464,6 +461,7 @@ impl ChannelBank {
             bias: vec![-0.0; groups * LANES],
             padding: Vec::new(),
             channel_state: vec![[0.0; 2]; biquads.len()],
+            channel_state32: vec![[0.0; 2]; biquads.len()],
             order: Vec::new(),
         })
     }
@@ -598,10 +596,12 @@ impl ChannelBank {
         let group_state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in group_state.chunks_exact(2 * LANES).enumerate() {
             self.channel_state[s] = [section_state[lane], section_state[LANES + lane]];
+            self.channel_state32[s] = self.channel_state[s].map(|v| v as f32);
         }
         let channel = ChannelRun {
             cascade: &self.cascade,
             state: &mut self.channel_state,
+            state32: &mut self.channel_state32,
             restart: &mut self.restart[group * LANES + lane],
             bias: &mut self.bias[group * LANES + lane],
         };
@@ -613,7 +613,11 @@ impl ChannelBank {
         }
         let group_state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in group_state.chunks_exact_mut(2 * LANES).enumerate() {
-            [section_state[lane], section_state[LANES + lane]] = self.channel_state[s];
+            [section_state[lane], section_state[LANES + lane]] = if self.cascade.sections[s].single {
+                self.channel_state32[s].map(f64::from)
+            } else {
+                self.channel_state[s]
+            };
         }
     }
 }
@@ -655,7 +659,10 @@ fn assert_disjoint_and_inside(spans: &[Span], len: usize, order: &mut Vec<usize>
 /// One channel run through the cascade sample by sample.
 struct ChannelRun<'a> {
     cascade: &'a Cascade,
+    /// The state of the f64 sections (the others' is unused).
     state: &'a mut [[f64; 2]],
+    /// The state of the f32 sections, in f32 (the others' is unused).
+    state32: &'a mut [[f32; 2]],
     restart: &'a mut bool,
     /// Added to the scaled input: see [`Cascade::bias`].
     bias: &'a mut f64,
@@ -677,8 +684,9 @@ impl ChannelRun<'_> {
             }
             if *self.restart {
                 let x = f64::from(*sample);
-                for (s, z) in self.state.iter_mut().enumerate() {
+                for (s, (z, z32)) in self.state.iter_mut().zip(self.state32.iter_mut()).enumerate() {
                     *z = self.cascade.restart(s, x);
+                    *z32 = z.map(|v| v as f32);
                 }
                 *self.bias = self.cascade.bias(x);
                 *self.restart = false;
@@ -690,28 +698,34 @@ impl ChannelRun<'_> {
             } else {
                 madd::<FUSED>(*gain, f64::from(*sample), *self.bias)
             };
-            for (c, z) in sections.iter().zip(self.state.iter_mut()) {
+            for ((c, z), z32) in sections
+                .iter()
+                .zip(self.state.iter_mut())
+                .zip(self.state32.iter_mut())
+            {
+                let [c1, c2, neg_a1, neg_a2] = c.coefficients32;
                 if c.delta {
-                    let (x32, s1, s2) = (x as f32, z[0] as f32, z[1] as f32);
+                    let x32 = x as f32;
+                    let [s1, s2] = *z32;
                     let y = x32 + s1;
                     let (step1, step2) = if c.delta_without_numerator() {
                         (s2, s2)
                     } else {
-                        (
-                            madd32::<FUSED>(c.c1 as f32, x32, s2),
-                            madd32::<FUSED>(c.c2 as f32, x32, s2),
-                        )
+                        (madd32::<FUSED>(c1, x32, s2), madd32::<FUSED>(c2, x32, s2))
                     };
-                    let s1 = s1 + madd32::<FUSED>(c.neg_a1 as f32, y, step1);
-                    let s2 = madd32::<FUSED>(c.neg_a2 as f32, y, step2);
-                    *z = [f64::from(s1), f64::from(s2)];
+                    *z32 = [
+                        s1 + madd32::<FUSED>(neg_a1, y, step1),
+                        madd32::<FUSED>(neg_a2, y, step2),
+                    ];
                     x = f64::from(y);
                 } else if c.single {
-                    let (x32, z1, z2) = (x as f32, z[0] as f32, z[1] as f32);
+                    let x32 = x as f32;
+                    let [z1, z2] = *z32;
                     let y = x32 + z1;
-                    let z1 = madd32::<FUSED>(c.neg_a1 as f32, y, madd32::<FUSED>(c.c1 as f32, x32, z2));
-                    let z2 = madd32::<FUSED>(c.neg_a2 as f32, y, c.c2 as f32 * x32);
-                    *z = [f64::from(z1), f64::from(z2)];
+                    *z32 = [
+                        madd32::<FUSED>(neg_a1, y, madd32::<FUSED>(c1, x32, z2)),
+                        madd32::<FUSED>(neg_a2, y, c2 * x32),
+                    ];
                     x = f64::from(y);
                 } else {
                     let y = x + z[0];

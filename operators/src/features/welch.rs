@@ -349,6 +349,13 @@ pub struct FeaturePlan {
 impl FeaturePlan {
     /// As [`SpectralFeatures::compute`], same values bit for bit.
     pub fn compute(&self, psd: &[f64], out: &mut Vec<f64>) {
+        self.compute_with(psd, out, true);
+    }
+
+    /// [`FeaturePlan::compute`]; `fused` allows the one-pass AVX-512 path
+    /// for the edge-range features (tests turn it off to compare).
+    #[inline(always)]
+    fn compute_with(&self, psd: &[f64], out: &mut Vec<f64>, fused: bool) {
         let df = self.df;
         let total_sum = sum(&psd[self.total.clone()]);
         let total = total_sum * df;
@@ -366,6 +373,24 @@ impl FeaturePlan {
         } else {
             sum(&psd[range.clone()])
         };
+        #[cfg(target_arch = "x86_64")]
+        if fused && self.one_walk && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above, and with it
+            // AVX2, the features `range_features_avx512` is compiled for.
+            unsafe {
+                range_features_avx512(
+                    &psd[range.clone()],
+                    range.start,
+                    df,
+                    &self.edges,
+                    range_power,
+                    out,
+                )
+            };
+            return;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = fused;
         if self.one_walk {
             edge_frequencies(psd, range.clone(), df, &self.edges, range_power, out);
         } else {
@@ -490,6 +515,13 @@ fn entropy_of(p: &[f64], total: f64) -> f64 {
 /// paths run the same operations in the same order: the same bits.
 fn h_sum(p: &[f64], total: f64) -> f64 {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, checked just above, and with it
+        // AVX2 (every AVX-512F CPU has it), the features `h_sum_avx512`
+        // is compiled for.
+        return unsafe { h_sum_avx512(p, total) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above, the only feature
         // `h_sum_avx2` is compiled for.
@@ -532,6 +564,222 @@ unsafe fn h_sum_avx2(p: &[f64], total: f64) -> f64 {
     };
     rest.iter()
         .fold((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), |h, &x| h + term(x))
+}
+
+/// [`h_sum_avx2`] with the logs taken 8 bins per instruction: each
+/// 8-bin block's terms are added to the same 4 partial sums as the 4-bin
+/// path, low half then high half, so the sums (and bits) are the same; the
+/// remaining 0-7 bins' terms are computed in one masked block and added
+/// one by one in order, as the scalar tail does.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn h_sum_avx512(p: &[f64], total: f64) -> f64 {
+    use std::arch::x86_64::*;
+    let inverse = _mm512_set1_pd(1.0 / total);
+    let terms = |x: __m512d| {
+        let q = _mm512_mul_pd(x, inverse);
+        let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(q, _mm512_setzero_pd());
+        let kept = _mm512_maskz_mov_pd(positive, q);
+        let argument = _mm512_mask_blend_pd(positive, _mm512_set1_pd(1.0), q);
+        let negated = _mm512_castsi512_pd(_mm512_xor_si512(
+            _mm512_castpd_si512(kept),
+            _mm512_set1_epi64(i64::MIN),
+        ));
+        _mm512_mul_pd(negated, log2_avx512(argument))
+    };
+    let chunks = p.chunks_exact(8);
+    let rest = chunks.remainder();
+    let mut partial = _mm256_setzero_pd();
+    for chunk in chunks {
+        let eight: &[f64; 8] = chunk.try_into().expect("chunks of 8");
+        // SAFETY: the pointer reaches exactly the 8 values of `eight`.
+        let t = terms(unsafe { _mm512_loadu_pd(eight.as_ptr()) });
+        partial = _mm256_add_pd(partial, _mm512_castpd512_pd256(t));
+        partial = _mm256_add_pd(partial, _mm512_extractf64x4_pd::<1>(t));
+    }
+    // The tail: a block of 4 goes to the partial sums, the last 0-3 are
+    // added after them, in order.
+    let mut padded = [0.0; 8];
+    padded[..rest.len()].copy_from_slice(rest);
+    // SAFETY: `padded` holds exactly 8 f64.
+    let t = terms(unsafe { _mm512_loadu_pd(padded.as_ptr()) });
+    let mut tail = [0.0; 8];
+    // SAFETY: `tail` holds exactly 8 f64.
+    unsafe { _mm512_storeu_pd(tail.as_mut_ptr(), t) };
+    let singles = if rest.len() >= 4 {
+        partial = _mm256_add_pd(partial, _mm512_castpd512_pd256(t));
+        &tail[4..rest.len()]
+    } else {
+        &tail[..rest.len()]
+    };
+    let mut lanes = [0.0; 4];
+    // SAFETY: `lanes` holds exactly 4 f64.
+    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), partial) };
+    singles
+        .iter()
+        .fold((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), |h, &t| h + t)
+}
+
+/// The edge-range features in one pass over its bins `p` (bin `start`
+/// first), 8 bins per step: the SEF edges (ascending, positive: the
+/// one-walk case of [`edge_frequencies`]), the peak frequency and the
+/// spectral entropy, pushed in that order. Each is the same bits as its
+/// own walk: the cumulative sum is the same chain of scalar adds in bin
+/// order (it now runs beside the entropy's vector work instead of alone,
+/// where its latency was the cost), the entropy adds the same terms to
+/// the same partial sums as [`h_sum_avx512`], and the peak is the first
+/// bin holding the largest value, as [`peak_frequency`] finds it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn range_features_avx512(
+    p: &[f64],
+    start: usize,
+    df: f64,
+    edges: &[f64],
+    power: f64,
+    out: &mut Vec<f64>,
+) {
+    use std::arch::x86_64::*;
+    let first = out.len();
+    out.extend(std::iter::repeat_n(f64::NAN, edges.len()));
+    let inverse = _mm512_set1_pd(1.0 / power);
+    let terms = |x: __m512d| {
+        let q = _mm512_mul_pd(x, inverse);
+        let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(q, _mm512_setzero_pd());
+        let kept = _mm512_maskz_mov_pd(positive, q);
+        let argument = _mm512_mask_blend_pd(positive, _mm512_set1_pd(1.0), q);
+        let negated = _mm512_castsi512_pd(_mm512_xor_si512(
+            _mm512_castpd_si512(kept),
+            _mm512_set1_epi64(i64::MIN),
+        ));
+        _mm512_mul_pd(negated, log2_avx512(argument))
+    };
+    // Edges still to find; the walk stops at the first one not reached
+    // (a target that is not positive is never reached).
+    let mut next = 0;
+    let mut cumulative = 0.0;
+    let mut running = [0.0; 8];
+    let mut walk = |block: &[f64], at: usize, out: &mut Vec<f64>| {
+        if next == edges.len() {
+            return;
+        }
+        for (r, &v) in running.iter_mut().zip(block) {
+            cumulative += v;
+            *r = cumulative;
+        }
+        // SAFETY: `running` holds exactly 8 f64.
+        let sums = unsafe { _mm512_loadu_pd(running.as_ptr()) };
+        let valid: __mmask8 = if block.len() >= 8 {
+            0xff
+        } else {
+            (1u8 << block.len()) - 1
+        };
+        while let Some(&edge) = edges.get(next) {
+            let target = edge * power;
+            let reached = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(sums, _mm512_set1_pd(target)) & valid;
+            // A target that is not positive (or NaN) is never reached.
+            if target.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || reached == 0 {
+                break;
+            }
+            out[first + next] = (start + at + reached.trailing_zeros() as usize) as f64 * df;
+            next += 1;
+        }
+    };
+    let mut best = _mm512_set1_pd(f64::NEG_INFINITY);
+    let mut partial = _mm256_setzero_pd();
+    let chunks = p.chunks_exact(8);
+    let rest = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        let eight: &[f64; 8] = chunk.try_into().expect("chunks of 8");
+        // SAFETY: the pointer reaches exactly the 8 values of `eight`.
+        let x = unsafe { _mm512_loadu_pd(eight.as_ptr()) };
+        let t = terms(x);
+        partial = _mm256_add_pd(partial, _mm512_castpd512_pd256(t));
+        partial = _mm256_add_pd(partial, _mm512_extractf64x4_pd::<1>(t));
+        // A NaN bin leaves the maximum as it was (the second operand).
+        best = _mm512_max_pd(x, best);
+        walk(chunk, 8 * c, out);
+    }
+    let mut padded = [0.0; 8];
+    padded[..rest.len()].copy_from_slice(rest);
+    // SAFETY: `padded` holds exactly 8 f64.
+    let x = unsafe { _mm512_loadu_pd(padded.as_ptr()) };
+    let valid: __mmask8 = ((1u16 << rest.len()) - 1) as u8;
+    best = _mm512_mask_max_pd(best, valid, x, best);
+    walk(rest, p.len() - rest.len(), out);
+    let t = terms(x);
+    let mut tail = [0.0; 8];
+    // SAFETY: `tail` holds exactly 8 f64.
+    unsafe { _mm512_storeu_pd(tail.as_mut_ptr(), t) };
+    let singles = if rest.len() >= 4 {
+        partial = _mm256_add_pd(partial, _mm512_castpd512_pd256(t));
+        &tail[4..rest.len()]
+    } else {
+        &tail[..rest.len()]
+    };
+    // The peak: the first bin equal to the largest (the sequential search
+    // keeps a NaN first bin, which nothing is greater than).
+    let peak = match p.first() {
+        None => f64::NAN,
+        Some(head) if head.is_nan() => start as f64 * df,
+        Some(_) => {
+            let largest = _mm512_reduce_max_pd(best);
+            let at = p.iter().position(|&v| v == largest).unwrap_or(0);
+            (start + at) as f64 * df
+        }
+    };
+    out.push(peak);
+    let mut lanes = [0.0; 4];
+    // SAFETY: `lanes` holds exactly 4 f64.
+    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), partial) };
+    let h = singles
+        .iter()
+        .fold((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), |h, &t| h + t);
+    out.push(if p.len() < 2 || power <= 0.0 || power.is_nan() {
+        f64::NAN
+    } else {
+        h / (p.len() as f64).log2()
+    });
+}
+
+/// [`log2`] on 8 lanes, operation for operation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn log2_avx512(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let c = |v: f64| _mm512_set1_pd(v);
+    let bits_of = |v: u64| _mm512_set1_epi64(v as i64);
+    let subnormal = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(x, c(f64::MIN_POSITIVE));
+    let x = _mm512_mask_blend_pd(subnormal, x, _mm512_mul_pd(x, c(18_014_398_509_481_984.0)));
+    let offset = _mm512_mask_blend_pd(subnormal, c(1023.0), c(1023.0 + 54.0));
+    let bits = _mm512_add_epi64(
+        _mm512_castpd_si512(x),
+        bits_of(LOG2_ONE_BITS - LOG2_SQRT_HALF_BITS),
+    );
+    let exponent = _mm512_or_si512(bits_of(LOG2_TWO_52_BITS), _mm512_srli_epi64::<52>(bits));
+    let k = _mm512_sub_pd(
+        _mm512_sub_pd(_mm512_castsi512_pd(exponent), c(LOG2_TWO_52)),
+        offset,
+    );
+    let mantissa = _mm512_add_epi64(
+        _mm512_and_si512(bits, bits_of(LOG2_MANTISSA)),
+        bits_of(LOG2_SQRT_HALF_BITS),
+    );
+    let m = _mm512_castsi512_pd(mantissa);
+    let f = _mm512_sub_pd(m, c(1.0));
+    let hfsq = _mm512_mul_pd(_mm512_mul_pd(c(0.5), f), f);
+    let s = _mm512_div_pd(f, _mm512_add_pd(c(2.0), f));
+    let z = _mm512_mul_pd(s, s);
+    let w = _mm512_mul_pd(z, z);
+    let (mul, add) = (|a, b| _mm512_mul_pd(a, b), |a, b| _mm512_add_pd(a, b));
+    let t1 = mul(w, add(c(LG2), mul(w, add(c(LG4), mul(w, c(LG6))))));
+    let t2 = mul(
+        z,
+        add(c(LG1), mul(w, add(c(LG3), mul(w, add(c(LG5), mul(w, c(LG7))))))),
+    );
+    let inner = mul(s, add(add(hfsq, t2), t1));
+    let ln_m = _mm512_sub_pd(f, _mm512_sub_pd(hfsq, inner));
+    add(k, mul(ln_m, c(std::f64::consts::LOG2_E)))
 }
 
 /// [`log2`] on 4 lanes, operation for operation.
@@ -804,7 +1052,54 @@ mod tests {
                 let simd = unsafe { h_sum_avx2(&p, total) };
                 assert_eq!(simd.to_bits(), portable.to_bits(), "{len} bins");
             }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F (and with it AVX2) checked just above.
+                let simd = unsafe { h_sum_avx512(&p, total) };
+                assert_eq!(simd.to_bits(), portable.to_bits(), "{len} bins, AVX-512");
+            }
             assert_eq!(h_sum(&p, total).to_bits(), portable.to_bits());
+        }
+    }
+
+    #[test]
+    fn fused_range_features_agree_bitwise_with_separate_walks() {
+        let mut state = 0x51_7cc1_b727_220a_u64;
+        let mut random = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let band_sets = [
+            Band::eeg_defaults(),
+            vec![Band::new("a", 0.0, 3.0), Band::new("b", 3.0, 64.0)],
+            vec![Band::new("narrow", 10.0, 11.0)],
+        ];
+        for trial in 0..300 {
+            let bins = [65, 33, 129, 2, 9][trial % 5];
+            let psd: Vec<f64> = (0..bins)
+                .map(|_| match random() % 23 {
+                    0 => 0.0,
+                    1 if trial % 3 == 0 => f64::NAN,
+                    2 => 1e-310,
+                    3 => -0.0,
+                    4 => 7.5,
+                    _ => (random() >> 11) as f64 * 1e-9,
+                })
+                .collect();
+            let bands = band_sets[trial % band_sets.len()].clone();
+            let edge = [None, Some((0.5, 40.0)), Some((3.0, 3.5)), Some((90.0, 99.0))][trial % 4];
+            let mut features = SpectralFeatures::new(bands, edge).unwrap();
+            if trial % 7 == 3 {
+                features.edges = vec![0.05, 0.5, 0.5, 0.9, 0.95, 1.0];
+            }
+            let plan = features.plan(bins, 1.0);
+            let (mut fused, mut separate) = (Vec::new(), Vec::new());
+            plan.compute_with(&psd, &mut fused, true);
+            plan.compute_with(&psd, &mut separate, false);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fused), bits(&separate), "trial {trial}: {psd:?}");
         }
     }
 

@@ -128,13 +128,10 @@ impl<C> ChannelWindow<C> {
         let chunk = &chunk[..taken];
         // At most one wrap: `taken <= until_emit <= len`.
         let (before_wrap, after_wrap) = chunk.split_at(taken.min(len - head));
-        widen_into(&mut self.ring[head..head + before_wrap.len()], before_wrap);
-        widen_into(
-            &mut self.ring[head + len..head + len + before_wrap.len()],
-            before_wrap,
-        );
-        widen_into(&mut self.ring[..after_wrap.len()], after_wrap);
-        widen_into(&mut self.ring[len..len + after_wrap.len()], after_wrap);
+        widen_twice(&mut self.ring, head, len, before_wrap);
+        if !after_wrap.is_empty() {
+            widen_twice(&mut self.ring, 0, len, after_wrap);
+        }
         self.head = if head + taken >= len {
             head + taken - len
         } else {
@@ -150,10 +147,35 @@ impl<C> ChannelWindow<C> {
     }
 }
 
-fn widen_into(to: &mut [f64], from: &[f32]) {
-    for (t, &f) in to.iter_mut().zip(from) {
-        *t = f64::from(f);
+/// Writes `from`, widened, at `at` and at `at + len` of `ring` (the two
+/// copies of [`ChannelWindow::ring`]) in one loop.
+#[inline(always)]
+fn widen_twice(ring: &mut [f64], at: usize, len: usize, from: &[f32]) {
+    let (first, second) = ring.split_at_mut(len);
+    let n = from.len();
+    for ((a, b), &f) in first[at..at + n]
+        .iter_mut()
+        .zip(&mut second[at..at + n])
+        .zip(from)
+    {
+        let v = f64::from(f);
+        *a = v;
+        *b = v;
     }
+}
+
+/// Whether `x` holds a NaN: one branch-free pass (vectorised) instead of a
+/// search per channel and chunk.
+fn has_nan(x: &[f32]) -> bool {
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    let mut any = [false; 16];
+    for chunk in chunks {
+        for (a, &v) in any.iter_mut().zip(chunk) {
+            *a |= v.is_nan();
+        }
+    }
+    any.iter().any(|&a| a) || rest.iter().any(|v| v.is_nan())
 }
 
 struct StreamWindows<C> {
@@ -168,7 +190,6 @@ pub struct Windowed<K: WindowKernel> {
     gate: Option<QualityKernel>,
     streams: HashMap<Arc<str>, StreamWindows<K::Channel>>,
     kind: Arc<str>,
-    values: Vec<f64>,
     gate_values: Vec<f64>,
     /// Where each channel of the current frame starts in its buffer
     /// (`Frame::channel_starts`).
@@ -196,7 +217,6 @@ impl<K: WindowKernel> Windowed<K> {
             gate,
             streams: HashMap::new(),
             kind: Arc::from(kind),
-            values: Vec::new(),
             gate_values: Vec::new(),
             starts: Vec::new(),
             pending: Vec::new(),
@@ -295,15 +315,23 @@ impl<K: WindowKernel> Windowed<K> {
         };
         let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
         let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
-        let keeps_nan = kernel.keeps_nan();
         frame.channel_starts(&mut self.starts);
+        let samples = frame.samples();
+        // One pass over the frame: without a NaN in it, no channel needs
+        // searching (the usual case).
+        let look_for_nan = !kernel.keeps_nan() && has_nan(samples);
         for c in channels.iter_mut() {
             let start = self.starts[c.index];
-            let mut rest = &frame.samples()[start..start + frame.counts()[c.index] as usize];
+            let mut rest = &samples[start..start + frame.counts()[c.index] as usize];
+            if !look_for_nan && rest.len() < c.until_emit {
+                // No window ends in this frame: the samples only go in.
+                c.extend(rest);
+                continue;
+            }
             while !rest.is_empty() {
                 // The samples up to the next window end (or the frame's end).
                 let chunk = &rest[..rest.len().min(c.until_emit)];
-                if !keeps_nan {
+                if look_for_nan {
                     if let Some(nan) = chunk.iter().position(|x| x.is_nan()) {
                         // The samples before the NaN end no window (fewer
                         // than `until_emit`); the NaN restarts it.
@@ -330,14 +358,16 @@ impl<K: WindowKernel> Windowed<K> {
                         continue;
                     }
                 }
-                self.values.clear();
-                kernel.compute(&mut c.state, window, first, c.rate, &mut self.values);
+                // The record's own vector, written in place (one value per
+                // name: the kernel's and the latency).
+                let mut numbers = Vec::with_capacity(c.names.len());
+                kernel.compute(&mut c.state, window, first, c.rate, &mut numbers);
                 let end_ns = c.sample_ns(c.count);
                 let start_ns = c.sample_ns(first);
                 // Latency contribution: the window's first sample waits the
                 // whole window before its record exists.
-                self.values.push((end_ns - start_ns) as f64 / 1e9);
-                let values = Values::new(c.names.clone(), self.values.clone());
+                numbers.push((end_ns - start_ns) as f64 / 1e9);
+                let values = Values::new(c.names.clone(), numbers);
                 let record = Record {
                     stream_id: frame.stream_id.clone(),
                     sequence: frame.sequence,

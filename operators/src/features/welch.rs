@@ -481,7 +481,14 @@ fn edge_frequencies(
         cumulative += psd[k];
         while let Some(&edge) = edges.get(next) {
             let target = edge * range_power;
-            if !(cumulative >= target && target > 0.0) {
+            // A target that is not positive (a power so small that the
+            // fraction of it underflows, or NaN) is never reached: NaN, as
+            // its own walk gives, and the next edge may still be found.
+            if target.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                next += 1;
+                continue;
+            }
+            if cumulative < target || cumulative.is_nan() {
                 break;
             }
             out[first + next] = k as f64 * df;
@@ -676,9 +683,14 @@ unsafe fn range_features_avx512(
         };
         while let Some(&edge) = edges.get(next) {
             let target = edge * power;
+            // A target that is not positive (or NaN) is never reached: NaN,
+            // and the next edge may still be found (as in `edge_frequencies`).
+            if target.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                next += 1;
+                continue;
+            }
             let reached = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(sums, _mm512_set1_pd(target)) & valid;
-            // A target that is not positive (or NaN) is never reached.
-            if target.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || reached == 0 {
+            if reached == 0 {
                 break;
             }
             out[first + next] = (start + at + reached.trailing_zeros() as usize) as f64 * df;
@@ -1083,6 +1095,7 @@ mod tests {
                     0 => 0.0,
                     1 if trial % 3 == 0 => f64::NAN,
                     2 => 1e-310,
+                    5 if trial % 11 == 0 => 5e-324,
                     3 => -0.0,
                     4 => 7.5,
                     _ => (random() >> 11) as f64 * 1e-9,
@@ -1101,6 +1114,20 @@ mod tests {
             let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fused), bits(&separate), "trial {trial}: {psd:?}");
         }
+        // A range holding one subnormal step of power: SEF50's target
+        // underflows to 0 (never reached), SEF90's and SEF95's do not.
+        let mut psd = vec![0.0; 65];
+        psd[20] = 5e-324;
+        let plan = SpectralFeatures::new(Band::eeg_defaults(), Some((0.5, 40.0)))
+            .unwrap()
+            .plan(65, 1.0);
+        let (mut fused, mut separate) = (Vec::new(), Vec::new());
+        plan.compute_with(&psd, &mut fused, true);
+        plan.compute_with(&psd, &mut separate, false);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fused), bits(&separate));
+        // SEF90, SEF95 and the peak at bin 20 (SEF50 is NaN).
+        assert_eq!(fused.iter().filter(|v| **v == 20.0).count(), 3, "{fused:?}");
     }
 
     #[test]
@@ -1121,7 +1148,9 @@ mod tests {
                 })
                 .collect();
             let range = (trial % 7)..(65 - trial % 11);
-            for power in [sum(&psd[range.clone()]), 0.0, f64::NAN, 1e300] {
+            // 5e-324 (one subnormal step): half of it rounds to 0, 0.9 of it
+            // does not, so SEF50's target is 0 and SEF90's is not.
+            for power in [sum(&psd[range.clone()]), 0.0, f64::NAN, 1e300, 5e-324] {
                 let mut one = Vec::new();
                 edge_frequencies(&psd, range.clone(), 0.5, &edges, power, &mut one);
                 let each: Vec<f64> = edges

@@ -135,11 +135,12 @@ enum Form {
     Double,
 }
 
-/// A section runs in f32 when the noise gain of its feedback, Σh² of the
-/// impulse response of `1 / (1 + a1 z⁻¹ + a2 z⁻²)`, is at most this: f32
-/// rounding in its state then reaches the output amplified at most
-/// √100 = 10 times (≈ 6·10⁻⁷ of the signal). Poles near z = 1 (low
-/// cut-offs: 10⁴ and more) or very near the unit circle stay in f64. On
+/// A section runs in f32 direct form II when the noise gain of its
+/// feedback, Σh² of the impulse response of `1 / (1 + a1 z⁻¹ + a2 z⁻²)`, is
+/// at most this: f32 rounding in its state then reaches the output
+/// amplified at most √100 = 10 times (≈ 6·10⁻⁷ of the signal). Poles near
+/// z = 1 (low cut-offs: 10⁴ and more) or very near the unit circle fail it
+/// and go to the delta form or f64 (see [`Form`]). On
 /// measured designs the two kinds are far apart: high cut-off Butterworth
 /// sections 1.5–10, a 50 Hz notch (Q 30) at 128–256 Hz 14–16, but 297 at
 /// 1 kHz; 0.5–1 Hz high-pass sections at 128–250 Hz 1.4·10⁴–1.1·10⁵.

@@ -2,7 +2,7 @@
 //! several channels per instruction.
 //!
 //! **Precision.** Each section runs in one of three forms, chosen by how
-//! much it amplifies its own rounding (see [`Form`]). Most run in f32,
+//! much it amplifies its own rounding (see `Form`). Most run in f32,
 //! transposed direct form II, 8 channels per instruction. A section whose
 //! poles are near z = 1 (a low cut-off) or very near the unit circle cannot:
 //! its f32 state rounding is amplified by roughly the inverse square of the
@@ -140,7 +140,7 @@ enum Form {
 /// at most this: f32 rounding in its state then reaches the output
 /// amplified at most √100 = 10 times (≈ 6·10⁻⁷ of the signal). Poles near
 /// z = 1 (low cut-offs: 10⁴ and more) or very near the unit circle fail it
-/// and go to the delta form or f64 (see [`Form`]). On
+/// and go to the delta form or f64 (see `Form`). On
 /// measured designs the two kinds are far apart: high cut-off Butterworth
 /// sections 1.5–10, a 50 Hz notch (Q 30) at 128–256 Hz 14–16, but 297 at
 /// 1 kHz; 0.5–1 Hz high-pass sections at 128–250 Hz 1.4·10⁴–1.1·10⁵.

@@ -95,18 +95,17 @@ impl Kernel {
 /// zeros on the unit circle) the multiply by `c2` too: 3 FMAs and an add
 /// per section instead of 4 FMAs and a multiply.
 ///
-/// A section runs in f32 (`single`) when f32 rounding cannot hurt it: see
-/// [`Form`]. Its coefficients are then rounded to f32 (and kept in these
-/// f64 fields, exactly). In the delta form (`delta`) the fields hold
+/// A section runs in f32 (`single()`) when f32 rounding cannot hurt it:
+/// see [`Form`]. Its coefficients are then rounded to f32 (and kept in
+/// these f64 fields, exactly). In the delta form the fields hold
 /// `β1, β2, −α1, −α2` instead (see [`Form::Delta`]).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Section {
     c1: f64,
     c2: f64,
     neg_a1: f64,
     neg_a2: f64,
-    single: bool,
-    delta: bool,
+    form: Form,
     /// `c1, c2, −a1, −a2` (or the delta form's) as f32, for the scalar path.
     coefficients32: [f32; 4],
 }
@@ -238,31 +237,30 @@ impl Section {
             c2,
             neg_a1,
             neg_a2,
-            single: form != Form::Double,
-            delta: form == Form::Delta,
+            form,
             coefficients32: [c1, c2, neg_a1, neg_a2].map(|c| c as f32),
         }
     }
 
-    #[cfg(test)]
-    fn form(&self) -> Form {
-        match (self.single, self.delta) {
-            (true, false) => Form::Single,
-            (true, true) => Form::Delta,
-            (false, _) => Form::Double,
-        }
+    /// Runs in f32 (direct form II or delta form).
+    fn single(&self) -> bool {
+        self.form != Form::Double
+    }
+
+    fn delta(&self) -> bool {
+        self.form == Form::Delta
     }
 
     /// `c2 = 1` (direct form II), so the SIMD kernel skips `c2·x` (exact:
     /// the same bits as the general formula).
     fn palindromic(&self) -> bool {
-        !self.delta && self.c2 == 1.0
+        !self.delta() && self.c2 == 1.0
     }
 
     /// A delta-form section with `β1 = β2 = 0` (zeros at z = 1: high-pass):
     /// both kernels skip the `β·x` terms.
     fn delta_without_numerator(&self) -> bool {
-        self.delta && self.c1 == 0.0 && self.c2 == 0.0
+        self.delta() && self.c1 == 0.0 && self.c2 == 0.0
     }
 
     /// The SIMD kernel's variant for an f32 section.
@@ -270,7 +268,7 @@ impl Section {
     fn f32_kind(&self) -> u8 {
         if self.delta_without_numerator() {
             avx2::DELTA_HIGH_PASS
-        } else if self.delta {
+        } else if self.delta() {
             avx2::DELTA
         } else if self.palindromic() {
             avx2::PALINDROMIC
@@ -300,7 +298,7 @@ impl Cascade {
     /// Some section runs in f32: the SIMD kernel then needs groups in pairs
     /// (8 f32 lanes).
     fn has_single(&self) -> bool {
-        self.sections.iter().any(|s| s.single)
+        self.sections.iter().any(|s| s.single())
     }
 
     /// Groups of [`LANES`] for `channels`, even when f32 sections need pairs.
@@ -326,7 +324,7 @@ impl Cascade {
             let [b0, b1, b2] = b.b;
             (b0 + b1 + b2).abs() <= 1e-12 * (b0.abs() + b1.abs() + b2.abs())
         });
-        let wants_shift = blocks_dc && sections.iter().any(|s| s.delta);
+        let wants_shift = blocks_dc && sections.iter().any(|s| s.delta());
         let steady = if warm_start || wants_shift {
             let original = match steady_state(biquads) {
                 Ok(original) => original,
@@ -337,7 +335,7 @@ impl Cascade {
             let mut normalised = vec![[0.0; 2]; biquads.len()];
             for (k, zi) in original.iter().enumerate().rev() {
                 // The delta form's state is (z1, z1 + z2).
-                let second = if sections[k].delta { zi[0] + zi[1] } else { zi[1] };
+                let second = if sections[k].delta() { zi[0] + zi[1] } else { zi[1] };
                 normalised[k] = [zi[0] * later_gain, second * later_gain];
                 later_gain *= biquads[k].b[0];
             }
@@ -357,7 +355,7 @@ impl Cascade {
     fn unshifted(biquads: &[Biquad], sections: Vec<Section>) -> Cascade {
         let gain: f64 = biquads.iter().map(|b| b.b[0]).product();
         // The gain is applied in the first section's precision.
-        let first_single = sections.first().is_some_and(|s| s.single);
+        let first_single = sections.first().is_some_and(|s| s.single());
         Cascade {
             gain: if first_single {
                 f64::from(gain as f32)
@@ -398,7 +396,7 @@ impl Cascade {
     fn bias(&self, x: f64) -> f64 {
         if !self.shift {
             -0.0
-        } else if self.sections.first().is_some_and(|s| s.single) {
+        } else if self.sections.first().is_some_and(|s| s.single()) {
             f64::from(-(self.gain as f32 * x as f32))
         } else {
             -(self.gain * x)
@@ -614,7 +612,7 @@ impl ChannelBank {
         }
         let group_state = &mut self.state[group * size..(group + 1) * size];
         for (s, section_state) in group_state.chunks_exact_mut(2 * LANES).enumerate() {
-            [section_state[lane], section_state[LANES + lane]] = if self.cascade.sections[s].single {
+            [section_state[lane], section_state[LANES + lane]] = if self.cascade.sections[s].single() {
                 self.channel_state32[s].map(f64::from)
             } else {
                 self.channel_state[s]
@@ -694,7 +692,7 @@ impl ChannelRun<'_> {
             }
             // The value between sections, in f64; exactly an f32 after a
             // single-precision section.
-            let mut x = if sections.first().is_some_and(|c| c.single) {
+            let mut x = if sections.first().is_some_and(|c| c.single()) {
                 f64::from(madd32::<FUSED>(*gain as f32, *sample, *self.bias as f32))
             } else {
                 madd::<FUSED>(*gain, f64::from(*sample), *self.bias)
@@ -705,7 +703,7 @@ impl ChannelRun<'_> {
                 .zip(self.state32.iter_mut())
             {
                 let [c1, c2, neg_a1, neg_a2] = c.coefficients32;
-                if c.delta {
+                if c.delta() {
                     let x32 = x as f32;
                     let [s1, s2] = *z32;
                     let y = x32 + s1;
@@ -719,7 +717,7 @@ impl ChannelRun<'_> {
                         madd32::<FUSED>(neg_a2, y, step2),
                     ];
                     x = f64::from(y);
-                } else if c.single {
+                } else if c.single() {
                     let x32 = x as f32;
                     let [z1, z2] = *z32;
                     let y = x32 + z1;
@@ -957,8 +955,8 @@ mod avx2 {
         assert!(P == G / 2 || !cascade.has_single());
         let sections = &cascade.sections;
         let group_size = state.len() / G;
-        let first_single = sections.first().is_some_and(|s| s.single);
-        let last_single = sections.last().is_some_and(|s| s.single);
+        let first_single = sections.first().is_some_and(|s| s.single());
+        let last_single = sections.last().is_some_and(|s| s.single());
         let mut pointers = [std::ptr::null_mut::<f32>(); CHANNELS_PER_ROW];
         pointers[..channels.pointers.len()].copy_from_slice(channels.pointers);
         let Scratch { wide, narrow, .. } = scratch;
@@ -1011,7 +1009,7 @@ mod avx2 {
             // feedback latency leaves room for them.
             let mut in_narrow = first_single;
             for (s, section) in sections.iter().enumerate() {
-                if section.single {
+                if section.single() {
                     debug_assert!(in_narrow, "an f64 section before narrowed the block");
                     let mut z = NarrowState::<P>::load(state, group_size, s);
                     match section.f32_kind() {
@@ -1022,7 +1020,7 @@ mod avx2 {
                     }
                     z.store(state, group_size, s);
                 } else {
-                    let to_narrow = sections.get(s + 1).is_some_and(|next| next.single);
+                    let to_narrow = sections.get(s + 1).is_some_and(|next| next.single());
                     for offset in (0..G).step_by(H) {
                         let mut z = WideState::<H>::load(state, group_size, s, offset);
                         // c2·x is x itself when c2 = 1: the same bits, one multiply less.
@@ -1706,7 +1704,7 @@ mod tests {
                     .unwrap()
                     .sections
                     .iter()
-                    .map(Section::form)
+                    .map(|s| s.form)
                     .collect()
             })
             .collect();
@@ -1714,7 +1712,7 @@ mod tests {
         use Form::{Delta, Double, Single};
         assert_eq!(forms[5], [Single, Double, Single, Delta, Delta, Single]);
         let mixed = Cascade::new(&all[5], false).unwrap();
-        assert!(mixed.sections[3].delta && !mixed.sections[3].delta_without_numerator());
+        assert!(mixed.sections[3].delta() && !mixed.sections[3].delta_without_numerator());
         assert!(mixed.sections[4].delta_without_numerator());
     }
 
@@ -1726,7 +1724,7 @@ mod tests {
             cascade
                 .sections
                 .iter()
-                .filter(|s| !s.delta)
+                .filter(|s| !s.delta())
                 .all(Section::palindromic)
         };
         let [bandpass, _, _, lowpass, ..] = &cascades()[..] else {
@@ -1765,7 +1763,7 @@ mod tests {
                 .unwrap()
                 .sections
                 .iter()
-                .map(Section::form)
+                .map(|s| s.form)
                 .collect()
         };
         use Form::{Delta, Double, Single};

@@ -583,17 +583,7 @@ unsafe fn h_sum_avx2(p: &[f64], total: f64) -> f64 {
 unsafe fn h_sum_avx512(p: &[f64], total: f64) -> f64 {
     use std::arch::x86_64::*;
     let inverse = _mm512_set1_pd(1.0 / total);
-    let terms = |x: __m512d| {
-        let q = _mm512_mul_pd(x, inverse);
-        let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(q, _mm512_setzero_pd());
-        let kept = _mm512_maskz_mov_pd(positive, q);
-        let argument = _mm512_mask_blend_pd(positive, _mm512_set1_pd(1.0), q);
-        let negated = _mm512_castsi512_pd(_mm512_xor_si512(
-            _mm512_castpd_si512(kept),
-            _mm512_set1_epi64(i64::MIN),
-        ));
-        _mm512_mul_pd(negated, log2_avx512(argument))
-    };
+    let terms = |x: __m512d| entropy_terms_avx512(x, inverse);
     let chunks = p.chunks_exact(8);
     let rest = chunks.remainder();
     let mut partial = _mm256_setzero_pd();
@@ -610,14 +600,49 @@ unsafe fn h_sum_avx512(p: &[f64], total: f64) -> f64 {
     padded[..rest.len()].copy_from_slice(rest);
     // SAFETY: `padded` holds exactly 8 f64.
     let t = terms(unsafe { _mm512_loadu_pd(padded.as_ptr()) });
+    finish_h_sum_avx512(partial, t, rest.len())
+}
+
+/// `−q·log2 q` per lane, `q = x · inverse`, and 0 where q is not positive
+/// (or NaN): the terms of [`h_sum`], operation for operation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn entropy_terms_avx512(
+    x: std::arch::x86_64::__m512d,
+    inverse: std::arch::x86_64::__m512d,
+) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let q = _mm512_mul_pd(x, inverse);
+    let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(q, _mm512_setzero_pd());
+    let kept = _mm512_maskz_mov_pd(positive, q);
+    let argument = _mm512_mask_blend_pd(positive, _mm512_set1_pd(1.0), q);
+    let negated = _mm512_castsi512_pd(_mm512_xor_si512(
+        _mm512_castpd_si512(kept),
+        _mm512_set1_epi64(i64::MIN),
+    ));
+    _mm512_mul_pd(negated, log2_avx512(argument))
+}
+
+/// The entropy sum from the 4 partial sums of the whole 8-bin blocks and
+/// the terms `t` of the last block, padded, holding `rest` (< 8) bins: a
+/// block of 4 goes to the partial sums, the last 0-3 are added after
+/// them, in order (as [`h_sum_avx2`]'s scalar tail).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+fn finish_h_sum_avx512(
+    mut partial: std::arch::x86_64::__m256d,
+    t: std::arch::x86_64::__m512d,
+    rest: usize,
+) -> f64 {
+    use std::arch::x86_64::*;
     let mut tail = [0.0; 8];
     // SAFETY: `tail` holds exactly 8 f64.
     unsafe { _mm512_storeu_pd(tail.as_mut_ptr(), t) };
-    let singles = if rest.len() >= 4 {
+    let singles = if rest >= 4 {
         partial = _mm256_add_pd(partial, _mm512_castpd512_pd256(t));
-        &tail[4..rest.len()]
+        &tail[4..rest]
     } else {
-        &tail[..rest.len()]
+        &tail[..rest]
     };
     let mut lanes = [0.0; 4];
     // SAFETY: `lanes` holds exactly 4 f64.
@@ -650,17 +675,7 @@ unsafe fn range_features_avx512(
     let first = out.len();
     out.extend(std::iter::repeat_n(f64::NAN, edges.len()));
     let inverse = _mm512_set1_pd(1.0 / power);
-    let terms = |x: __m512d| {
-        let q = _mm512_mul_pd(x, inverse);
-        let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(q, _mm512_setzero_pd());
-        let kept = _mm512_maskz_mov_pd(positive, q);
-        let argument = _mm512_mask_blend_pd(positive, _mm512_set1_pd(1.0), q);
-        let negated = _mm512_castsi512_pd(_mm512_xor_si512(
-            _mm512_castpd_si512(kept),
-            _mm512_set1_epi64(i64::MIN),
-        ));
-        _mm512_mul_pd(negated, log2_avx512(argument))
-    };
+    let terms = |x: __m512d| entropy_terms_avx512(x, inverse);
     // Edges still to find; the walk stops at the first one not reached
     // (a target that is not positive is never reached).
     let mut next = 0;
@@ -719,16 +734,7 @@ unsafe fn range_features_avx512(
     let valid: __mmask8 = ((1u16 << rest.len()) - 1) as u8;
     best = _mm512_mask_max_pd(best, valid, x, best);
     walk(rest, p.len() - rest.len(), out);
-    let t = terms(x);
-    let mut tail = [0.0; 8];
-    // SAFETY: `tail` holds exactly 8 f64.
-    unsafe { _mm512_storeu_pd(tail.as_mut_ptr(), t) };
-    let singles = if rest.len() >= 4 {
-        partial = _mm256_add_pd(partial, _mm512_castpd512_pd256(t));
-        &tail[4..rest.len()]
-    } else {
-        &tail[..rest.len()]
-    };
+    let h = finish_h_sum_avx512(partial, terms(x), rest.len());
     // The peak: the first bin equal to the largest (the sequential search
     // keeps a NaN first bin, which nothing is greater than).
     let peak = match p.first() {
@@ -741,12 +747,6 @@ unsafe fn range_features_avx512(
         }
     };
     out.push(peak);
-    let mut lanes = [0.0; 4];
-    // SAFETY: `lanes` holds exactly 4 f64.
-    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), partial) };
-    let h = singles
-        .iter()
-        .fold((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]), |h, &t| h + t);
     out.push(if p.len() < 2 || power <= 0.0 || power.is_nan() {
         f64::NAN
     } else {

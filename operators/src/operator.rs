@@ -93,6 +93,12 @@ impl Output {
     pub fn drain(&mut self) -> std::vec::Drain<'_, Item> {
         self.items.drain(..)
     }
+
+    /// The items from index `start` on (those pushed since `len()` was
+    /// `start`), e.g. for an operator to reorder what it pushed.
+    pub fn drain_from(&mut self, start: usize) -> std::vec::Drain<'_, Item> {
+        self.items.drain(start..)
+    }
 }
 
 /// A synchronous transform. One instance serves one pipeline node and sees

@@ -80,19 +80,21 @@ pub trait WindowKernel: Send {
     fn compute(&self, channel: &mut Self::Channel, window: &[f64], first: u64, rate: f64, out: &mut Vec<f64>);
 }
 
-/// One channel's ring buffer and timing.
+/// One channel's window buffer and timing.
 struct ChannelWindow<C> {
     index: usize,
     rate: f64,
     /// Window length in samples.
     len: usize,
-    /// Every sample is stored twice, at `head` and `head + len`, so the
-    /// last `len` samples are always the contiguous `ring[head..head + len]`
-    /// (no wrap-around copy per window).
+    /// The samples, oldest first, ending at `end`: the last `len` are the
+    /// window, `buffer[end - len..end]`. Twice the window long, so that
+    /// moving the last window to the front ([`ChannelWindow::make_room`])
+    /// happens once per `len` samples, and each sample is written once
+    /// (a ring would need two copies to hand out contiguous windows).
     /// In f64, the kernels' precision: each sample is widened once here
     /// instead of once per window that holds it (8 windows at 2 s / 250 ms).
-    ring: Vec<f64>,
-    head: usize,
+    buffer: Vec<f64>,
+    end: usize,
     until_emit: usize,
     hop: usize,
     anchor_ns: i64,
@@ -104,8 +106,9 @@ struct ChannelWindow<C> {
 }
 
 impl<C> ChannelWindow<C> {
+    /// The window restarts: the next `len` samples fill it.
     fn reset_buffer(&mut self) {
-        self.head = 0;
+        self.end = self.len;
         self.until_emit = self.len;
     }
 
@@ -119,24 +122,26 @@ impl<C> ChannelWindow<C> {
         self.reset_buffer();
     }
 
+    /// Moves the window to the front of the buffer, leaving `len` free.
+    fn make_room(&mut self) {
+        let (end, len) = (self.end, self.len);
+        self.buffer.copy_within(end - len..end, 0);
+        self.end = len;
+    }
+
     /// Takes `chunk` (at most `until_emit` samples, so at most one window
-    /// ends, with its last sample) in two copies instead of a loop of
-    /// per-sample bookkeeping; true when a window ends.
+    /// ends, with its last sample); true when a window ends.
     fn extend(&mut self, chunk: &[f32]) -> bool {
-        let (len, head) = (self.len, self.head);
         let taken = chunk.len().min(self.until_emit);
-        let chunk = &chunk[..taken];
-        // At most one wrap: `taken <= until_emit <= len`.
-        let (before_wrap, after_wrap) = chunk.split_at(taken.min(len - head));
-        widen_twice(&mut self.ring, head, len, before_wrap);
-        if !after_wrap.is_empty() {
-            widen_twice(&mut self.ring, 0, len, after_wrap);
+        // Room after a move: `taken <= until_emit <= len`.
+        if self.end + taken > self.buffer.len() {
+            self.make_room();
         }
-        self.head = if head + taken >= len {
-            head + taken - len
-        } else {
-            head + taken
-        };
+        let end = self.end + taken;
+        for (to, &from) in self.buffer[self.end..end].iter_mut().zip(&chunk[..taken]) {
+            *to = f64::from(from);
+        }
+        self.end = end;
         self.count += taken as u64;
         self.until_emit -= taken;
         if self.until_emit == 0 {
@@ -144,23 +149,6 @@ impl<C> ChannelWindow<C> {
             return true;
         }
         false
-    }
-}
-
-/// Writes `from`, widened, at `at` and at `at + len` of `ring` (the two
-/// copies of [`ChannelWindow::ring`]) in one loop.
-#[inline(always)]
-fn widen_twice(ring: &mut [f64], at: usize, len: usize, from: &[f32]) {
-    let (first, second) = ring.split_at_mut(len);
-    let n = from.len();
-    for ((a, b), &f) in first[at..at + n]
-        .iter_mut()
-        .zip(&mut second[at..at + n])
-        .zip(from)
-    {
-        let v = f64::from(f);
-        *a = v;
-        *b = v;
     }
 }
 
@@ -194,7 +182,12 @@ pub struct Windowed<K: WindowKernel> {
     /// Where each channel of the current frame starts in its buffer
     /// (`Frame::channel_starts`).
     starts: Vec<usize>,
-    pending: Vec<(i64, usize, Record)>,
+    /// (window end, channel) of each record of the current frame, in the
+    /// order they went out.
+    order: Vec<(i64, usize)>,
+    /// The records of a frame being reordered or merged (kept for its
+    /// capacity).
+    reorder: Vec<((i64, usize), Item)>,
 }
 
 impl<K: WindowKernel> std::fmt::Debug for Windowed<K> {
@@ -219,7 +212,8 @@ impl<K: WindowKernel> Windowed<K> {
             kind: Arc::from(kind),
             gate_values: Vec::new(),
             starts: Vec::new(),
-            pending: Vec::new(),
+            order: Vec::new(),
+            reorder: Vec::new(),
         }
     }
 
@@ -263,8 +257,8 @@ impl<K: WindowKernel> Windowed<K> {
                     index,
                     rate: spec.sample_rate,
                     len: window,
-                    ring: vec![0.0; 2 * window],
-                    head: 0,
+                    buffer: vec![0.0; 2 * window],
+                    end: window,
                     until_emit: window,
                     hop,
                     anchor_ns: start_ns,
@@ -309,7 +303,10 @@ impl<K: WindowKernel> Windowed<K> {
         }
     }
 
-    fn windows(&mut self, frame: &Frame) -> Result<(), String> {
+    /// Computes the windows that end in `frame`, pushing their records
+    /// to `out` in the order the channels end them (see
+    /// [`Windowed::order_records`]).
+    fn windows(&mut self, frame: &Frame, out: &mut Output) -> Result<(), String> {
         let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
             return Ok(());
         };
@@ -349,7 +346,7 @@ impl<K: WindowKernel> Windowed<K> {
                 let n = c.len;
                 // The last `n` samples, oldest first (a field borrow, so
                 // that the kernel may take `c.state` mutably beside it).
-                let window = &c.ring[c.head..c.head + n];
+                let window = &c.buffer[c.end - n..c.end];
                 let first = c.count - n as u64;
                 if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
                     self.gate_values.clear();
@@ -377,24 +374,35 @@ impl<K: WindowKernel> Windowed<K> {
                     values,
                     labels: Vec::new(),
                 };
-                self.pending.push((end_ns, c.index, record));
+                self.order.push((end_ns, c.index));
+                out.push(Item::Record(record));
             }
         }
         Ok(())
     }
 
-    /// Sorted records out; merged per window when `across_channels`.
-    fn flush(&mut self, out: &mut Output) {
-        // Usually already in order (one window per channel per frame, all
-        // at one rate): skip the stable sort's scratch buffer and moves.
-        if !self
-            .pending
-            .is_sorted_by_key(|(end, channel, _)| (*end, *channel))
-        {
-            self.pending.sort_by_key(|(end, channel, _)| (*end, *channel));
+    /// Puts the records pushed since `start` in (window end, channel)
+    /// order, merged per window when `across_channels`. They usually are
+    /// in order already (one window per channel per frame, all at one
+    /// rate) and then stay where they are, moved once.
+    fn order_records(&mut self, out: &mut Output, start: usize) {
+        let sorted = self.order.is_sorted();
+        if sorted && !self.config.across_channels {
+            self.order.clear();
+            return;
+        }
+        self.reorder
+            .extend(self.order.drain(..).zip(out.drain_from(start)));
+        if !sorted {
+            // Stable: a channel's records of one window end keep their order.
+            self.reorder.sort_by_key(|(key, _)| *key);
         }
         let mut merged: Option<Record> = None;
-        for (_, _, record) in self.pending.drain(..) {
+        for (_, item) in self.reorder.drain(..) {
+            let Item::Record(record) = item else {
+                out.push(item);
+                continue;
+            };
             if !self.config.across_channels {
                 out.push(Item::Record(record));
                 continue;
@@ -423,11 +431,15 @@ impl<K: WindowKernel> Operator for Windowed<K> {
             return Ok(());
         };
         self.prepare(&frame);
-        if let Err(reason) = self.windows(&frame) {
-            self.pending.clear();
+        let start = out.len();
+        if let Err(reason) = self.windows(&frame, out) {
+            // Reasons come before any record; drop any anyway, so that a
+            // rejected frame leaves nothing behind.
+            self.order.clear();
+            out.drain_from(start);
             return Err(Rejected::boxed(Item::Frame(frame), reason));
         }
-        self.flush(out);
+        self.order_records(out, start);
         Ok(())
     }
 }

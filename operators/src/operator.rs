@@ -99,6 +99,11 @@ impl Output {
     pub fn drain_from(&mut self, start: usize) -> std::vec::Drain<'_, Item> {
         self.items.drain(start..)
     }
+
+    /// The items from index `start` on, to change in place.
+    pub fn pushed_since(&mut self, start: usize) -> &mut [Item] {
+        &mut self.items[start..]
+    }
 }
 
 /// A synchronous transform. One instance serves one pipeline node and sees

@@ -149,7 +149,7 @@ impl WindowKernel for AudioKernel {
         })
     }
 
-    fn compute(&self, ch: &mut AudioChannel, x: &[f64], _first: u64, rate: f64, out: &mut Vec<f64>) {
+    fn compute(&mut self, ch: &mut AudioChannel, x: &[f64], _first: u64, rate: f64, out: &mut Vec<f64>) {
         let n = x.len() as f64;
         let rms = (x.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
         out.push(rms);

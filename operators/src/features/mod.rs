@@ -15,6 +15,7 @@
 //! See `docs/features.md` for the record schemas, definitions and speed.
 
 pub mod audio;
+mod lanes;
 pub mod quality;
 pub mod time;
 pub mod welch;

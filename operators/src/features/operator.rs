@@ -1,6 +1,7 @@
 //! The `band_powers` operator: per-stream, per-channel sliding windows that
 //! never cross a gap, each turned into one record of Welch features.
 
+use super::lanes::{self, LANES};
 use super::quality::QualityConfig;
 use super::welch::{Band, FeaturePlan, SpectralFeatures, Welch, WelchError};
 use super::windowed::{WindowConfig, WindowKernel, Windowed};
@@ -40,6 +41,111 @@ impl BandPowersConfig {
 pub struct SpectralKernel {
     features: SpectralFeatures,
     segment_s: f64,
+    /// The PSDs of a frame's windows, when their features are computed
+    /// eight channels at a time (`lanes`: AVX-512, edges in one walk).
+    batch: Option<Batch>,
+}
+
+/// PSDs waiting for their features, in groups of up to [`LANES`] that
+/// share a plan (one group per 8 channels at one rate).
+#[derive(Debug, Default)]
+struct Batch {
+    groups: Vec<Group>,
+    /// Groups holding PSDs of the current frame.
+    used: usize,
+    /// One lane's values, for the fallback path.
+    values: Vec<f64>,
+}
+
+#[derive(Debug)]
+struct Group {
+    plan: FeaturePlan,
+    /// Where the channel's plan that `plan` copies lives (compared first:
+    /// within a frame, the same address is the same plan).
+    plan_at: usize,
+    bins: usize,
+    /// Lane 0's PSD, then lane 1's, ...
+    rows: Vec<f64>,
+    lanes: usize,
+    /// The PSDs transposed (see `lanes`).
+    scratch: Vec<f64>,
+    /// Value-major, lanes interleaved.
+    values: Vec<f64>,
+}
+
+impl Batch {
+    /// Adds `psd` as the next lane; a new group starts when the last one
+    /// is full or has another plan. Buffers are reused from frame to frame.
+    fn add(&mut self, plan: &FeaturePlan, psd: &[f64]) {
+        let (bins, plan_at) = (psd.len(), plan as *const FeaturePlan as usize);
+        let fits = self.used > 0 && {
+            let last = &self.groups[self.used - 1];
+            last.lanes < LANES && last.bins == bins && (last.plan_at == plan_at || last.plan == *plan)
+        };
+        if !fits {
+            if self.used == self.groups.len() {
+                self.groups.push(Group {
+                    plan: plan.clone(),
+                    plan_at,
+                    bins,
+                    rows: Vec::new(),
+                    lanes: 0,
+                    scratch: Vec::new(),
+                    values: Vec::new(),
+                });
+            }
+            let group = &mut self.groups[self.used];
+            if group.plan != *plan {
+                group.plan = plan.clone();
+            }
+            group.plan_at = plan_at;
+            group.bins = bins;
+            group.rows.resize(LANES * bins, 0.0);
+            group.scratch.resize(LANES * bins, 0.0);
+            group.values.resize(LANES * plan.values(), 0.0);
+            group.lanes = 0;
+            self.used += 1;
+        }
+        let group = &mut self.groups[self.used - 1];
+        let at = group.lanes * bins;
+        group.rows[at..at + bins].copy_from_slice(psd);
+        group.lanes += 1;
+    }
+
+    /// Writes each added PSD's features to the next of `values`, in the
+    /// order they were added, and empties the batch.
+    fn complete<'a>(&mut self, mut values: impl Iterator<Item = &'a mut [f64]>) {
+        for group in &mut self.groups[..self.used] {
+            let together = lanes::features_of_lanes(
+                &group.plan,
+                &group.rows,
+                group.bins,
+                &mut group.scratch,
+                &mut group.values,
+            );
+            let count = group.plan.values();
+            for lane in 0..group.lanes {
+                let Some(out) = values.next() else {
+                    break;
+                };
+                if together {
+                    for (v, o) in out.iter_mut().take(count).enumerate() {
+                        *o = group.values[LANES * v + lane];
+                    }
+                    continue;
+                }
+                // Not reached while the lanes run every plan a batch is
+                // made for; one lane at a time, the same values.
+                let psd = &group.rows[lane * group.bins..(lane + 1) * group.bins];
+                self.values.clear();
+                group.plan.compute(psd, &mut self.values);
+                for (o, &v) in out.iter_mut().zip(&self.values) {
+                    *o = v;
+                }
+            }
+        }
+        self.used = 0;
+    }
 }
 
 impl WindowKernel for SpectralKernel {
@@ -76,7 +182,7 @@ impl WindowKernel for SpectralKernel {
     }
 
     fn compute(
-        &self,
+        &mut self,
         (welch, plan): &mut Self::Channel,
         window: &[f64],
         first: u64,
@@ -86,7 +192,19 @@ impl WindowKernel for SpectralKernel {
         // Sample indices name the same samples until a discontinuity or a
         // NaN, which make the Welch cache forget.
         let psd = welch.psd_at(window, rate, first);
-        plan.compute(psd, out);
+        match &mut self.batch {
+            Some(batch) => {
+                batch.add(plan, psd);
+                out.extend(std::iter::repeat_n(f64::NAN, plan.values()));
+            }
+            None => plan.compute(psd, out),
+        }
+    }
+
+    fn complete<'a>(&mut self, values: impl Iterator<Item = &'a mut [f64]>) {
+        if let Some(batch) = &mut self.batch {
+            batch.complete(values);
+        }
     }
 }
 
@@ -108,6 +226,7 @@ impl BandPowers {
     ) -> Self {
         let kernel = SpectralFeatures::new(config.bands.clone(), config.edge_range_hz)
             .map(|features| SpectralKernel {
+                batch: (lanes::available() && features.one_walk()).then(Batch::default),
                 features,
                 segment_s: config.segment_s,
             })
@@ -166,7 +285,10 @@ mod tests {
 
     /// Runs `data` cut into frames of `frame` samples.
     fn run(data: &[Vec<f32>], frame: usize) -> Vec<Record> {
-        let mut op = BandPowers::new(BandPowersConfig::eeg_default());
+        run_with(BandPowers::new(BandPowersConfig::eeg_default()), data, frame)
+    }
+
+    fn run_with(mut op: BandPowers, data: &[Vec<f32>], frame: usize) -> Vec<Record> {
         let layout = layout(data.len());
         let mut out = Output::default();
         let mut records = Vec::new();
@@ -214,6 +336,35 @@ mod tests {
                 whole,
                 "frame of {frame} samples"
             );
+        }
+    }
+
+    /// The operator computing every window's features on its own, as on a
+    /// CPU without AVX-512.
+    fn one_channel_at_a_time() -> BandPowers {
+        let mut op = BandPowers::new(BandPowersConfig::eeg_default());
+        if let Ok(kernel) = op.0.kernel_mut() {
+            kernel.batch = None;
+        }
+        op
+    }
+
+    #[test]
+    fn channels_side_by_side_give_the_bits_of_one_at_a_time() {
+        // 11 channels: a full batch of 8 and one of 3; a NaN in channel 4
+        // puts it out of step with the others.
+        let mut data = signal(11, 128 * 6);
+        data[4][128 * 2 + 3] = f32::NAN;
+        for frame in [1, 5, 128, data[0].len()] {
+            let together = run(&data, frame);
+            let alone = run_with(one_channel_at_a_time(), &data, frame);
+            assert_eq!(together.len(), alone.len());
+            assert!(together.len() > 11 * 10);
+            for (a, b) in together.iter().zip(&alone) {
+                let bits = |r: &Record| r.values.numbers().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a), bits(b), "frame of {frame}: {}", a.values.name(0));
+                assert_eq!((a.start_ns, a.end_ns), (b.start_ns, b.end_ns));
+            }
         }
     }
 

@@ -164,7 +164,7 @@ impl WindowKernel for QualityKernel {
         true
     }
 
-    fn compute(&self, ch: &mut QualityChannel, x: &[f64], first: u64, rate: f64, out: &mut Vec<f64>) {
+    fn compute(&mut self, ch: &mut QualityChannel, x: &[f64], first: u64, rate: f64, out: &mut Vec<f64>) {
         let c = &self.config;
         let n = x.len() as f64;
         let flat = flat_samples(x, c.flat_tolerance, ch.flat_min) as f64 / n;

@@ -81,7 +81,7 @@ impl WindowKernel for TimeKernel {
         Ok(((self.config.suppression_min_s * spec.sample_rate).round() as usize).max(1))
     }
 
-    fn compute(&self, min_run: &mut usize, x: &[f64], _first: u64, _rate: f64, out: &mut Vec<f64>) {
+    fn compute(&mut self, min_run: &mut usize, x: &[f64], _first: u64, _rate: f64, out: &mut Vec<f64>) {
         let n = x.len() as f64;
         let dx = x.windows(2).map(|w| w[1] - w[0]);
         let ddx = x.windows(3).map(|w| (w[2] - w[1]) - (w[1] - w[0]));

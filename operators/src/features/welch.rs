@@ -312,6 +312,13 @@ impl SpectralFeatures {
         self.plan(psd.len(), df).compute(psd, out);
     }
 
+    /// Whether the edges can be found in one walk: targets that only grow
+    /// and never block a later edge, i.e. ascending, positive fractions
+    /// (the defaults).
+    pub fn one_walk(&self) -> bool {
+        self.edges.is_sorted() && self.edges.iter().all(|&e| e > 0.0)
+    }
+
     /// The bin ranges for PSDs of `bins` bins spaced `df`, computed once
     /// per channel instead of once per window.
     pub fn plan(&self, bins: usize, df: f64) -> FeaturePlan {
@@ -326,9 +333,7 @@ impl SpectralFeatures {
                 .map(|b| bins_in(bins, df, b.low_hz, b.high_hz))
                 .collect(),
             edge: bins_in(bins, df, lo, hi),
-            // One walk needs targets that only grow and never block a
-            // later edge: ascending, positive fractions (the defaults).
-            one_walk: self.edges.is_sorted() && self.edges.iter().all(|&e| e > 0.0),
+            one_walk: self.one_walk(),
             edges: self.edges.clone(),
         }
     }
@@ -337,16 +342,21 @@ impl SpectralFeatures {
 /// [`SpectralFeatures`] with the bin ranges resolved for one bin spacing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeaturePlan {
-    df: f64,
-    total: std::ops::Range<usize>,
-    bands: Vec<std::ops::Range<usize>>,
-    edge: std::ops::Range<usize>,
-    edges: Vec<f64>,
+    pub(super) df: f64,
+    pub(super) total: std::ops::Range<usize>,
+    pub(super) bands: Vec<std::ops::Range<usize>>,
+    pub(super) edge: std::ops::Range<usize>,
+    pub(super) edges: Vec<f64>,
     /// `edges` can be found in one walk ([`edge_frequencies`]).
-    one_walk: bool,
+    pub(super) one_walk: bool,
 }
 
 impl FeaturePlan {
+    /// How many values [`FeaturePlan::compute`] pushes.
+    pub fn values(&self) -> usize {
+        2 * self.bands.len() + 1 + self.edges.len() + 2
+    }
+
     /// As [`SpectralFeatures::compute`], same values bit for bit.
     pub fn compute(&self, psd: &[f64], out: &mut Vec<f64>) {
         self.compute_with(psd, out, true);
@@ -607,7 +617,7 @@ unsafe fn h_sum_avx512(p: &[f64], total: f64) -> f64 {
 /// (or NaN): the terms of [`h_sum`], operation for operation.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn entropy_terms_avx512(
+pub(super) fn entropy_terms_avx512(
     x: std::arch::x86_64::__m512d,
     inverse: std::arch::x86_64::__m512d,
 ) -> std::arch::x86_64::__m512d {

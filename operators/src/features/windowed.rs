@@ -76,8 +76,22 @@ pub trait WindowKernel: Send {
     }
 
     /// Appends the features of `window` (time order; sample 0 is sample
-    /// `first` of the current run) to `out`.
-    fn compute(&self, channel: &mut Self::Channel, window: &[f64], first: u64, rate: f64, out: &mut Vec<f64>);
+    /// `first` of the current run) to `out`, or placeholders for values
+    /// that [`WindowKernel::complete`] fills in.
+    fn compute(
+        &mut self,
+        channel: &mut Self::Channel,
+        window: &[f64],
+        first: u64,
+        rate: f64,
+        out: &mut Vec<f64>,
+    );
+
+    /// Called once per frame after `compute` has seen all of its windows:
+    /// `values` yields each window's values (as `compute` wrote them,
+    /// without `latency_s`), in the order `compute` saw them, for kernels
+    /// that compute some values for all of a frame's windows at once.
+    fn complete<'a>(&mut self, _values: impl Iterator<Item = &'a mut [f64]>) {}
 }
 
 /// One channel's window buffer and timing.
@@ -217,6 +231,12 @@ impl<K: WindowKernel> Windowed<K> {
         }
     }
 
+    /// The kernel, for tests that change how it runs.
+    #[cfg(test)]
+    pub(crate) fn kernel_mut(&mut self) -> Result<&mut K, &mut String> {
+        self.kernel.as_mut()
+    }
+
     fn build(
         &self,
         layout: &ChannelLayout,
@@ -307,11 +327,12 @@ impl<K: WindowKernel> Windowed<K> {
     /// to `out` in the order the channels end them (see
     /// [`Windowed::order_records`]).
     fn windows(&mut self, frame: &Frame, out: &mut Output) -> Result<(), String> {
+        let start = out.len();
         let Some(stream) = self.streams.get_mut(&*frame.stream_id) else {
             return Ok(());
         };
         let channels = stream.channels.as_mut().map_err(|e| e.clone())?;
-        let kernel = self.kernel.as_ref().map_err(|e| e.clone())?;
+        let kernel = self.kernel.as_mut().map_err(|e| e.clone())?;
         frame.channel_starts(&mut self.starts);
         let samples = frame.samples();
         // One pass over the frame: without a NaN in it, no channel needs
@@ -348,7 +369,7 @@ impl<K: WindowKernel> Windowed<K> {
                 // that the kernel may take `c.state` mutably beside it).
                 let window = &c.buffer[c.end - n..c.end];
                 let first = c.count - n as u64;
-                if let (Some(gate), Some(state)) = (&self.gate, c.gate.as_mut()) {
+                if let (Some(gate), Some(state)) = (self.gate.as_mut(), c.gate.as_mut()) {
                     self.gate_values.clear();
                     gate.compute(state, window, first, c.rate, &mut self.gate_values);
                     if QualityKernel::flagged(&self.gate_values) {
@@ -378,6 +399,16 @@ impl<K: WindowKernel> Windowed<K> {
                 out.push(Item::Record(record));
             }
         }
+        kernel.complete(out.pushed_since(start).iter_mut().filter_map(|item| {
+            match item {
+                Item::Record(record) => record
+                    .values
+                    .numbers_mut()
+                    .split_last_mut()
+                    .map(|(_latency, kernel)| kernel),
+                Item::Frame(_) => None,
+            }
+        }));
         Ok(())
     }
 

@@ -145,6 +145,7 @@ impl<C> ChannelWindow<C> {
 
     /// Takes `chunk` (at most `until_emit` samples, so at most one window
     /// ends, with its last sample); true when a window ends.
+    #[inline(always)]
     fn extend(&mut self, chunk: &[f32]) -> bool {
         let taken = chunk.len().min(self.until_emit);
         // Room after a move: `taken <= until_emit <= len`.

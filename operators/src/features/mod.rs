@@ -21,6 +21,7 @@ pub mod time;
 pub mod welch;
 pub mod windowed;
 
+mod fft;
 mod operator;
 
 pub use audio::{AudioConfig, AudioFeatures};

@@ -148,20 +148,28 @@ mod avx512 {
         unsafe { _mm512_loadu_pd(psds.as_ptr().add(LANES * k)) }
     }
 
-    /// The lanes' `sum(&psd[range])`: four partial sums over blocks of 4
-    /// bins, combined pairwise, then the remaining bins in order.
+    /// The lanes' `sum(&psd[range])`.
     ///
     /// # Safety
     /// AVX-512F; `range` within the PSDs.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sum(psds: &[f64], range: &Range<usize>) -> __m512d {
+        // SAFETY: k < range.end, within the PSDs.
+        sum_in_order(range, |k| unsafe { bin(psds, k) })
+    }
+
+    /// Σ term(k) over `range` in the order of the one-channel sums
+    /// (`sum`, `h_sum`): four partial sums over blocks of 4 bins, combined
+    /// pairwise, then the remaining bins in order.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn sum_in_order(range: &Range<usize>, mut term: impl FnMut(usize) -> __m512d) -> __m512d {
         let mut partial = [_mm512_setzero_pd(); 4];
         let whole = range.len() / 4 * 4;
         for k in (range.start..range.start + whole).step_by(4) {
             for (j, p) in partial.iter_mut().enumerate() {
-                // SAFETY: k + j < range.end, within the PSDs.
-                *p = _mm512_add_pd(*p, unsafe { bin(psds, k + j) });
+                *p = _mm512_add_pd(*p, term(k + j));
             }
         }
         let mut s = _mm512_add_pd(
@@ -169,8 +177,7 @@ mod avx512 {
             _mm512_add_pd(partial[2], partial[3]),
         );
         for k in range.start + whole..range.end {
-            // SAFETY: k < range.end, within the PSDs.
-            s = _mm512_add_pd(s, unsafe { bin(psds, k) });
+            s = _mm512_add_pd(s, term(k));
         }
         s
     }
@@ -315,9 +322,8 @@ mod avx512 {
     }
 
     /// The normalised spectral entropy of `range` whose power is `power`,
-    /// per lane: the terms of `entropy_terms_avx512` summed in four partial
-    /// sums over blocks of 4 bins, combined pairwise, then the remaining
-    /// terms in order, over log2 of the bin count; NaN where the range has
+    /// per lane: the terms of `entropy_terms_avx512` summed in the order
+    /// of [`sum_in_order`], over log2 of the bin count; NaN where the range has
     /// fewer than 2 bins or the power is not positive.
     ///
     /// # Safety
@@ -331,21 +337,7 @@ mod avx512 {
         }
         let inverse = _mm512_div_pd(_mm512_set1_pd(1.0), power);
         // SAFETY: k < range.end, within the PSDs.
-        let term = |k: usize| entropy_terms_avx512(unsafe { bin(psds, k) }, inverse);
-        let mut partial = [_mm512_setzero_pd(); 4];
-        let whole = range.len() / 4 * 4;
-        for k in (range.start..range.start + whole).step_by(4) {
-            for (j, p) in partial.iter_mut().enumerate() {
-                *p = _mm512_add_pd(*p, term(k + j));
-            }
-        }
-        let mut h = _mm512_add_pd(
-            _mm512_add_pd(partial[0], partial[1]),
-            _mm512_add_pd(partial[2], partial[3]),
-        );
-        for k in range.start + whole..range.end {
-            h = _mm512_add_pd(h, term(k));
-        }
+        let h = sum_in_order(range, |k| entropy_terms_avx512(unsafe { bin(psds, k) }, inverse));
         let normalised = _mm512_div_pd(h, _mm512_set1_pd((range.len() as f64).log2()));
         _mm512_mask_mov_pd(_mm512_set1_pd(f64::NAN), valid, normalised)
     }

@@ -1694,20 +1694,20 @@ mod tests {
         ]
     }
 
+    /// The form each section of `biquads`' cascade takes.
+    fn forms_of(biquads: &[Biquad]) -> Vec<Form> {
+        Cascade::new(biquads, false)
+            .unwrap()
+            .sections
+            .iter()
+            .map(|s| s.form)
+            .collect()
+    }
+
     #[test]
     fn the_test_cascades_cover_every_form_and_change_of_precision() {
         let all = cascades();
-        let forms: Vec<Vec<Form>> = all
-            .iter()
-            .map(|b| {
-                Cascade::new(b, false)
-                    .unwrap()
-                    .sections
-                    .iter()
-                    .map(|s| s.form)
-                    .collect()
-            })
-            .collect();
+        let forms: Vec<Vec<Form>> = all.iter().map(|b| forms_of(b)).collect();
         assert!(forms[2].iter().all(|&f| f == Form::Double));
         use Form::{Delta, Double, Single};
         assert_eq!(forms[5], [Single, Double, Single, Delta, Delta, Single]);
@@ -1758,29 +1758,21 @@ mod tests {
 
     #[test]
     fn each_section_takes_the_first_form_whose_noise_gain_is_low_enough() {
-        let forms = |biquads: &[Biquad]| -> Vec<Form> {
-            Cascade::new(biquads, false)
-                .unwrap()
-                .sections
-                .iter()
-                .map(|s| s.form)
-                .collect()
-        };
         use Form::{Delta, Double, Single};
         // 0.5–45 Hz at 128 Hz: the 45 Hz sections in f32 direct form II, the
         // 0.5 Hz ones (direct form II noise gain 10⁴) in the f32 delta form.
         let bandpass = butterworth(4, Band::Bandpass(0.5, 45.0), 128.0).unwrap();
-        assert_eq!(forms(&bandpass), [Single, Single, Delta, Delta]);
+        assert_eq!(forms_of(&bandpass), [Single, Single, Delta, Delta]);
         let notch = |f: f64, rate: f64| crate::filters::design::notch(f, 30.0, rate).unwrap();
-        assert_eq!(forms(&[notch(50.0, 128.0)]), [Single]); // noise gain 16
-        assert_eq!(forms(&[notch(60.0, 1000.0)]), [Delta]); // 297; delta 0.53
+        assert_eq!(forms_of(&[notch(50.0, 128.0)]), [Single]); // noise gain 16
+        assert_eq!(forms_of(&[notch(60.0, 1000.0)]), [Delta]); // 297; delta 0.53
         assert_eq!(
-            forms(&butterworth(2, Band::Highpass(0.1), 1000.0).unwrap()),
+            forms_of(&butterworth(2, Band::Highpass(0.1), 1000.0).unwrap()),
             [Delta]
         );
         // A low-pass at 0.5 Hz: its delta form amplifies rounding 10⁸ times.
         assert_eq!(
-            forms(&butterworth(4, Band::Lowpass(0.5), 256.0).unwrap()),
+            forms_of(&butterworth(4, Band::Lowpass(0.5), 256.0).unwrap()),
             [Double, Double]
         );
         // Delta sections without numerator terms (zeros at z = 1).

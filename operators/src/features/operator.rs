@@ -74,10 +74,11 @@ struct Group {
 }
 
 impl Batch {
-    /// Adds `psd` as the next lane; a new group starts when the last one
-    /// is full or has another plan. Buffers are reused from frame to frame.
-    fn add(&mut self, plan: &FeaturePlan, psd: &[f64]) {
-        let (bins, plan_at) = (psd.len(), plan as *const FeaturePlan as usize);
+    /// The next lane's PSD row, `bins` long, for the caller to write; a
+    /// new group starts when the last one is full or has another plan.
+    /// Buffers are reused from frame to frame.
+    fn next_row(&mut self, plan: &FeaturePlan, bins: usize) -> &mut [f64] {
+        let plan_at = plan as *const FeaturePlan as usize;
         let fits = self.used > 0 && {
             let last = &self.groups[self.used - 1];
             last.lanes < LANES && last.bins == bins && (last.plan_at == plan_at || last.plan == *plan)
@@ -108,8 +109,8 @@ impl Batch {
         }
         let group = &mut self.groups[self.used - 1];
         let at = group.lanes * bins;
-        group.rows[at..at + bins].copy_from_slice(psd);
         group.lanes += 1;
+        &mut group.rows[at..at + bins]
     }
 
     /// Writes each added PSD's features to the next of `values`, in the
@@ -191,13 +192,14 @@ impl WindowKernel for SpectralKernel {
     ) {
         // Sample indices name the same samples until a discontinuity or a
         // NaN, which make the Welch cache forget.
-        let psd = welch.psd_at(window, rate, first);
         match &mut self.batch {
             Some(batch) => {
-                batch.add(plan, psd);
+                // Straight into the batch: a copy less per window.
+                let row = batch.next_row(plan, welch.bins());
+                welch.psd_at_into(window, rate, first, row);
                 out.extend(std::iter::repeat_n(f64::NAN, plan.values()));
             }
-            None => plan.compute(psd, out),
+            None => plan.compute(welch.psd_at(window, rate, first), out),
         }
     }
 

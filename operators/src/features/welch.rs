@@ -176,27 +176,38 @@ impl Welch {
     /// Call [`Welch::forget`] whenever sample indices stop naming the same
     /// samples (a new run).
     pub fn psd_at(&mut self, x: &[f64], fs: f64, first: u64) -> &[f64] {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { self.psd_at_avx2(x, fs, first) };
-            return &self.psd;
-        }
-        self.psd_at_inline(x, fs, first);
+        let mut psd = std::mem::take(&mut self.psd);
+        self.psd_at_into(x, fs, first, &mut psd);
+        self.psd = psd;
         &self.psd
     }
 
-    /// [`Welch::psd_at`] compiled for AVX2: its loops (detrend and window,
-    /// |X|², the segment sum, the scaling) run 4 lanes wide instead of
-    /// SSE2's 2. The same operations in the same order: the same bits.
+    /// As [`Welch::psd_at`], written into `psd` ([`Welch::bins`] long), for
+    /// callers that keep PSDs elsewhere (`band_powers` batches them for
+    /// its features) and would otherwise copy them there. Panics if `psd`
+    /// has another length (a bug in the caller).
+    pub fn psd_at_into(&mut self, x: &[f64], fs: f64, first: u64, psd: &mut [f64]) {
+        assert_eq!(psd.len(), self.bins(), "one PSD value per bin");
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            unsafe { self.psd_at_avx2(x, fs, first, psd) };
+            return;
+        }
+        self.psd_at_inline(x, fs, first, psd);
+    }
+
+    /// [`Welch::psd_at_into`] compiled for AVX2: its loops (detrend and
+    /// window, |X|², the segment sum, the scaling) run 4 lanes wide instead
+    /// of SSE2's 2. The same operations in the same order: the same bits.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn psd_at_avx2(&mut self, x: &[f64], fs: f64, first: u64) {
-        self.psd_at_inline(x, fs, first);
+    unsafe fn psd_at_avx2(&mut self, x: &[f64], fs: f64, first: u64, psd: &mut [f64]) {
+        self.psd_at_inline(x, fs, first, psd);
     }
 
     #[inline(always)]
-    fn psd_at_inline(&mut self, x: &[f64], fs: f64, first: u64) {
+    fn psd_at_inline(&mut self, x: &[f64], fs: f64, first: u64, psd: &mut [f64]) {
         let n = self.segment;
         let step = n - n / 2;
         let segments = if x.len() < n { 0 } else { (x.len() - n / 2) / step };
@@ -204,15 +215,15 @@ impl Welch {
         // power of its negative-frequency twin too.
         let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
         let twice = 2.0 * scale;
-        let last = self.psd.len() - 1;
+        let last = psd.len() - 1;
         if segments == 0 {
-            self.psd.fill(0.0);
+            psd.fill(0.0);
         }
         for s in 0..segments {
             // Each segment is added right after its lookup: a later lookup
             // may reuse its cache slot.
             let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
-            let (psd, power) = (&mut self.psd, &self.powers[slot]);
+            let power = &self.powers[slot];
             if s == 0 {
                 // 0 + q = q for these non-negative powers: starting from
                 // the first segment gives the sums that zeros would.
@@ -232,7 +243,6 @@ impl Welch {
                 return;
             }
         }
-        let psd = &mut self.psd;
         let ends = (psd[0], psd[last]);
         psd.iter_mut().for_each(|p| *p *= twice);
         rescale_ends(psd, ends, scale, n);
@@ -1046,9 +1056,10 @@ mod tests {
             for start in (0..=x.len() - window).step_by(37) {
                 let w = &x[start..start + window];
                 let ours = dispatched.psd_at(w, 128.0, start as u64).to_vec();
-                baseline.psd_at_inline(w, 128.0, start as u64);
+                let mut theirs = vec![0.0; baseline.bins()];
+                baseline.psd_at_inline(w, 128.0, start as u64, &mut theirs);
                 let bits = |v: &[f64]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&ours), bits(&baseline.psd), "window {window} at {start}");
+                assert_eq!(bits(&ours), bits(&theirs), "window {window} at {start}");
             }
         }
     }

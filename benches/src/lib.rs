@@ -34,14 +34,22 @@ pub fn median_time(runs: usize, f: impl FnMut()) -> Duration {
 /// Median and fastest of `runs` timings of `f` (after one warm-up run). On
 /// a shared machine the fastest run is the one least disturbed by others.
 pub fn median_and_best_time(runs: usize, mut f: impl FnMut()) -> (Duration, Duration) {
+    median_and_best_of(runs, || time_of(&mut f))
+}
+
+/// How long `f` takes.
+pub fn time_of(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
     f();
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
+    start.elapsed()
+}
+
+/// Median and fastest of `runs` durations that `run` measures itself
+/// (after one warm-up run): for a run that prepares its input untimed,
+/// e.g. owned frames for an operator that consumes them.
+pub fn median_and_best_of(runs: usize, mut run: impl FnMut() -> Duration) -> (Duration, Duration) {
+    run();
+    let mut times: Vec<Duration> = (0..runs).map(|_| run()).collect();
     times.sort();
     (times[times.len() / 2], times[0])
 }
@@ -223,9 +231,21 @@ pub fn paired_rounds(
     peer: &mut PythonPeer,
     peer_runs: usize,
 ) -> Option<Paired> {
+    paired_rounds_of(rounds, runs, || time_of(&mut ours), peer, peer_runs)
+}
+
+/// As [`paired_rounds`], for a run of ours that measures itself (see
+/// [`median_and_best_of`]).
+pub fn paired_rounds_of(
+    rounds: usize,
+    runs: usize,
+    mut ours: impl FnMut() -> Duration,
+    peer: &mut PythonPeer,
+    peer_runs: usize,
+) -> Option<Paired> {
     let (mut us, mut them, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let mine = median_time(runs, &mut ours).as_secs_f64();
+        let mine = median_and_best_of(runs, &mut ours).0.as_secs_f64();
         let theirs = peer.median_seconds(peer_runs)?;
         us.push(mine);
         them.push(theirs);

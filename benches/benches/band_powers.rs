@@ -24,8 +24,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sigfab_benches::{
-    frames_of, median_and_best_of, paired_rounds_of, pin_to_one_core, read_recording, time_of, with_raw_samples,
-    PythonPeer,
+    frames_of, median_and_best_of, paired_rounds_of, pin_to_one_core, read_recording, time_of,
+    with_raw_samples, PythonPeer,
 };
 use sigfab_engine::shared_data;
 use sigfab_operators::features::{BandPowers, BandPowersConfig};

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 use sigfab_operators::{ChannelLayout, ChannelSpec, Frame, Modality};
 
+/// The `sigfab` binary's allocator (engine/src/main.rs), so that what the
+/// benches time is what a pipeline runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Pins this process (and the threads it starts later) to CPU 0, so a figure
 /// "per core" means one core, whatever the runtime's thread count.
 pub fn pin_to_one_core() -> bool {

@@ -6,6 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sigfab_engine::cli;
 
+/// mimalloc rather than the system allocator: frames and records are small
+/// allocations made by one task and freed by another, and glibc's malloc
+/// made band_powers about 13 % slower (docs/ARCHITECTURE.md, "Choices worth
+/// knowing"). The bench binaries use the same one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sigfab",

@@ -59,7 +59,8 @@ impl Band {
 pub struct Welch {
     segment: usize,
     transform: Transform,
-    window: Vec<f64>,
+    /// Shared by every estimator of this length ([`shared_window`]).
+    window: Arc<[f64]>,
     /// 1 / (fs · Σ w²), SciPy's density scale, without the one-sided ×2.
     scale_per_hz: f64,
     psd: Vec<f64>,
@@ -124,6 +125,27 @@ fn shared_plan(segment: usize) -> Arc<dyn RealToComplex<f64>> {
     planner.plan_fft_forward(segment)
 }
 
+/// The periodic Hann window (sym=False, as scipy.signal.get_window('hann',
+/// n)) of `segment` samples, one per length for the whole process, like
+/// the FFT plans: a 64-channel operator would otherwise compute 64 copies
+/// (a cosine per sample, most of a new stream's setup time).
+fn shared_window(segment: usize) -> Arc<[f64]> {
+    type Windows = std::sync::Mutex<std::collections::HashMap<usize, Arc<[f64]>>>;
+    static WINDOWS: std::sync::OnceLock<Windows> = std::sync::OnceLock::new();
+    let windows = WINDOWS.get_or_init(Default::default);
+    // A panic while computing a window inserts nothing: the map is never
+    // left half-updated.
+    let mut windows = windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    windows
+        .entry(segment)
+        .or_insert_with(|| {
+            (0..segment)
+                .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / segment as f64).cos())
+                .collect()
+        })
+        .clone()
+}
+
 /// Segments remembered by [`Welch::psd_at`]; 2 s / 250 ms windows with 1 s
 /// segments need the last 5.
 const CACHED_SEGMENTS: usize = 8;
@@ -139,10 +161,7 @@ impl Welch {
         if segment < 2 {
             return Err(WelchError::SegmentTooShort(segment));
         }
-        // Periodic Hann (sym=False), as scipy.signal.get_window('hann', n).
-        let window: Vec<f64> = (0..segment)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / segment as f64).cos())
-            .collect();
+        let window = shared_window(segment);
         let energy: f64 = window.iter().map(|w| w * w).sum();
         Ok(Self {
             segment,

@@ -7,8 +7,9 @@
 //! the same `welch` call, all 16 values of a band_powers record (absolute
 //! and relative band powers, total, SEF50/90/95, peak, spectral entropy),
 //! vectorised over channels with the formulas of the accuracy references
-//! (scripts/make_feature_references.py). SciPy stays running beside ours and the two are timed
-//! in alternating rounds; the ratio is the median of the rounds' ratios.
+//! (scripts/make_feature_references.py). Each peer stays running beside
+//! ours and the two are timed in alternating rounds; the ratio is the
+//! median of the rounds' ratios.
 //! Each timed run gets its own copies of the frames, made before its timer
 //! starts (the operators consume their frames, which in a pipeline come
 //! owned from the source); SciPy's input array is likewise made untimed.

@@ -182,28 +182,31 @@ impl PeerWork {
 
 /// SciPy on the same windows, kept running as a paired peer.
 fn scipy_peer(raw: &Path, channels: usize, work: PeerWork) -> Option<PythonPeer> {
+    // The bins of each band and of the edge range are found once, before
+    // the timed runs, as the operator's plan does: the peer's per-window
+    // work is the welch call and the values only.
     let values = match work {
-        PeerWork::BandSums => "[p[:, (f >= lo) & (f < hi)].sum(axis=-1) for lo, hi in bands]",
+        PeerWork::BandSums => "[p[:, m].sum(axis=-1) for m in masks]",
         PeerWork::AllValues => {
-            "df = f[1] - f[0]\n        \
-             absolute = [p[:, (f >= lo) & (f < hi)].sum(axis=-1) * df for lo, hi in bands]\n        \
-             edge = (f >= 1) & (f < 50)\n        \
-             fr, pr = f[edge], p[:, edge]\n        \
+            "absolute = [p[:, m].sum(axis=-1) * df for m in masks]\n        \
+             pr = p[:, edge]\n        \
              total = pr.sum(axis=-1)\n        \
              total_power = total * df\n        \
-             relative = [a / (total * df) for a in absolute]\n        \
+             relative = [a / total_power for a in absolute]\n        \
              cumulative = np.cumsum(pr, axis=-1)\n        \
              sefs = [fr[np.argmax(cumulative >= e * total[:, None], axis=-1)] for e in (0.5, 0.9, 0.95)]\n        \
              peak = fr[np.argmax(pr, axis=-1)]\n        \
-             q = pr / total[:, None]\n        \
-             terms = np.where(q > 0, q * np.log2(np.where(q > 0, q, 1.0)), 0.0)\n        \
-             entropy = -terms.sum(axis=-1) / np.log2(pr.shape[-1])"
+             entropy = special.entr(pr / total[:, None]).sum(axis=-1) / np.log(pr.shape[-1])"
         }
     };
     let setup = format!(
-        "import numpy as np\nfrom scipy import signal\n\
+        "import numpy as np\nfrom scipy import signal, special\n\
          x = np.fromfile('{raw}', dtype='<f4').reshape({channels}, -1).astype(np.float64)\n\
-         bands = [(1, 4), (4, 8), (8, 13), (13, 30), (30, 50)]\n\
+         f, _ = signal.welch(x[:, :256], fs=128, nperseg=128, axis=-1)\n\
+         df = f[1] - f[0]\n\
+         masks = [(f >= lo) & (f < hi) for lo, hi in [(1, 4), (4, 8), (8, 13), (13, 30), (30, 50)]]\n\
+         edge = (f >= 1) & (f < 50)\n\
+         fr = f[edge]\n\
          def run():\n    for s in range(0, x.shape[1] - 256 + 1, 32):\n        \
          f, p = signal.welch(x[:, s:s + 256], fs=128, nperseg=128, axis=-1)\n        {values}",
         raw = raw.display()

@@ -108,23 +108,30 @@ struct Tables {
     odd_split_twiddles: Vec<Pair>,
 }
 
-/// One table per length for the whole process, as realfft's plans: every
-/// channel's estimator shares it.
-fn shared_tables(n: usize) -> Option<Arc<Tables>> {
-    if n != 128 && n != 256 {
-        return None;
+/// Values made once per length for the whole process and shared by every
+/// channel's estimator (these FFT tables, Welch's windows), as realfft's
+/// plans are: 64 channels need one copy, not 64.
+pub(super) struct PerLength<T: ?Sized>(OnceLock<Mutex<HashMap<usize, Arc<T>>>>);
+
+impl<T: ?Sized> PerLength<T> {
+    pub(super) const fn new() -> Self {
+        Self(OnceLock::new())
     }
-    static TABLES: OnceLock<Mutex<HashMap<usize, Arc<Tables>>>> = OnceLock::new();
-    let tables = TABLES.get_or_init(Default::default);
-    // The map only ever receives finished tables: a panic elsewhere while
-    // it was locked cannot leave it inconsistent.
-    let mut tables = tables.lock().unwrap_or_else(PoisonError::into_inner);
-    Some(
-        tables
-            .entry(n)
-            .or_insert_with(|| Arc::new(Tables::new(n)))
-            .clone(),
-    )
+
+    /// The value for length `n`, made by `make` the first time.
+    pub(super) fn get(&self, n: usize, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
+        let values = self.0.get_or_init(Default::default);
+        // The map only ever receives finished values: a panic in `make`
+        // while it was locked inserts nothing and leaves it consistent.
+        let mut values = values.lock().unwrap_or_else(PoisonError::into_inner);
+        values.entry(n).or_insert_with(make).clone()
+    }
+}
+
+/// The tables for `n`-sample segments, if this transform handles them.
+fn shared_tables(n: usize) -> Option<Arc<Tables>> {
+    static TABLES: PerLength<Tables> = PerLength::new();
+    (n == 128 || n == 256).then(|| TABLES.get(n, || Arc::new(Tables::new(n))))
 }
 
 /// W_len^k = exp(−2πi·k/len) as (re, im).
@@ -316,15 +323,13 @@ mod x86 {
         }
         #[inline(always)]
         fn deinterleave(low: Self, high: Self) -> (Self, Self) {
-            // SAFETY: AVX-512F as above.
-            unsafe {
-                let even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-                let odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-                (
-                    Self(_mm512_permutex2var_pd(low.0, even, high.0)),
-                    Self(_mm512_permutex2var_pd(low.0, odd, high.0)),
-                )
-            }
+            // Even lanes of low:high, then odd ones.
+            two_permutes(
+                low,
+                high,
+                [0, 2, 4, 6, 8, 10, 12, 14],
+                [1, 3, 5, 7, 9, 11, 13, 15],
+            )
         }
         #[inline(always)]
         fn transpose(rows: [Self; 8]) -> [Self; 8] {
@@ -351,15 +356,25 @@ mod x86 {
         }
         #[inline(always)]
         fn interleave(a: Self, b: Self) -> (Self, Self) {
-            // SAFETY: AVX-512F as above.
-            unsafe {
-                let low = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
-                let high = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-                (
-                    Self(_mm512_permutex2var_pd(a.0, low, b.0)),
-                    Self(_mm512_permutex2var_pd(a.0, high, b.0)),
-                )
-            }
+            // a0 b0 a1 b1 ... for the low halves, then the high ones.
+            two_permutes(a, b, [0, 8, 1, 9, 2, 10, 3, 11], [4, 12, 5, 13, 6, 14, 7, 15])
+        }
+    }
+
+    /// Lanes `first`, then `second`, of the 16 lanes of a:b (0-7 from a,
+    /// 8-15 from b).
+    #[inline(always)]
+    fn two_permutes(a: Avx512, b: Avx512, first: [i64; 8], second: [i64; 8]) -> (Avx512, Avx512) {
+        // SAFETY: `Avx512` values exist only on CPUs with AVX-512F (see
+        // `splat`); each load reads the 8 i64 of its array. No closure
+        // here: see the `x86` module.
+        unsafe {
+            let first = _mm512_loadu_si512(first.as_ptr().cast());
+            let second = _mm512_loadu_si512(second.as_ptr().cast());
+            (
+                Avx512(_mm512_permutex2var_pd(a.0, first, b.0)),
+                Avx512(_mm512_permutex2var_pd(a.0, second, b.0)),
+            )
         }
     }
 

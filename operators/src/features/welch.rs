@@ -11,7 +11,7 @@ use std::sync::Arc;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
-use super::fft::PowerSpectrum;
+use super::fft::{PerLength, PowerSpectrum};
 
 /// Why a Welch estimator or feature set cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -126,24 +126,16 @@ fn shared_plan(segment: usize) -> Arc<dyn RealToComplex<f64>> {
 }
 
 /// The periodic Hann window (sym=False, as scipy.signal.get_window('hann',
-/// n)) of `segment` samples, one per length for the whole process, like
-/// the FFT plans: a 64-channel operator would otherwise compute 64 copies
-/// (a cosine per sample, most of a new stream's setup time).
+/// n)) of `segment` samples, shared per length like the FFT plans: a
+/// 64-channel operator would otherwise compute 64 copies (a cosine per
+/// sample, most of a new stream's setup time).
 fn shared_window(segment: usize) -> Arc<[f64]> {
-    type Windows = std::sync::Mutex<std::collections::HashMap<usize, Arc<[f64]>>>;
-    static WINDOWS: std::sync::OnceLock<Windows> = std::sync::OnceLock::new();
-    let windows = WINDOWS.get_or_init(Default::default);
-    // A panic while computing a window inserts nothing: the map is never
-    // left half-updated.
-    let mut windows = windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    windows
-        .entry(segment)
-        .or_insert_with(|| {
-            (0..segment)
-                .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / segment as f64).cos())
-                .collect()
-        })
-        .clone()
+    static WINDOWS: PerLength<[f64]> = PerLength::new();
+    WINDOWS.get(segment, || {
+        (0..segment)
+            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / segment as f64).cos())
+            .collect()
+    })
 }
 
 /// Segments remembered by [`Welch::psd_at`]; 2 s / 250 ms windows with 1 s

@@ -26,7 +26,7 @@
 //!     cargo bench -p sigfab-benches --bench band_powers
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sigfab_benches::{
     frames_of, median_and_best_of, paired_rounds_of, pin_to_one_core, read_recording, time_of,
@@ -57,14 +57,19 @@ fn run_ours(frames: Vec<Frame>) -> usize {
     records
 }
 
-/// [`run_ours`] on copies of `frames` made before the timer starts: the
-/// operator consumes its frames, as it does in a pipeline, where they come
-/// owned from the source, so copying them is the harness's work, not the
-/// operator's. The time and the record count.
-fn timed_run(frames: &[Frame]) -> (Duration, usize) {
+/// How long `run` takes on copies of `frames` made before the timer
+/// starts: operators consume their frames, as they do in a pipeline, where
+/// frames come owned from the source, so copying them is the harness's
+/// work, not the operators'.
+fn time_on_copies(frames: &[Frame], run: impl FnOnce(Vec<Frame>)) -> Duration {
     let owned = frames.to_vec();
+    time_of(|| run(owned))
+}
+
+/// [`run_ours`] timed on copies of `frames`: the time and the record count.
+fn timed_run(frames: &[Frame]) -> (Duration, usize) {
     let mut records = 0;
-    let time = time_of(|| records = run_ours(owned));
+    let time = time_on_copies(frames, |owned| records = run_ours(owned));
     (time, records)
 }
 
@@ -79,6 +84,22 @@ fn time_ours(frames: &[Frame]) -> (f64, f64, usize) {
     (median.as_secs_f64(), best.as_secs_f64(), records)
 }
 
+/// Passes each frame through `chain` in order, handing what comes out of
+/// the last operator to `take`.
+fn run_chain(chain: &mut [Box<dyn Operator>], frames: Vec<Frame>, mut take: impl FnMut(Item)) {
+    let (mut a, mut b) = (Output::default(), Output::default());
+    for frame in frames {
+        a.push(Item::Frame(frame));
+        for op in chain.iter_mut() {
+            for item in a.drain() {
+                op.process(item, &mut b).expect("accepted");
+            }
+            std::mem::swap(&mut a, &mut b);
+        }
+        a.drain().for_each(&mut take);
+    }
+}
+
 /// Median and best seconds of the filters + band_powers chain over every
 /// frame, and the records made.
 fn time_chain(frames: &[Frame]) -> (f64, f64, usize) {
@@ -88,22 +109,8 @@ fn time_chain(frames: &[Frame]) -> (f64, f64, usize) {
             filters(),
             Box::new(BandPowers::new(BandPowersConfig::eeg_default())),
         ];
-        let (mut a, mut b) = (Output::default(), Output::default());
         records = 0;
-        // Copies made untimed, as in `timed_run`.
-        let owned = frames.to_vec();
-        let start = Instant::now();
-        for frame in owned {
-            a.push(Item::Frame(frame));
-            for op in chain.iter_mut() {
-                for item in a.drain() {
-                    op.process(item, &mut b).expect("accepted");
-                }
-                std::mem::swap(&mut a, &mut b);
-            }
-            records += a.drain().count();
-        }
-        start.elapsed()
+        time_on_copies(frames, |owned| run_chain(&mut chain, owned, |_| records += 1))
     });
     (median.as_secs_f64(), best.as_secs_f64(), records)
 }
@@ -113,25 +120,14 @@ fn time_chain(frames: &[Frame]) -> (f64, f64, usize) {
 fn time_filters(frames: &[Frame]) -> (f64, f64, Vec<Frame>) {
     let mut filtered = Vec::new();
     let (median, best) = median_and_best_of(RUNS, || {
-        let mut chain = [filters()];
-        let (mut a, mut b) = (Output::default(), Output::default());
         filtered.clear();
-        let owned = frames.to_vec();
-        let start = Instant::now();
-        for frame in owned {
-            a.push(Item::Frame(frame));
-            for op in chain.iter_mut() {
-                for item in a.drain() {
-                    op.process(item, &mut b).expect("accepted");
+        time_on_copies(frames, |owned| {
+            run_chain(&mut [filters()], owned, |item| {
+                if let Item::Frame(f) = item {
+                    filtered.push(f);
                 }
-                std::mem::swap(&mut a, &mut b);
-            }
-            filtered.extend(a.drain().filter_map(|item| match item {
-                Item::Frame(f) => Some(f),
-                _ => None,
-            }));
-        }
-        start.elapsed()
+            })
+        })
     });
     (median.as_secs_f64(), best.as_secs_f64(), filtered)
 }
@@ -164,8 +160,9 @@ enum PeerWork {
     BandSums,
     /// The operator's 16 values, vectorised over channels, with the
     /// formulas of scripts/make_feature_references.py (the accuracy
-    /// references): absolute and relative band powers, total, SEF50/90/95,
-    /// peak frequency, spectral entropy.
+    /// references; the entropy through `scipy.special.entr`): absolute and
+    /// relative band powers, total, SEF50/90/95, peak frequency, spectral
+    /// entropy.
     AllValues,
 }
 

@@ -142,6 +142,27 @@ fn shared_window(segment: usize) -> Arc<[f64]> {
 /// segments need the last 5.
 const CACHED_SEGMENTS: usize = 8;
 
+/// Windows of up to this many segments look all of them up first and sum
+/// them in one pass ([`sum_scaled`]); longer ones add each after its lookup.
+const FUSED_SEGMENTS: usize = 4;
+
+/// `psd` = the sum of the periodograms `rows`, in order, times the
+/// one-sided density scale: one pass, the same additions in the same order
+/// as adding each row in turn to zeros (0 + q = q for these non-negative
+/// powers), so the same bits.
+#[inline(always)]
+fn sum_scaled<const R: usize>(psd: &mut [f64], rows: [&[f64]; R], scale: f64, n: usize) {
+    let sum_at = |i: usize| rows[1..].iter().fold(rows[0][i], |sum, row| sum + row[i]);
+    let last = psd.len() - 1;
+    let ends = (sum_at(0), sum_at(last));
+    let twice = 2.0 * scale;
+    let rows = rows.map(|row| &row[..psd.len()]);
+    for (i, p) in psd.iter_mut().enumerate() {
+        *p = rows[1..].iter().fold(rows[0][i], |sum, row| sum + row[i]) * twice;
+    }
+    rescale_ends(psd, ends, scale, n);
+}
+
 impl std::fmt::Debug for Welch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Welch").field("segment", &self.segment).finish()
@@ -225,38 +246,43 @@ impl Welch {
         // One-sided: every bin but DC (and Nyquist for even n) holds the
         // power of its negative-frequency twin too.
         let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
-        let twice = 2.0 * scale;
-        let last = psd.len() - 1;
-        if segments == 0 {
-            psd.fill(0.0);
-        }
-        for s in 0..segments {
-            // Each segment is added right after its lookup: a later lookup
-            // may reuse its cache slot.
-            let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64);
-            let power = &self.powers[slot];
-            if s == 0 {
-                // 0 + q = q for these non-negative powers: starting from
-                // the first segment gives the sums that zeros would.
-                psd.copy_from_slice(power);
-            } else if s + 1 < segments {
-                for (p, q) in psd.iter_mut().zip(power) {
-                    *p += q;
+        match segments {
+            0 => {
+                psd.fill(0.0);
+                rescale_ends(psd, (0.0, 0.0), scale, n);
+            }
+            1..=FUSED_SEGMENTS => {
+                let mut slots = [0; FUSED_SEGMENTS];
+                let mut pinned = 0u32;
+                for (s, slot) in slots.iter_mut().enumerate().take(segments) {
+                    *slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64, pinned);
+                    pinned |= 1 << *slot;
                 }
-            } else {
-                // The last sum and the scaling in one pass; DC and Nyquist
-                // are redone with their own scale.
-                let ends = (psd[0] + power[0], psd[last] + power[last]);
-                for (p, q) in psd.iter_mut().zip(power) {
-                    *p = (*p + q) * twice;
+                let powers = &self.powers;
+                let rows = |k: usize| powers[slots[k]].as_slice();
+                match segments {
+                    1 => sum_scaled(psd, [rows(0)], scale, n),
+                    2 => sum_scaled(psd, [rows(0), rows(1)], scale, n),
+                    3 => sum_scaled(psd, [rows(0), rows(1), rows(2)], scale, n),
+                    _ => sum_scaled(psd, [rows(0), rows(1), rows(2), rows(3)], scale, n),
                 }
+            }
+            _ => {
+                psd.fill(0.0);
+                for s in 0..segments {
+                    // Each segment is added right after its lookup: a later
+                    // lookup may reuse its cache slot.
+                    let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64, 0);
+                    for (p, q) in psd.iter_mut().zip(&self.powers[slot]) {
+                        *p += q;
+                    }
+                }
+                let last = psd.len() - 1;
+                let ends = (psd[0], psd[last]);
+                psd.iter_mut().for_each(|p| *p *= 2.0 * scale);
                 rescale_ends(psd, ends, scale, n);
-                return;
             }
         }
-        let ends = (psd[0], psd[last]);
-        psd.iter_mut().for_each(|p| *p *= twice);
-        rescale_ends(psd, ends, scale, n);
     }
 
     /// Drops the remembered segments.
@@ -265,14 +291,19 @@ impl Welch {
     }
 
     /// The cache slot holding |FFT(detrended, windowed segment)|² for the
-    /// segment starting at sample `start`, computed if not remembered.
+    /// segment starting at sample `start`, computed if not remembered into
+    /// a slot outside the bit set `pinned` (slots the caller still reads).
     #[inline(always)]
-    fn periodogram(&mut self, segment: &[f64], start: u64) -> usize {
+    fn periodogram(&mut self, segment: &[f64], start: u64, pinned: u32) -> usize {
         if let Some(slot) = self.keys.iter().position(|&key| key == Some(start)) {
             return slot;
         }
-        // Round robin: the oldest inserted segment is the earliest one.
-        let slot = self.next_slot;
+        // Round robin (the oldest inserted segment is the earliest one),
+        // skipping pinned slots: fewer than CACHED_SEGMENTS are pinned.
+        let mut slot = self.next_slot;
+        while pinned & (1 << slot) != 0 {
+            slot = (slot + 1) % CACHED_SEGMENTS;
+        }
         self.next_slot = (slot + 1) % CACHED_SEGMENTS;
         let n = self.segment;
         let (segment, window) = (&segment[..n], &self.window[..n]);
@@ -1081,11 +1112,18 @@ mod tests {
         let x: Vec<f64> = (0..2048)
             .map(|i| ((i * 7919) % 1000) as f64 * 0.01 - 5.0)
             .collect();
-        let (mut cached, mut fresh) = (Welch::new(128).unwrap(), Welch::new(128).unwrap());
-        for start in (0..=x.len() - 256).step_by(32) {
-            let window = &x[start..start + 256];
-            let ours = cached.psd_at(window, 128.0, start as u64).to_vec();
-            assert_eq!(ours, fresh.psd(window, 128.0), "window at {start}");
+        // 1 to 4 segments (looked up together, summed in one pass) and 5
+        // and 9 (added one by one), hops shorter than, equal to and longer
+        // than the segment step.
+        for window in [128, 192, 256, 320, 384, 640] {
+            for hop in [16, 32, 64, 96] {
+                let (mut cached, mut fresh) = (Welch::new(128).unwrap(), Welch::new(128).unwrap());
+                for start in (0..=x.len() - window).step_by(hop) {
+                    let w = &x[start..start + window];
+                    let ours = cached.psd_at(w, 128.0, start as u64).to_vec();
+                    assert_eq!(ours, fresh.psd(w, 128.0), "window {window}, hop {hop}, at {start}");
+                }
+            }
         }
     }
 

@@ -69,7 +69,8 @@ pub struct Welch {
     /// shorter than the segment step, consecutive windows share segments,
     /// and each is transformed once instead of once per window.
     keys: [Option<u64>; CACHED_SEGMENTS],
-    powers: Vec<Vec<f64>>,
+    /// Slot i's periodogram is `powers[i * bins..(i + 1) * bins]`.
+    powers: Vec<f64>,
     next_slot: usize,
 }
 
@@ -138,9 +139,12 @@ fn shared_window(segment: usize) -> Arc<[f64]> {
     })
 }
 
-/// Segments remembered by [`Welch::psd_at`]; 2 s / 250 ms windows with 1 s
-/// segments need the last 5.
-const CACHED_SEGMENTS: usize = 8;
+/// Segments remembered by [`Welch::psd_at`]. Windows of S segments with a
+/// hop of half the segment step (2 s / 250 ms windows, 1 s segments) need
+/// the last 2S − 1 = 5; any hop of at least the step needs S. Fewer slots
+/// than needed cost recomputed segments, never other values; more cost
+/// cache: 64 channels' periodograms are 64 × 6 × 520 bytes, 195 KiB.
+const CACHED_SEGMENTS: usize = 6;
 
 /// Windows of up to this many segments look all of them up first and sum
 /// them in one pass ([`sum_scaled`]); longer ones add each after its lookup.
@@ -181,7 +185,7 @@ impl Welch {
             transform: Transform::new(segment),
             psd: vec![0.0; segment / 2 + 1],
             keys: [None; CACHED_SEGMENTS],
-            powers: vec![vec![0.0; segment / 2 + 1]; CACHED_SEGMENTS],
+            powers: vec![0.0; CACHED_SEGMENTS * (segment / 2 + 1)],
             next_slot: 0,
             scale_per_hz: 1.0 / energy,
             window,
@@ -258,8 +262,8 @@ impl Welch {
                     *slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64, pinned);
                     pinned |= 1 << *slot;
                 }
-                let powers = &self.powers;
-                let rows = |k: usize| powers[slots[k]].as_slice();
+                let (powers, bins) = (&self.powers, psd.len());
+                let rows = |k: usize| &powers[slots[k] * bins..(slots[k] + 1) * bins];
                 match segments {
                     1 => sum_scaled(psd, [rows(0)], scale, n),
                     2 => sum_scaled(psd, [rows(0), rows(1)], scale, n),
@@ -273,7 +277,8 @@ impl Welch {
                     // Each segment is added right after its lookup: a later
                     // lookup may reuse its cache slot.
                     let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64, 0);
-                    for (p, q) in psd.iter_mut().zip(&self.powers[slot]) {
+                    let bins = psd.len();
+                    for (p, q) in psd.iter_mut().zip(&self.powers[slot * bins..(slot + 1) * bins]) {
                         *p += q;
                     }
                 }
@@ -307,7 +312,8 @@ impl Welch {
         self.next_slot = (slot + 1) % CACHED_SEGMENTS;
         let n = self.segment;
         let (segment, window) = (&segment[..n], &self.window[..n]);
-        let power = &mut self.powers[slot];
+        let bins = n / 2 + 1;
+        let power = &mut self.powers[slot * bins..(slot + 1) * bins];
         match &mut self.transform {
             Transform::Lanes(lanes) => lanes.compute(segment, window, power),
             Transform::RealFft {
@@ -1121,7 +1127,11 @@ mod tests {
                 for start in (0..=x.len() - window).step_by(hop) {
                     let w = &x[start..start + window];
                     let ours = cached.psd_at(w, 128.0, start as u64).to_vec();
-                    assert_eq!(ours, fresh.psd(w, 128.0), "window {window}, hop {hop}, at {start}");
+                    assert_eq!(
+                        ours,
+                        fresh.psd(w, 128.0),
+                        "window {window}, hop {hop}, at {start}"
+                    );
                 }
             }
         }

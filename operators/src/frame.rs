@@ -326,7 +326,7 @@ impl Frame {
     /// (all channels of a frame cover the same time span, up to one sample).
     pub fn duration_ns(&self) -> i64 {
         match (self.layout.channels.first(), self.counts.first()) {
-            (Some(spec), Some(&count)) => (f64::from(count) * 1e9 / spec.sample_rate).round() as i64,
+            (Some(spec), Some(&count)) => samples_to_ns(f64::from(count), spec.sample_rate),
             _ => 0,
         }
     }
@@ -378,9 +378,79 @@ impl fmt::Debug for Frame {
     }
 }
 
+/// The time `count` samples at `rate` Hz span, in whole ns:
+/// `(count · 1e9 / rate).round() as i64`, the one formula every operator
+/// uses for sample times, so that they agree to the nanosecond.
+#[inline]
+pub fn samples_to_ns(count: f64, rate: f64) -> i64 {
+    round_to_i64(count * 1e9 / rate)
+}
+
+/// `x.round() as i64` (halves away from zero, saturating, NaN to 0), the
+/// same value for every x, without `round`: on baseline x86-64 (no SSE4.1
+/// `roundsd`) that is a libm call, and windowed operators take two per
+/// record.
+#[inline]
+pub fn round_to_i64(x: f64) -> i64 {
+    // Truncation toward zero (saturating); below 2^53 in magnitude the
+    // fraction x − t is exact, above it x is whole and the fraction 0.
+    let t = x as i64;
+    let fraction = x - t as f64;
+    if fraction >= 0.5 {
+        t.saturating_add(1)
+    } else if fraction <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_to_i64_is_round_as_i64_everywhere() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut xs = vec![
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.499_999_999_999_999_94,
+            -0.499_999_999_999_999_94,
+            4_503_599_627_370_495.5,
+            9_007_199_254_740_993.0,
+            9.223_372_036_854_775e18,
+            -9.223_372_036_854_775_8e18,
+            1e19,
+            -1e19,
+            f64::MAX,
+            f64::MIN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            0.0,
+            -0.0,
+            5e-324,
+        ];
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = f64::from_bits(state);
+            // Any bits, and values with fractions, halves and sample times.
+            xs.extend([
+                x,
+                (state >> 20) as f64 / 8.0 - 1e12,
+                (state % 1_000_000) as f64 * 1e9 / 256.0,
+            ]);
+        }
+        for x in xs {
+            assert_eq!(round_to_i64(x), x.round() as i64, "{x:e}");
+        }
+    }
 
     fn layout() -> Arc<ChannelLayout> {
         Arc::new(ChannelLayout::new(vec![

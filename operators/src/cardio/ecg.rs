@@ -56,7 +56,7 @@ struct EcgChannel {
 
 impl EcgChannel {
     fn sample_ns(&self, k: u64) -> i64 {
-        self.anchor_ns + (k as f64 * 1e9 / self.rate).round() as i64
+        self.anchor_ns + crate::frame::samples_to_ns(k as f64, self.rate)
     }
 
     /// Starts a new segment at sample `k` (after a gap or discontinuity).

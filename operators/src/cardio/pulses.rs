@@ -20,7 +20,7 @@ struct PulseChannel {
 
 impl PulseChannel {
     fn sample_ns(&self, k: u64) -> i64 {
-        self.anchor_ns + (k as f64 * 1e9 / self.rate).round() as i64
+        self.anchor_ns + crate::frame::samples_to_ns(k as f64, self.rate)
     }
 }
 

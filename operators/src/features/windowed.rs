@@ -127,7 +127,7 @@ impl<C> ChannelWindow<C> {
     }
 
     fn sample_ns(&self, k: u64) -> i64 {
-        self.anchor_ns + (k as f64 * 1e9 / self.rate).round() as i64
+        self.anchor_ns + crate::frame::samples_to_ns(k as f64, self.rate)
     }
 
     /// A NaN sample: counted, and the window restarts after it.

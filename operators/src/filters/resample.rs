@@ -344,7 +344,7 @@ impl Operator for Resample {
         }
         state.pending_discontinuity = false;
         let rate = state.layout_out.channels.first().map_or(1.0, |c| c.sample_rate);
-        let start_ns = state.origin_ns + (first_output as f64 * 1e9 / rate).round() as i64;
+        let start_ns = state.origin_ns + crate::frame::samples_to_ns(first_output as f64, rate);
         match frame.reshape(state.layout_out.clone(), counts, samples) {
             Ok((old_counts, old_samples)) => {
                 self.spare_counts = old_counts;

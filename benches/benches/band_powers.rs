@@ -241,7 +241,10 @@ fn main() {
         works.map(|work| scipy_peer(raw, channels.len(), work))
     });
     let frames = frames_of(&specs, &channels, (rate * 0.040).round() as usize);
-    let windows = run_ours(&mut BandPowers::new(BandPowersConfig::eeg_default()), frames.clone());
+    let windows = run_ours(
+        &mut BandPowers::new(BandPowersConfig::eeg_default()),
+        frames.clone(),
+    );
     let expected = channels.len() * ((channels[0].len() - 256) / 32 + 1);
     assert_eq!(windows, expected, "same windows as the peer");
     println!(

@@ -149,6 +149,8 @@ const CACHED_SEGMENTS: usize = 6;
 /// Windows of up to this many segments look all of them up first and sum
 /// them in one pass ([`sum_scaled`]); longer ones add each after its lookup.
 const FUSED_SEGMENTS: usize = 4;
+// A lookup pins at most FUSED_SEGMENTS − 1 slots: one must stay free.
+const _: () = assert!(FUSED_SEGMENTS <= CACHED_SEGMENTS);
 
 /// `psd` = the sum of the periodograms `rows`, in order, times the
 /// one-sided density scale: one pass, the same additions in the same order

@@ -47,8 +47,8 @@ const RUNS: usize = 7;
 const ROUNDS: usize = 7;
 const RECORDING: &str = "edf/eegmmidb-style-64ch-128hz.edf";
 
-/// Runs every frame through a fresh operator; the number of records
-/// (channel-windows) it made.
+/// Runs `frames` through `op`; the number of records (channel-windows)
+/// it made.
 fn run_ours(op: &mut BandPowers, frames: Vec<Frame>) -> usize {
     let mut out = Output::default();
     let mut records = 0;

@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use crate::readers::{Annotation, ReadError};
+use sigfab_operators::frame::samples_to_ns;
 
 const SKIP: u16 = 59;
 const NUM: u16 = 60;
@@ -40,7 +41,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], fs: f64) -> Result<Vec<Annotation
         problem: problem.to_string(),
     };
     let word_at = |pos: usize| bytes.get(pos..pos + 2).map(|w| u16::from_le_bytes([w[0], w[1]]));
-    let to_ns = |sample: i64| (sample as f64 * 1e9 / fs).round() as i64;
+    let to_ns = |sample: i64| samples_to_ns(sample as f64, fs);
     let (mut out, mut time, mut chan) = (Vec::<Annotation>::new(), 0i64, 0usize);
     let mut pos = 0;
     while let Some(word) = word_at(pos) {

@@ -391,7 +391,7 @@ pub fn samples_to_ns(count: f64, rate: f64) -> i64 {
 /// `roundsd`) that is a libm call, and windowed operators take two per
 /// record.
 #[inline]
-pub fn round_to_i64(x: f64) -> i64 {
+fn round_to_i64(x: f64) -> i64 {
     // Truncation toward zero (saturating); below 2^53 in magnitude the
     // fraction x − t is exact, above it x is whole and the fraction 0.
     let t = x as i64;

@@ -253,10 +253,7 @@ impl Welch {
         // power of its negative-frequency twin too.
         let scale = self.scale_per_hz / (fs * segments.max(1) as f64);
         match segments {
-            0 => {
-                psd.fill(0.0);
-                rescale_ends(psd, (0.0, 0.0), scale, n);
-            }
+            0 => psd.fill(0.0),
             1..=FUSED_SEGMENTS => {
                 let mut slots = [0; FUSED_SEGMENTS];
                 let mut pinned = 0u32;
@@ -275,11 +272,11 @@ impl Welch {
             }
             _ => {
                 psd.fill(0.0);
+                let bins = psd.len();
                 for s in 0..segments {
                     // Each segment is added right after its lookup: a later
                     // lookup may reuse its cache slot.
                     let slot = self.periodogram(&x[s * step..s * step + n], first + (s * step) as u64, 0);
-                    let bins = psd.len();
                     for (p, q) in psd.iter_mut().zip(&self.powers[slot * bins..(slot + 1) * bins]) {
                         *p += q;
                     }
